@@ -1,0 +1,35 @@
+/** Every error the runtime throws carries a stable code, as ws does. */
+export type ErrorCode =
+  | "ERR_BADARG"
+  | "ERR_NOT_IN_PROCESS"
+  | "ERR_NOPROC"
+  | "ERR_NAME_TAKEN"
+  | "ERR_UNKNOWN_NAME"
+  | "ERR_BAD_RESULT";
+
+export class CorralError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = "CorralError";
+    this.code = code;
+  }
+}
+
+export function badarg(message: string): CorralError {
+  return new CorralError("ERR_BADARG", message);
+}
+
+/** A short, bounded rendering of a value for error messages and crash reports. */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 80 ? value.slice(0, 80) + "…" : value);
+  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
+  if (typeof value !== "object" || value === null) return String(value);
+  try {
+    const json = JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v));
+    if (json !== undefined) return json.length > 120 ? json.slice(0, 120) + "…" : json;
+  } catch {
+    // circular or otherwise not JSON: fall through to the constructor name
+  }
+  return `[object ${value.constructor?.name ?? "Object"}]`;
+}

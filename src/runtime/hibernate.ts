@@ -1,0 +1,197 @@
+import { deserialize, serialize } from "node:v8";
+import { runtimeLogger } from "./log.js";
+import { Pid, Ref } from "./pid.js";
+import type { Actor, Process } from "./process.js";
+
+/**
+ * Where hibernated state goes instead of the default in-process buffer: an LRU, a file, a
+ * database. `take` returns what `put` stored for that pid; `delete` drops it when a
+ * hibernated process dies without waking.
+ */
+export interface StateStore {
+  put(pid: Pid, state: unknown): void;
+  take(pid: Pid): unknown;
+  delete(pid: Pid): void;
+}
+
+/**
+ * A state evicted from the live heap: v8-serialized bytes, plus the pids and refs it held,
+ * kept by identity (v8 would turn them into plain objects and a timer ref could no longer
+ * be cancelled).
+ */
+class FrozenState {
+  constructor(
+    readonly bytes: Buffer,
+    readonly specials: (Pid | Ref)[] | null,
+  ) {}
+}
+
+/** Marks where a pid or ref stood; the value is its index in `specials`. */
+const SPECIAL = "\u0000corral.special";
+
+const ERROR_PROTOS = new Set<unknown>(
+  [Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError].map((c) => c.prototype),
+);
+
+/**
+ * Walks a state and decides whether v8 serialization gives it back unchanged. Class
+ * instances would come back as plain objects and functions or symbols cannot be cloned:
+ * such a state stays live. Sets `hasSpecials` when a pid or ref needs carrying across.
+ */
+class Scan {
+  readonly seen = new Set<object>();
+  hasSpecials = false;
+
+  evictable(v: unknown): boolean {
+    if (typeof v !== "object") return typeof v !== "function" && typeof v !== "symbol";
+    if (v === null || this.seen.has(v)) return true;
+    this.seen.add(v);
+    if (v instanceof Pid || v instanceof Ref) {
+      this.hasSpecials = true;
+      return true;
+    }
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto === Object.prototype || proto === null) {
+      if (Object.getOwnPropertySymbols(v).length > 0) return false;
+      for (const key in v) if (!this.evictable((v as Record<string, unknown>)[key])) return false;
+      return true;
+    }
+    if (Array.isArray(v)) {
+      if (proto !== Array.prototype) return false;
+      for (let i = 0; i < v.length; i++) if (!this.evictable(v[i])) return false;
+      return true;
+    }
+    if (proto === Map.prototype) {
+      for (const [k, val] of v as Map<unknown, unknown>) if (!this.evictable(k) || !this.evictable(val)) return false;
+      return true;
+    }
+    if (proto === Set.prototype) {
+      for (const item of v as Set<unknown>) if (!this.evictable(item)) return false;
+      return true;
+    }
+    return (
+      proto === Date.prototype ||
+      proto === RegExp.prototype ||
+      proto === ArrayBuffer.prototype ||
+      ArrayBuffer.isView(v) ||
+      ERROR_PROTOS.has(proto)
+    );
+  }
+}
+
+/** Copies a state, replacing each pid and ref with a marker; shared and cyclic references stay shared. */
+function markSpecials(v: unknown, copies: Map<object, unknown>, specials: (Pid | Ref)[]): unknown {
+  if (typeof v !== "object" || v === null) return v;
+  const done = copies.get(v);
+  if (done !== undefined) return done;
+  if (v instanceof Pid || v instanceof Ref) {
+    const marker = { [SPECIAL]: specials.push(v) - 1 };
+    copies.set(v, marker);
+    return marker;
+  }
+  if (Array.isArray(v)) {
+    const out: unknown[] = new Array(v.length);
+    copies.set(v, out);
+    for (let i = 0; i < v.length; i++) out[i] = markSpecials(v[i], copies, specials);
+    return out;
+  }
+  if (v instanceof Map) {
+    const out = new Map<unknown, unknown>();
+    copies.set(v, out);
+    for (const [k, val] of v) out.set(markSpecials(k, copies, specials), markSpecials(val, copies, specials));
+    return out;
+  }
+  if (v instanceof Set) {
+    const out = new Set<unknown>();
+    copies.set(v, out);
+    for (const item of v) out.add(markSpecials(item, copies, specials));
+    return out;
+  }
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return v;
+  const out: Record<string, unknown> = Object.create(proto) as Record<string, unknown>;
+  copies.set(v, out);
+  for (const key in v) out[key] = markSpecials((v as Record<string, unknown>)[key], copies, specials);
+  return out;
+}
+
+function specialOf(v: unknown, specials: (Pid | Ref)[]): Pid | Ref | undefined {
+  if (typeof v !== "object" || v === null || !(SPECIAL in v)) return undefined;
+  return specials[(v as Record<string, number>)[SPECIAL]!];
+}
+
+/** Puts the pids and refs back where their markers stand, in place. */
+function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>): unknown {
+  const special = specialOf(v, specials);
+  if (special !== undefined) return special;
+  if (typeof v !== "object" || v === null || seen.has(v)) return v;
+  seen.add(v);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = restoreSpecials(v[i], specials, seen);
+  } else if (v instanceof Map) {
+    const entries = Array.from(v);
+    v.clear();
+    for (const [k, val] of entries) v.set(restoreSpecials(k, specials, seen), restoreSpecials(val, specials, seen));
+  } else if (v instanceof Set) {
+    const items = Array.from(v);
+    v.clear();
+    for (const item of items) v.add(restoreSpecials(item, specials, seen));
+  } else {
+    const o = v as Record<string, unknown>;
+    for (const key in o) o[key] = restoreSpecials(o[key], specials, seen);
+  }
+  return v;
+}
+
+/** Serializes a state, or returns null when serialization would change or lose it. */
+export function freezeState(state: unknown): FrozenState | null {
+  const scan = new Scan();
+  if (!scan.evictable(state)) return null;
+  if (!scan.hasSpecials) return new FrozenState(serialize(state), null);
+  const specials: (Pid | Ref)[] = [];
+  const marked = markSpecials(state, new Map(), specials);
+  return new FrozenState(serialize(marked), specials);
+}
+
+export function thawState(frozen: FrozenState): unknown {
+  const value: unknown = deserialize(frozen.bytes);
+  return frozen.specials === null ? value : restoreSpecials(value, frozen.specials, new Set());
+}
+
+/** Behaviours already warned about a state that cannot be evicted: one warning each. */
+const warned = new WeakSet<Actor>();
+
+/** @internal Moves a process's state out of the live heap; false when it must stay live. */
+export function evictState(p: Process): boolean {
+  if (p.stateStore !== undefined) {
+    p.stateStore.put(p.pid, p.state);
+    p.state = undefined;
+    return true;
+  }
+  const state = p.state;
+  if (typeof state !== "object" || state === null) return true;
+  const frozen = freezeState(state);
+  if (frozen === null) {
+    if (!warned.has(p.actor)) {
+      warned.add(p.actor);
+      runtimeLogger().warn(
+        { pid: p.pid.toString(), behaviour: p.actor.name },
+        "hibernate: state holds functions, symbols or class instances that v8 serialization would lose; it stays live (give the process a StateStore to evict it anyway)",
+      );
+    }
+    return false;
+  }
+  p.state = frozen;
+  return true;
+}
+
+/** @internal Brings a hibernated state back before the next callback. */
+export function restoreState(p: Process): void {
+  if (p.stateStore !== undefined) p.state = p.stateStore.take(p.pid);
+  else if (p.state instanceof FrozenState) p.state = thawState(p.state);
+}
+
+/** The bytes a hibernated process holds in place of its state (0 when live or in a store). */
+export function frozenSize(state: unknown): number {
+  return state instanceof FrozenState ? state.bytes.byteLength : 0;
+}

@@ -1,0 +1,669 @@
+import { CorralError, badarg, describe } from "./errors.js";
+import { leaveAllGroups } from "./groups.js";
+import { evictState, restoreState, type StateStore } from "./hibernate.js";
+import { runtimeLogger } from "./log.js";
+import { livePids, newPid, Pid, Ref } from "./pid.js";
+import { lookupName, registerProcess, unregisterProcess } from "./registry.js";
+import { isResult, type Result } from "./result.js";
+import { schedule } from "./scheduler.js";
+import { cancelProcessTimers, cancelTimerRef } from "./timers.js";
+
+/** Why a process ended. "killed" is what "kill" becomes; "noproc" and "noconnection" come from the runtime. */
+export type ExitReason =
+  | "normal"
+  | "shutdown"
+  | "kill"
+  | "killed"
+  | "noproc"
+  | "noconnection"
+  | { readonly shutdown: unknown }
+  | { readonly crash: Error };
+
+/** Delivered to a monitoring process when the monitored one ends. */
+export interface DownMessage {
+  readonly type: "DOWN";
+  readonly ref: Ref;
+  readonly pid: Pid;
+  readonly reason: ExitReason;
+}
+
+/** Delivered to a process that traps exits instead of the exit signal. */
+export interface ExitMessage {
+  readonly type: "EXIT";
+  readonly from: Pid;
+  readonly reason: ExitReason;
+}
+
+/** A gen_server-like process: callbacks run one message at a time, never re-entrantly. */
+export interface ProcessBehavior<S, M = unknown, A = unknown> {
+  init(arg: A): S | Result<S> | PromiseLike<S | Result<S>>;
+  handleInfo(msg: M, state: S): Result<S> | PromiseLike<Result<S>>;
+  terminate?(reason: ExitReason, state: S): void;
+}
+
+/** What an async-function process is given: its pid and Erlang's selective receive. */
+export interface ReceiveContext<M = unknown> {
+  readonly self: Pid;
+  /** The oldest message matching `pred` (any message without one); unmatched ones stay queued in order. */
+  receive(): Promise<M>;
+  receive<T extends M>(pred: (msg: M) => msg is T): Promise<T>;
+  receive(pred: (msg: M) => boolean): Promise<M>;
+  /** With `after`: resolves to undefined when nothing matched within timeoutMs. */
+  receive<T extends M>(pred: ((msg: M) => msg is T) | undefined, timeoutMs: number): Promise<T | undefined>;
+  receive(pred: ((msg: M) => boolean) | undefined, timeoutMs: number): Promise<M | undefined>;
+}
+
+export type ProcessFunction<M = unknown, A = unknown> = (ctx: ReceiveContext<M>, arg: A) => unknown;
+
+export interface SpawnOptions {
+  /** Register the new process under this name before it runs. */
+  readonly name?: string;
+  /** Start with exits trapped, as process_flag(trap_exit, true) in init would. */
+  readonly trapExit?: boolean;
+  /** Where hibernated state goes; default: v8-serialized into a buffer held by the process. */
+  readonly stateStore?: StateStore;
+}
+
+/**
+ * @internal How one kind of process runs: the callback behaviour, the receive loop, and
+ * the actors in src/actors (the WebSocket connection). `handle` returns a thenable to hold
+ * the mailbox until it settles.
+ */
+export interface Actor {
+  readonly name: string;
+  /** A receive-loop actor takes its own messages with ctx.receive; the run loop only starts it. */
+  readonly receiveLoop: boolean;
+  start(p: Process, arg: unknown): PromiseLike<unknown> | void;
+  handle(p: Process, msg: unknown): PromiseLike<unknown> | void;
+  terminate(p: Process, reason: ExitReason): void;
+}
+
+// Process flags: one small integer instead of a field per boolean keeps a process small.
+const QUEUED = 1;
+const RUNNING = 2;
+const BUSY = 4;
+const STARTED = 8;
+const TRAP_EXIT = 16;
+const HIBERNATE_NEXT = 32;
+const HIBERNATED = 64;
+const DEAD = 128;
+
+/** A pending receive of an async-function process. */
+/** @internal */
+export interface Waiter {
+  pred: ((msg: unknown) => boolean) | undefined;
+  resolve: (msg: unknown) => void;
+  timer: Ref | null;
+}
+
+const EMPTY_QUEUE: unknown[] = [];
+const COMPACT_AT = 1024;
+
+/** Monitor references know both ends so either end's exit can clean them up. */
+export class Monitor extends Ref {
+  /** @internal */
+  watcher: Process;
+  /** @internal */
+  target: Process;
+
+  /** @internal */
+  constructor(watcher: Process, target: Process) {
+    super();
+    this.watcher = watcher;
+    this.target = target;
+  }
+}
+
+export class Process {
+  readonly pid: Pid;
+  readonly actor: Actor;
+  /** The actor's state; while hibernated, what evictState left in its place. */
+  state: unknown = undefined;
+  flags = 0;
+  /** The mailbox: a queue read from `head`; shared empty array while idle. */
+  mailbox: unknown[] = EMPTY_QUEUE;
+  head = 0;
+  /** A pending exit: set by an exit signal or a stop result, acted on by the run loop. */
+  exitSignal: ExitReason | undefined = undefined;
+  links: Set<Process> | null = null;
+  /** Monitors this process holds on others. */
+  monitors: Set<Monitor> | null = null;
+  /** Monitors others hold on this process. */
+  monitoredBy: Set<Monitor> | null = null;
+  name: string | undefined = undefined;
+  groups: string[] | null = null;
+  /** Head of the intrusive list of timers aimed at this process (timers.ts). */
+  timers: Ref | null = null;
+  waiter: Waiter | null = null;
+  stateStore: StateStore | undefined;
+  handled = 0;
+
+  constructor(actor: Actor, stateStore: StateStore | undefined) {
+    this.actor = actor;
+    this.stateStore = stateStore;
+    this.pid = newPid(this);
+  }
+
+  get alive(): boolean {
+    return (this.flags & DEAD) === 0;
+  }
+
+  get hibernated(): boolean {
+    return (this.flags & HIBERNATED) !== 0;
+  }
+
+  get trapsExits(): boolean {
+    return (this.flags & TRAP_EXIT) !== 0;
+  }
+
+  /** Messages waiting in the mailbox. */
+  get queueLength(): number {
+    return this.mailbox.length - this.head;
+  }
+
+  /** Ask for the state to be evicted once this turn ends with an empty mailbox. */
+  requestHibernate(): void {
+    this.flags |= HIBERNATE_NEXT;
+  }
+
+  /** The callback result ended the process. */
+  stopSelf(reason: ExitReason): void {
+    if (this.exitSignal === undefined) this.exitSignal = reason;
+  }
+
+  /**
+   * One turn of the run loop: pending exit first, then init, then up to `batch` messages.
+   * Returns the work done, for the scheduler's budget.
+   */
+  run(batch: number): number {
+    this.flags &= ~QUEUED;
+    if (this.flags & DEAD) return 1;
+    if (this.exitSignal !== undefined) {
+      this.die(this.exitSignal);
+      return 1;
+    }
+    if ((this.flags & STARTED) === 0) return this.start();
+    if (this.flags & BUSY) return 1;
+    let n = 0;
+    while (n < batch && this.head < this.mailbox.length) {
+      const msg = this.dequeue();
+      if (this.flags & HIBERNATED) this.wake();
+      this.flags |= RUNNING;
+      current = this;
+      let pending: PromiseLike<unknown> | void;
+      try {
+        pending = this.actor.handle(this, msg);
+      } catch (err) {
+        current = null;
+        this.flags &= ~RUNNING;
+        this.crash(err, msg);
+        return n + 1;
+      }
+      current = null;
+      this.flags &= ~RUNNING;
+      n++;
+      this.handled++;
+      if (this.exitSignal !== undefined) {
+        this.die(this.exitSignal);
+        return n;
+      }
+      if (pending !== undefined) {
+        this.hold(pending, msg);
+        return n;
+      }
+    }
+    this.endTurn();
+    return n === 0 ? 1 : n;
+  }
+
+  private start(): number {
+    this.flags |= STARTED | RUNNING;
+    current = this;
+    let pending: PromiseLike<unknown> | void;
+    try {
+      pending = this.actor.start(this, this.startArg);
+    } catch (err) {
+      current = null;
+      this.flags &= ~RUNNING;
+      this.crash(err, undefined);
+      return 1;
+    }
+    current = null;
+    this.flags &= ~RUNNING;
+    this.startArg = undefined;
+    if (this.exitSignal !== undefined) this.die(this.exitSignal);
+    else if (pending !== undefined) this.hold(pending, undefined);
+    else this.endTurn();
+    return 1;
+  }
+
+  /** @internal The spawn argument, kept only until init has run. */
+  startArg: unknown = undefined;
+
+  /** A callback returned a promise: the mailbox waits until it settles. */
+  private hold(pending: PromiseLike<unknown>, msg: unknown): void {
+    this.flags |= BUSY;
+    pending.then(
+      () => {
+        if (this.flags & DEAD) return;
+        this.flags &= ~BUSY;
+        if (this.exitSignal !== undefined) this.die(this.exitSignal);
+        else if (!this.actor.receiveLoop) this.endTurn();
+      },
+      (err: unknown) => {
+        if (this.flags & DEAD) return;
+        this.flags &= ~BUSY;
+        this.crash(err, msg);
+      },
+    );
+  }
+
+  /** After a turn: more mail → back in the run queue; none and asked to → hibernate. */
+  private endTurn(): void {
+    if (this.head < this.mailbox.length) {
+      this.enqueueSelf();
+    } else if (this.flags & HIBERNATE_NEXT) {
+      this.flags &= ~HIBERNATE_NEXT;
+      if (evictState(this)) this.flags |= HIBERNATED;
+    }
+  }
+
+  private wake(): void {
+    this.flags &= ~HIBERNATED;
+    restoreState(this);
+  }
+
+  /** @internal The state as the actor should see it, waking the process if it sleeps. */
+  liveState(): unknown {
+    if (this.flags & HIBERNATED) this.wake();
+    return this.state;
+  }
+
+  private enqueueSelf(): void {
+    if ((this.flags & (QUEUED | RUNNING | BUSY | DEAD)) === 0 && !this.actor.receiveLoop) {
+      this.flags |= QUEUED;
+      schedule(this);
+    }
+  }
+
+  /** Puts a message in the mailbox (or straight into a waiting receive). */
+  deliver(msg: unknown): void {
+    if (this.flags & DEAD) return;
+    const waiter = this.waiter;
+    if (waiter !== null && (waiter.pred === undefined || waiter.pred(msg))) {
+      this.takeWaiter(waiter);
+      this.handled++;
+      waiter.resolve(msg);
+      return;
+    }
+    if (this.mailbox === EMPTY_QUEUE) this.mailbox = [msg];
+    else this.mailbox.push(msg);
+    this.enqueueSelf();
+  }
+
+  private dequeue(): unknown {
+    const q = this.mailbox;
+    const msg = q[this.head];
+    q[this.head++] = undefined;
+    if (this.head === q.length) {
+      this.mailbox = EMPTY_QUEUE;
+      this.head = 0;
+    } else if (this.head >= COMPACT_AT && this.head * 2 >= q.length) {
+      q.copyWithin(0, this.head);
+      q.length -= this.head;
+      this.head = 0;
+    }
+    return msg;
+  }
+
+  /** Removes and returns the first queued message matching pred (selective receive). */
+  takeMatching(pred: ((msg: unknown) => boolean) | undefined): { found: boolean; msg: unknown } {
+    const q = this.mailbox;
+    for (let i = this.head; i < q.length; i++) {
+      const msg = q[i];
+      if (pred === undefined || pred(msg)) {
+        if (i === this.head) this.dequeue();
+        else q.splice(i, 1);
+        this.handled++;
+        return { found: true, msg };
+      }
+    }
+    return { found: false, msg: undefined };
+  }
+
+  /** @internal Installs a pending receive; a timed one is cleared by the timer module. */
+  setWaiter(waiter: Waiter): void {
+    this.waiter = waiter;
+  }
+
+  /** @internal */
+  takeWaiter(waiter: Waiter): void {
+    this.waiter = null;
+    if (waiter.timer !== null) cancelTimerRef(waiter.timer);
+  }
+
+  /** An exit signal arrives (from a link or exit/2). */
+  signal(from: Pid, reason: ExitReason, viaLink: boolean): void {
+    if (this.flags & DEAD) return;
+    if (reason === "kill" && !viaLink) {
+      this.pendExit("killed");
+    } else if (this.flags & TRAP_EXIT) {
+      this.deliver({ type: "EXIT", from, reason: reason === "kill" ? "killed" : reason } satisfies ExitMessage);
+    } else if (reason === "normal") {
+      // A normal exit signal is ignored, unless a process sends it to itself (exit(self(), "normal")).
+      if (!viaLink && from === this.pid) this.pendExit("normal");
+    } else {
+      this.pendExit(reason === "kill" ? "killed" : reason);
+    }
+  }
+
+  private pendExit(reason: ExitReason): void {
+    if (this.exitSignal === undefined || reason === "killed") this.exitSignal = reason;
+    if (this.flags & (QUEUED | RUNNING)) return;
+    this.flags |= QUEUED;
+    schedule(this);
+  }
+
+  /** A callback threw or its promise rejected: the process ends with { crash }. */
+  crash(err: unknown, msg: unknown): void {
+    const error = err instanceof Error ? err : new Error(`non-error thrown: ${describe(err)}`, { cause: err });
+    this.die({ crash: error });
+    runtimeLogger().error(
+      { pid: this.pid.toString(), behaviour: this.actor.name, err: error, message: describe(msg) },
+      "process crashed",
+    );
+  }
+
+  /** The one way a process ends: terminate, then free everything, then tell links and monitors. */
+  die(reason: ExitReason): void {
+    if (this.flags & DEAD) return;
+    this.flags |= DEAD;
+    if (reason !== "killed" && (this.flags & STARTED) !== 0) {
+      current = this;
+      try {
+        this.actor.terminate(this, reason);
+      } catch (err) {
+        runtimeLogger().error({ pid: this.pid.toString(), behaviour: this.actor.name, err }, "terminate threw");
+      }
+      current = null;
+    }
+    livePids.delete(this.pid.id);
+    this.pid.proc = null;
+    if (this.name !== undefined) unregisterProcess(this);
+    if (this.groups !== null) leaveAllGroups(this);
+    if (this.timers !== null) cancelProcessTimers(this);
+    if (this.waiter !== null) this.takeWaiter(this.waiter);
+    if (this.flags & HIBERNATED) this.stateStore?.delete(this.pid);
+    this.state = undefined;
+    this.mailbox = EMPTY_QUEUE;
+    this.head = 0;
+    if (this.monitors !== null) {
+      for (const m of this.monitors) m.target.monitoredBy?.delete(m);
+      this.monitors = null;
+    }
+    const links = this.links;
+    this.links = null;
+    if (links !== null) {
+      for (const other of links) {
+        other.links?.delete(this);
+        other.signal(this.pid, reason, true);
+      }
+    }
+    const watchers = this.monitoredBy;
+    this.monitoredBy = null;
+    if (watchers !== null) {
+      for (const m of watchers) {
+        m.watcher.monitors?.delete(m);
+        m.watcher.deliver({ type: "DOWN", ref: m, pid: this.pid, reason } satisfies DownMessage);
+      }
+    }
+  }
+}
+
+/** The process whose callback is running; null between callbacks. */
+let current: Process | null = null;
+
+/** @internal The running process, or null. */
+export function currentProcess(): Process | null {
+  return current;
+}
+
+/** @internal The calling process; throws a clear Error naming fn outside one. */
+export function callerProcess(fn: string): Process {
+  if (current === null) {
+    throw new CorralError(
+      "ERR_NOT_IN_PROCESS",
+      `${fn}() called outside a process: call it inside a callback, or capture the pid first (const me = self()) and use it after an await`,
+    );
+  }
+  return current;
+}
+
+/** The calling process's pid. Valid in a callback's synchronous part. */
+export function self(): Pid {
+  return callerProcess("self").pid;
+}
+
+/** @internal Starts a process for an actor. */
+export function spawnActor(actor: Actor, arg: unknown, opts: SpawnOptions | undefined): Process {
+  const p = new Process(actor, opts?.stateStore);
+  p.startArg = arg;
+  if (opts?.trapExit === true) p.flags |= TRAP_EXIT;
+  if (opts?.name !== undefined) {
+    try {
+      registerProcess(opts.name, p);
+    } catch (err) {
+      livePids.delete(p.pid.id);
+      p.pid.proc = null;
+      throw err;
+    }
+  }
+  p.flags |= QUEUED;
+  schedule(p);
+  return p;
+}
+
+/** Resolves a destination; undefined for a dead or remote pid (sends to those are dropped, as in Erlang). */
+function resolve(dest: Pid | string, fn: string): Process | undefined {
+  if (dest instanceof Pid) return dest.proc ?? undefined;
+  if (typeof dest === "string") {
+    const p = lookupName(dest);
+    if (p === undefined) throw new CorralError("ERR_UNKNOWN_NAME", `${fn}: no process registered as ${JSON.stringify(dest)}`);
+    return p;
+  }
+  throw badarg(`${fn}: destination must be a Pid or a registered name, got ${describe(dest)}`);
+}
+
+/** Erlang's `!`: asynchronous, ordered per sender; to a dead pid it is dropped. */
+export function send(dest: Pid | string, msg: unknown): void {
+  const p = dest instanceof Pid ? dest.proc : resolve(dest, "send");
+  if (p) p.deliver(msg);
+}
+
+/** @internal Resolves a pid to its live local process. */
+export function processOf(pid: Pid): Process | undefined {
+  return pid.proc ?? undefined;
+}
+
+function checkPid(pid: unknown, fn: string): Pid {
+  if (!(pid instanceof Pid)) throw badarg(`${fn}: expected a Pid, got ${describe(pid)}`);
+  return pid;
+}
+
+/** Links the caller and pid both ways. A dead pid: EXIT noproc if trapping, else throws ERR_NOPROC. */
+export function link(pid: Pid): void {
+  const me = callerProcess("link");
+  const other = checkPid(pid, "link").proc;
+  if (other === me) return;
+  if (other === null) {
+    if (me.flags & TRAP_EXIT) me.deliver({ type: "EXIT", from: pid, reason: "noproc" } satisfies ExitMessage);
+    else throw new CorralError("ERR_NOPROC", `link: ${pid} is not alive`);
+    return;
+  }
+  linkProcesses(me, other);
+}
+
+export function unlink(pid: Pid): void {
+  const me = callerProcess("unlink");
+  const other = checkPid(pid, "unlink").proc;
+  if (other === null || other === me) return;
+  me.links?.delete(other);
+  other.links?.delete(me);
+}
+
+/** Monitors pid; exactly one DOWN follows, at once with "noproc" (or "noconnection" when remote) for a dead pid. */
+export function monitor(pid: Pid): Ref {
+  const me = callerProcess("monitor");
+  return monitorFrom(me, checkPid(pid, "monitor"));
+}
+
+/** @internal */
+export function monitorFrom(me: Process, pid: Pid): Ref {
+  const target = pid.proc;
+  if (target === null) {
+    const ref = new Ref();
+    const reason: ExitReason = pid.node === me.pid.node ? "noproc" : "noconnection";
+    me.deliver({ type: "DOWN", ref, pid, reason } satisfies DownMessage);
+    return ref;
+  }
+  const m = new Monitor(me, target);
+  (me.monitors ??= new Set()).add(m);
+  (target.monitoredBy ??= new Set()).add(m);
+  return m;
+}
+
+/** Removes a monitor; a DOWN already in the mailbox stays unless flush is set. Returns whether it was active. */
+export function demonitor(ref: Ref, opts?: { flush?: boolean }): boolean {
+  const me = callerProcess("demonitor");
+  if (!(ref instanceof Ref)) throw badarg(`demonitor: expected a Ref, got ${describe(ref)}`);
+  let active = false;
+  if (ref instanceof Monitor && ref.watcher === me && me.monitors?.delete(ref) === true) {
+    ref.target.monitoredBy?.delete(ref);
+    active = true;
+  }
+  if (opts?.flush === true) {
+    me.takeMatching((msg) => isDown(msg) && msg.ref === ref);
+  }
+  return active;
+}
+
+const EXIT_STRINGS = new Set(["normal", "shutdown", "kill", "killed", "noproc", "noconnection"]);
+
+/** True for the exit reasons of API.md §1 (and the runtime's own). */
+export function isExitReason(reason: unknown): reason is ExitReason {
+  if (typeof reason === "string") return EXIT_STRINGS.has(reason);
+  if (typeof reason !== "object" || reason === null) return false;
+  const keys = Object.keys(reason);
+  if (keys.length !== 1) return false;
+  if (keys[0] === "shutdown") return true;
+  return keys[0] === "crash" && (reason as { crash: unknown }).crash instanceof Error;
+}
+
+/** Erlang's exit/2: sends an exit signal to pid from the caller (or from the runtime outside a process). */
+export function exit(pid: Pid, reason: ExitReason): void {
+  checkPid(pid, "exit");
+  if (!isExitReason(reason)) {
+    throw badarg(`exit: invalid reason ${describe(reason)}; use "normal", "shutdown", { shutdown: x }, "kill" or { crash: Error }`);
+  }
+  const target = pid.proc;
+  if (target === null) return;
+  // Outside any process there is no sender: it acts as the target's own exit(self(), reason).
+  target.signal(current?.pid ?? target.pid, reason, false);
+}
+
+/** process_flag(trap_exit, on) for the caller; returns the previous value. */
+export function trapExit(on: boolean): boolean {
+  const me = callerProcess("trapExit");
+  if (typeof on !== "boolean") throw badarg(`trapExit: expected a boolean, got ${describe(on)}`);
+  const was = (me.flags & TRAP_EXIT) !== 0;
+  if (on) me.flags |= TRAP_EXIT;
+  else me.flags &= ~TRAP_EXIT;
+  return was;
+}
+
+export function isAlive(pid: Pid): boolean {
+  return checkPid(pid, "isAlive").proc !== null;
+}
+
+/** Every live local process. */
+export function processes(): Pid[] {
+  return Array.from(livePids.values());
+}
+
+/** How many local processes are alive (without building the list). */
+export function processCount(): number {
+  return livePids.size;
+}
+
+export function isDown(msg: unknown): msg is DownMessage {
+  return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "DOWN" && "ref" in msg;
+}
+
+export function isExit(msg: unknown): msg is ExitMessage {
+  return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "EXIT" && "from" in msg;
+}
+
+export type ProcessStatus = "runnable" | "running" | "waiting" | "hibernated" | "exiting";
+
+export interface ProcessInfo {
+  readonly pid: Pid;
+  readonly behaviour: string;
+  readonly status: ProcessStatus;
+  readonly messageQueueLen: number;
+  readonly messagesHandled: number;
+  readonly registeredName: string | undefined;
+  readonly links: Pid[];
+  readonly monitors: Ref[];
+  readonly monitoredBy: Pid[];
+  readonly groups: string[];
+  readonly trapExit: boolean;
+  readonly hibernated: boolean;
+}
+
+/** A snapshot of one process, or undefined when it is not alive. */
+export function processInfo(pid: Pid): ProcessInfo | undefined {
+  const p = checkPid(pid, "processInfo").proc;
+  if (p === null) return undefined;
+  const f = p.flags;
+  const status: ProcessStatus =
+    p.exitSignal !== undefined ? "exiting"
+    : f & RUNNING ? "running"
+    : f & HIBERNATED ? "hibernated"
+    : f & (QUEUED | BUSY) ? "runnable"
+    : "waiting";
+  return {
+    pid: p.pid,
+    behaviour: p.actor.name,
+    status,
+    messageQueueLen: p.queueLength,
+    messagesHandled: p.handled,
+    registeredName: p.name,
+    links: p.links === null ? [] : Array.from(p.links, (l) => l.pid),
+    monitors: p.monitors === null ? [] : Array.from(p.monitors),
+    monitoredBy: p.monitoredBy === null ? [] : Array.from(p.monitoredBy, (m) => m.watcher.pid),
+    groups: p.groups === null ? [] : [...p.groups],
+    trapExit: (f & TRAP_EXIT) !== 0,
+    hibernated: (f & HIBERNATED) !== 0,
+  };
+}
+
+/** @internal Links two live processes both ways. */
+export function linkProcesses(a: Process, b: Process): void {
+  (a.links ??= new Set()).add(b);
+  (b.links ??= new Set()).add(a);
+}
+
+/** @internal Applies a callback result to the process; anything else is a crash naming the value. */
+export function applyResult(p: Process, result: unknown, callback: string): void {
+  if (!isResult(result)) {
+    throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} returned ${describe(result)}; expected ok(state) or stop(state)`);
+  }
+  p.state = result.state;
+  if (result.type === "stop") {
+    const reason = result.reason ?? "normal";
+    if (!isExitReason(reason)) throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} stopped with invalid reason ${describe(reason)}`);
+    p.stopSelf(reason);
+  } else if (result.hibernate === true) {
+    p.requestHibernate();
+  }
+}

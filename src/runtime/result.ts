@@ -1,0 +1,36 @@
+import type { ExitReason } from "./process.js";
+
+/** Continue with a new state; `hibernate` evicts it until the next message (API.md §3). */
+export interface Ok<S> {
+  readonly type: "ok";
+  readonly state: S;
+  readonly hibernate?: boolean;
+}
+
+/** End the process: "normal" unless a reason is given. */
+export interface Stop<S> {
+  readonly type: "stop";
+  readonly state: S;
+  readonly reason?: ExitReason;
+}
+
+export type Result<S> = Ok<S> | Stop<S>;
+
+export interface HibernateOption {
+  readonly hibernate?: boolean;
+}
+
+export function ok<S>(state: S, opts?: HibernateOption): Ok<S> {
+  return { type: "ok", state, hibernate: opts?.hibernate === true };
+}
+
+export function stop<S>(state: S, reason?: ExitReason): Stop<S> {
+  return reason === undefined ? { type: "stop", state } : { type: "stop", state, reason };
+}
+
+/** True for anything shaped like a result object; init() uses it to tell a state from a result. */
+export function isResult(value: unknown): value is Result<unknown> {
+  if (typeof value !== "object" || value === null || !("state" in value)) return false;
+  const type = (value as { type?: unknown }).type;
+  return type === "ok" || type === "stop";
+}

@@ -1,0 +1,48 @@
+import type { Process } from "./process.js";
+
+/** Messages one process may handle per turn before the next runnable process gets its turn. */
+export const BATCH = 64;
+/** Work units per run of the loop before it yields to I/O with setImmediate. */
+export const BUDGET = 4096;
+
+/** The run queue: runnable processes in order, read from `head`. */
+let queue: Process[] = [];
+let head = 0;
+/** A drain is already due (microtask or setImmediate): new work just joins the queue. */
+let due = false;
+
+/** Queues a runnable process; the caller has set its QUEUED flag. */
+export function schedule(p: Process): void {
+  queue.push(p);
+  if (!due) {
+    due = true;
+    queueMicrotask(drain);
+  }
+}
+
+/**
+ * Runs queued processes until the queue is empty or the budget is spent; then the rest
+ * waits for setImmediate, so sockets and timers get their turn between budgets.
+ */
+function drain(): void {
+  let budget = BUDGET;
+  while (head < queue.length) {
+    const p = queue[head]!;
+    queue[head++] = undefined as unknown as Process;
+    budget -= p.run(BATCH);
+    if (budget <= 0 && head < queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+      setImmediate(drain);
+      return;
+    }
+  }
+  queue.length = 0;
+  head = 0;
+  due = false;
+}
+
+/** Processes waiting in the run queue (for stats and tests). */
+export function runQueueLength(): number {
+  return queue.length - head;
+}

@@ -1,0 +1,262 @@
+import { performance } from "node:perf_hooks";
+import { badarg, describe } from "./errors.js";
+import { lookupName } from "./registry.js";
+import { Pid, Ref } from "./pid.js";
+import type { Process } from "./process.js";
+
+/** What startTimer delivers: Erlang's {timeout, Ref, Msg}. */
+export interface TimeoutMessage<M = unknown> {
+  readonly type: "timeout";
+  readonly ref: Ref;
+  readonly msg: M;
+}
+
+/** Timers fired per slice before the rest waits for setImmediate, so I/O is not starved. */
+const FIRE_SLICE = 20_000;
+
+/**
+ * An armed timer is its own Ref: cancel and read find it without a lookup table.
+ * Timers sit in buckets by due millisecond; a min-heap of due milliseconds drives one
+ * Node timer for the whole runtime. Timers aimed at a pid also sit on that process's
+ * intrusive list, so they die with it in O(their number).
+ */
+class Timer extends Ref {
+  dest: Pid | string;
+  msg: unknown;
+  /** Due time, whole ms on the performance clock; also the bucket key. */
+  due: number;
+  /** Index in its bucket, -1 once fired or cancelled. */
+  slot = -1;
+  /** Deliver { type: "timeout", ref, msg } (startTimer) or msg itself (sendAfter). */
+  wrap: boolean;
+  prev: Timer | null = null;
+  next: Timer | null = null;
+
+  constructor(dest: Pid | string, msg: unknown, due: number, wrap: boolean) {
+    super();
+    this.dest = dest;
+    this.msg = msg;
+    this.due = due;
+    this.wrap = wrap;
+  }
+}
+
+const buckets = new Map<number, Timer[]>();
+/** Min-heap of due ms with a bucket; may hold keys whose bucket was emptied (skipped when popped). */
+const heap: number[] = [];
+let armed = 0;
+let nodeTimer: NodeJS.Timeout | null = null;
+let nodeTimerDue = Infinity;
+let firing = false;
+
+function heapPush(key: number): void {
+  let i = heap.push(key) - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (heap[parent]! <= key) break;
+    heap[i] = heap[parent]!;
+    i = parent;
+  }
+  heap[i] = key;
+}
+
+function heapPop(): void {
+  const last = heap.pop()!;
+  const n = heap.length;
+  if (n === 0) return;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= n) break;
+    const r = l + 1;
+    const c = r < n && heap[r]! < heap[l]! ? r : l;
+    if (heap[c]! >= last) break;
+    heap[i] = heap[c]!;
+    i = c;
+  }
+  heap[i] = last;
+}
+
+function checkDelay(ms: unknown, fn: string): number {
+  if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
+    throw badarg(`${fn}: delay must be a finite number of ms >= 0, got ${describe(ms)}`);
+  }
+  return ms;
+}
+
+function checkDest(dest: unknown, fn: string): Pid | string {
+  if (dest instanceof Pid || typeof dest === "string") return dest;
+  throw badarg(`${fn}: destination must be a Pid or a registered name, got ${describe(dest)}`);
+}
+
+function arm(ms: number, dest: Pid | string, msg: unknown, wrap: boolean): Timer {
+  const due = Math.ceil(performance.now() + ms);
+  const t = new Timer(dest, msg, due, wrap);
+  if (dest instanceof Pid) {
+    const owner = dest.proc;
+    // A timer aimed at a dead pid would deliver nowhere: it is born cancelled (readTimer → false).
+    if (owner === null) return t;
+    const head = owner.timers as Timer | null;
+    t.next = head;
+    if (head !== null) head.prev = t;
+    owner.timers = t;
+  }
+  let bucket = buckets.get(due);
+  if (bucket === undefined) {
+    bucket = [];
+    buckets.set(due, bucket);
+    heapPush(due);
+  }
+  t.slot = bucket.push(t) - 1;
+  armed++;
+  if (due < nodeTimerDue && !firing) setNodeTimer(due);
+  return t;
+}
+
+function setNodeTimer(due: number): void {
+  if (nodeTimer !== null) clearTimeout(nodeTimer);
+  nodeTimerDue = due;
+  nodeTimer = setTimeout(fire, Math.max(0, due - performance.now()));
+}
+
+/** Takes an armed timer out of its bucket (swap-remove: O(1)). */
+function removeFromBucket(t: Timer): void {
+  const bucket = buckets.get(t.due)!;
+  const last = bucket.pop()!;
+  if (last !== t) {
+    bucket[t.slot] = last;
+    last.slot = t.slot;
+  }
+  if (bucket.length === 0) buckets.delete(t.due);
+  t.slot = -1;
+  armed--;
+}
+
+/** Takes a timer out of its bucket and its process's list. */
+function disarm(t: Timer): void {
+  removeFromBucket(t);
+  unlinkFromOwner(t);
+}
+
+function unlinkFromOwner(t: Timer): void {
+  if (!(t.dest instanceof Pid)) return;
+  if (t.prev !== null) t.prev.next = t.next;
+  else {
+    const owner = t.dest.proc;
+    if (owner !== null && owner.timers === t) owner.timers = t.next;
+  }
+  if (t.next !== null) t.next.prev = t.prev;
+  t.prev = null;
+  t.next = null;
+}
+
+/** The Node timer fired: deliver every due bucket, a slice at a time. */
+function fire(): void {
+  nodeTimer = null;
+  nodeTimerDue = Infinity;
+  firing = true;
+  const now = performance.now();
+  let budget = FIRE_SLICE;
+  while (heap.length > 0 && heap[0]! <= now && budget > 0) {
+    const key = heap[0]!;
+    const bucket = buckets.get(key);
+    if (bucket === undefined) {
+      heapPop();
+      continue;
+    }
+    // Deliver from the end so a partly fired bucket stays valid for the next slice.
+    while (bucket.length > 0 && budget > 0) {
+      const t = bucket.pop()!;
+      t.slot = -1;
+      armed--;
+      unlinkFromOwner(t);
+      budget--;
+      deliverTimer(t);
+    }
+    if (bucket.length === 0) {
+      buckets.delete(key);
+      heapPop();
+    }
+  }
+  firing = false;
+  if (heap.length > 0) {
+    if (budget === 0) {
+      nodeTimerDue = -1;
+      setImmediate(resumeFiring);
+    } else {
+      setNodeTimer(heap[0]!);
+    }
+  }
+}
+
+function resumeFiring(): void {
+  fire();
+}
+
+function deliverTimer(t: Timer): void {
+  const dest = t.dest;
+  const p: Process | undefined = dest instanceof Pid ? (dest.proc ?? undefined) : lookupName(dest);
+  if (p === undefined) return;
+  p.deliver(t.wrap ? ({ type: "timeout", ref: t, msg: t.msg } satisfies TimeoutMessage) : t.msg);
+  t.msg = undefined;
+}
+
+/** Erlang's start_timer: after ms, dest gets { type: "timeout", ref, msg }. */
+export function startTimer(ms: number, dest: Pid | string, msg: unknown): Ref {
+  return arm(checkDelay(ms, "startTimer"), checkDest(dest, "startTimer"), msg, true);
+}
+
+/** Erlang's send_after: after ms, dest gets msg itself. */
+export function sendAfter(ms: number, dest: Pid | string, msg: unknown): Ref {
+  return arm(checkDelay(ms, "sendAfter"), checkDest(dest, "sendAfter"), msg, false);
+}
+
+function remaining(t: Timer): number {
+  return Math.max(0, Math.ceil(t.due - performance.now()));
+}
+
+/** Cancels a timer: the ms that were left, or false if it already fired or was cancelled. */
+export function cancelTimer(ref: Ref): number | false {
+  if (!(ref instanceof Ref)) throw badarg(`cancelTimer: expected a Ref, got ${describe(ref)}`);
+  if (!(ref instanceof Timer) || ref.slot < 0) return false;
+  const left = remaining(ref);
+  disarm(ref);
+  ref.msg = undefined;
+  return left;
+}
+
+/** The ms left on a timer, or false if it already fired or was cancelled. */
+export function readTimer(ref: Ref): number | false {
+  if (!(ref instanceof Ref)) throw badarg(`readTimer: expected a Ref, got ${describe(ref)}`);
+  if (!(ref instanceof Timer) || ref.slot < 0) return false;
+  return remaining(ref);
+}
+
+/** Type guard for the message startTimer delivers. */
+export function isTimeout(msg: unknown): msg is TimeoutMessage {
+  return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "timeout" && (msg as { ref?: unknown }).ref instanceof Ref;
+}
+
+/** Armed timers in the whole runtime (for stats and leak checks). */
+export function timerCount(): number {
+  return armed;
+}
+
+/** @internal A process ended: its timers go with it. */
+export function cancelProcessTimers(p: Process): void {
+  let t = p.timers as Timer | null;
+  p.timers = null;
+  while (t !== null) {
+    const next = t.next;
+    t.prev = null;
+    t.next = null;
+    if (t.slot >= 0) removeFromBucket(t);
+    t.msg = undefined;
+    t = next;
+  }
+}
+
+/** @internal Cancels a timer the runtime armed for itself (a receive's `after`). */
+export function cancelTimerRef(ref: Ref): void {
+  if (ref instanceof Timer && ref.slot >= 0) disarm(ref);
+}
