@@ -1,1 +1,22 @@
 export * from "./runtime/index.js";
+export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./actors/frames.js";
+export type { HeaderValue, HttpOk, ParsedHeaders, PartialReq, Peer, Req } from "./actors/req.js";
+export type { Handler, HttpHandler } from "./actors/request.js";
+export {
+  commands,
+  reply,
+  upgrade,
+  DEFAULT_MAX_BUFFERED_AMOUNT,
+  type CallResult,
+  type Command,
+  type Commands,
+  type InitResult,
+  type Reply,
+  type TerminateReason,
+  type Upgrade,
+  type WebSocketHandler,
+  type WebSocketOptions,
+  type WebSocketResult,
+} from "./actors/websocket.js";
+export { startClear, stopListener, type Listener, type ProtocolOptions, type TransportOptions } from "./server/listener.js";
+export { compileRoutes, type Dispatch, type HostRoute, type PathRoute } from "./server/router.js";

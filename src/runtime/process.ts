@@ -1,7 +1,7 @@
 import { CorralError, badarg, describe } from "./errors.js";
 import { leaveAllGroups } from "./groups.js";
 import { evictState, restoreState, type StateStore } from "./hibernate.js";
-import { runtimeLogger } from "./log.js";
+import { runtimeLogger, type Logger } from "./log.js";
 import { livePids, newPid, Pid, Ref } from "./pid.js";
 import { lookupName, registerProcess, unregisterProcess } from "./registry.js";
 import { isResult, type Result } from "./result.js";
@@ -71,10 +71,13 @@ export interface SpawnOptions {
  */
 export interface Actor {
   readonly name: string;
+  /** Where this process's crash reports go; default: the runtime's logger. */
+  readonly logger?: Logger;
   /** A receive-loop actor takes its own messages with ctx.receive; the run loop only starts it. */
   readonly receiveLoop: boolean;
   start(p: Process, arg: unknown): PromiseLike<unknown> | void;
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void;
+  /** Runs once when a started process ends, for every reason ("killed" included). */
   terminate(p: Process, reason: ExitReason): void;
 }
 
@@ -368,7 +371,7 @@ export class Process {
   crash(err: unknown, msg: unknown): void {
     const error = err instanceof Error ? err : new Error(`non-error thrown: ${describe(err)}`, { cause: err });
     this.die({ crash: error });
-    runtimeLogger().error(
+    (this.actor.logger ?? runtimeLogger()).error(
       { pid: this.pid.toString(), behaviour: this.actor.name, err: error, message: describe(msg) },
       "process crashed",
     );
@@ -378,12 +381,14 @@ export class Process {
   die(reason: ExitReason): void {
     if (this.flags & DEAD) return;
     this.flags |= DEAD;
-    if (reason !== "killed" && (this.flags & STARTED) !== 0) {
+    // Actors always hear of the end (a connection must free its socket even when killed);
+    // each decides whether its user callback runs for the reason.
+    if ((this.flags & STARTED) !== 0) {
       current = this;
       try {
         this.actor.terminate(this, reason);
       } catch (err) {
-        runtimeLogger().error({ pid: this.pid.toString(), behaviour: this.actor.name, err }, "terminate threw");
+        (this.actor.logger ?? runtimeLogger()).error({ pid: this.pid.toString(), behaviour: this.actor.name, err }, "terminate threw");
       }
       current = null;
     }

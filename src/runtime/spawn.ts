@@ -51,7 +51,7 @@ class CallbackActor implements Actor {
   }
 
   terminate(p: Process, reason: ExitReason): void {
-    this.behavior.terminate?.(reason, p.liveState());
+    if (reason !== "killed") this.behavior.terminate?.(reason, p.liveState());
   }
 }
 

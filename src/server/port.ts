@@ -1,0 +1,205 @@
+import type { IncomingMessage } from "node:http";
+import type { EventEmitter } from "node:events";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import { ReceivedFrame, type Frame } from "../actors/frames.js";
+import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
+import type { Pid } from "../runtime/pid.js";
+import { send } from "../runtime/process.js";
+import type { HttpReq } from "./req.js";
+
+const TEXT = { binary: false, compress: false, fin: true };
+const TEXT_DEFLATE = { binary: false, compress: true, fin: true };
+const BINARY = { binary: true, compress: false, fin: true };
+const BINARY_DEFLATE = { binary: true, compress: true, fin: true };
+
+/** The terminate reason for an error ws's receiver raised (it has already sent the close frame). */
+function errorReason(err: Error & { code?: string }): TerminateReason {
+  switch (err.code) {
+    case "WS_ERR_INVALID_UTF8":
+      return { error: "badencoding" };
+    case "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH":
+    case "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH":
+      return { error: "badsize" };
+    default:
+      return { error: "badframe" };
+  }
+}
+
+/** A WebSocket connection's socket, implemented with ws (DESIGN.md: the port). */
+export class WsPort implements WebSocketPort {
+  lastActivity = performance.now();
+  pid: Pid | null = null;
+  /** What happened before attach (only an early close can): delivered on attach. */
+  private early: PortClosed | null = null;
+  private readonly ws: WebSocket;
+  private readonly socket: Duplex;
+
+  constructor(ws: WebSocket, socket: Duplex, onGone: (port: WsPort) => void) {
+    this.ws = ws;
+    this.socket = socket;
+    // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
+    ws.pause();
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      this.deliver(isBinary ? new ReceivedFrame("binary", data) : new ReceivedFrame("text", data.toString()));
+    });
+    ws.on("ping", (data: Buffer) => this.deliver(new ReceivedFrame("ping", data)));
+    ws.on("pong", (data: Buffer) => this.deliver(new ReceivedFrame("pong", data)));
+    ws.on("error", (err: Error) => this.closed(errorReason(err)));
+    // Cowboy ends the connection as soon as the client's close frame is in, not when TCP closes:
+    // ws's receiver says so with 'conclude' (ws echoes the frame itself).
+    (ws as unknown as { _receiver?: EventEmitter })._receiver?.on("conclude", (code: number, reason: Buffer) => {
+      this.closed(code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } });
+    });
+    ws.on("close", () => {
+      this.closed({ error: "closed" });
+      onGone(this);
+    });
+    socket.on("data", () => {
+      this.lastActivity = performance.now();
+    });
+  }
+
+  private deliver(msg: ReceivedFrame | PortClosed): void {
+    if (this.pid !== null) send(this.pid, msg);
+  }
+
+  /** The first reason wins: a close frame or a protocol error comes before the TCP close that follows it. */
+  private closed(reason: TerminateReason): void {
+    if (this.early !== null) return;
+    this.early = new PortClosed(reason);
+    this.deliver(this.early);
+  }
+
+  attach(pid: Pid): void {
+    this.pid = pid;
+    if (this.early !== null) send(pid, this.early);
+  }
+
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
+  }
+
+  send(frame: Exclude<Frame, { type: "close" }>, compress: boolean): void {
+    const ws = this.ws;
+    switch (frame.type) {
+      case "text":
+        ws.send(frame.data, compress ? TEXT_DEFLATE : TEXT);
+        return;
+      case "binary":
+        ws.send(frame.data, compress ? BINARY_DEFLATE : BINARY);
+        return;
+      case "ping":
+        ws.ping(frame.data);
+        return;
+      case "pong":
+        ws.pong(frame.data);
+        return;
+    }
+  }
+
+  close(code: number | undefined, reason: string | undefined): void {
+    if (code === undefined) this.ws.close();
+    else this.ws.close(code, reason);
+  }
+
+  destroy(): void {
+    this.ws.terminate();
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  setMaxFrameSize(bytes: number): void {
+    const max = bytes === Infinity ? 0 : bytes;
+    // ws fixes maxPayload per server; a runtime change reaches into its receiver and inflater.
+    const internals = this.ws as unknown as {
+      _receiver?: { _maxPayload: number };
+      _extensions?: Record<string, { _maxPayload?: number }>;
+    };
+    if (internals._receiver) internals._receiver._maxPayload = max;
+    const deflate = internals._extensions?.["permessage-deflate"];
+    if (deflate !== undefined) deflate._maxPayload = max;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+}
+
+/** One ws server (noServer) per set of per-connection options that ws fixes at the handshake. */
+const servers = new Map<string, WebSocketServer>();
+/** The Req of a request being upgraded, so ws's handshake hooks can read its response headers. */
+const upgrading = new WeakMap<IncomingMessage, HttpReq>();
+
+function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
+  const key = `${opts.maxFrameSize}|${opts.validateUtf8}|${opts.compress}`;
+  let wss = servers.get(key);
+  if (wss !== undefined) return wss;
+  wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    maxPayload: opts.maxFrameSize === Infinity ? 0 : opts.maxFrameSize,
+    skipUTF8Validation: !opts.validateUtf8,
+    perMessageDeflate: opts.compress ? {} : false,
+    // Cowboy picks no subprotocol by itself: only the one init set goes out.
+    handleProtocols: (_offered, raw) => {
+      const chosen = upgrading.get(raw)?.respHeaders.get("sec-websocket-protocol");
+      return chosen === undefined ? false : String(chosen);
+    },
+  });
+  wss.on("headers", (headers: string[], raw: IncomingMessage) => {
+    const req = upgrading.get(raw);
+    if (req === undefined) return;
+    for (const [name, value] of req.respHeaders) {
+      if (name === "sec-websocket-protocol") continue;
+      for (const v of Array.isArray(value) ? value : [value]) headers.push(`${name}: ${v}`);
+    }
+  });
+  servers.set(key, wss);
+  return wss;
+}
+
+/**
+ * Completes the handshake with ws and gives the port, or null when ws refused it or the
+ * socket died first (ws then answers or drops the socket itself, without calling back).
+ */
+export function completeUpgrade(
+  req: HttpReq,
+  raw: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  opts: ResolvedWebSocketOptions,
+  onGone: (port: WsPort) => void,
+  done: (port: WsPort | null) => void,
+): void {
+  let called = false;
+  const onClose = (): void => {
+    if (called) return;
+    called = true;
+    done(null);
+  };
+  if (!socket.readable || !socket.writable) {
+    onClose();
+    return;
+  }
+  socket.once("close", onClose);
+  upgrading.set(raw, req);
+  serverFor(opts).handleUpgrade(raw, socket, head, (ws) => {
+    upgrading.delete(raw);
+    socket.off("close", onClose);
+    if (called) return;
+    called = true;
+    req.replied = true;
+    done(new WsPort(ws, socket, onGone));
+  });
+}
