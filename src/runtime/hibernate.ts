@@ -29,14 +29,11 @@ class FrozenState {
 /** Marks where a pid or ref stood; the value is its index in `specials`. */
 const SPECIAL = "\u0000corral.special";
 
-const ERROR_PROTOS = new Set<unknown>(
-  [Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError].map((c) => c.prototype),
-);
-
 /**
  * Walks a state and decides whether v8 serialization gives it back unchanged. Class
- * instances would come back as plain objects and functions or symbols cannot be cloned:
- * such a state stays live. Sets `hasSpecials` when a pid or ref needs carrying across.
+ * instances and null-prototype objects would come back as plain objects, Errors lose their
+ * own properties, functions and symbols cannot be cloned: such a state stays live. Sets
+ * `hasSpecials` when a pid or ref needs carrying across.
  */
 class Scan {
   readonly seen = new Set<object>();
@@ -51,14 +48,10 @@ class Scan {
       return true;
     }
     const proto: unknown = Object.getPrototypeOf(v);
-    if (proto === Object.prototype || proto === null) {
+    if (proto === Object.prototype || proto === Array.prototype) {
       if (Object.getOwnPropertySymbols(v).length > 0) return false;
+      // for-in covers an array's elements and any extra properties it carries.
       for (const key in v) if (!this.evictable((v as Record<string, unknown>)[key])) return false;
-      return true;
-    }
-    if (Array.isArray(v)) {
-      if (proto !== Array.prototype) return false;
-      for (let i = 0; i < v.length; i++) if (!this.evictable(v[i])) return false;
       return true;
     }
     if (proto === Map.prototype) {
@@ -69,13 +62,7 @@ class Scan {
       for (const item of v as Set<unknown>) if (!this.evictable(item)) return false;
       return true;
     }
-    return (
-      proto === Date.prototype ||
-      proto === RegExp.prototype ||
-      proto === ArrayBuffer.prototype ||
-      ArrayBuffer.isView(v) ||
-      ERROR_PROTOS.has(proto)
-    );
+    return proto === Date.prototype || proto === RegExp.prototype || proto === ArrayBuffer.prototype || ArrayBuffer.isView(v);
   }
 }
 
@@ -107,9 +94,8 @@ function markSpecials(v: unknown, copies: Map<object, unknown>, specials: (Pid |
     for (const item of v) out.add(markSpecials(item, copies, specials));
     return out;
   }
-  const proto: unknown = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return v;
-  const out: Record<string, unknown> = Object.create(proto) as Record<string, unknown>;
+  if (Object.getPrototypeOf(v) !== Object.prototype) return v;
+  const out: Record<string, unknown> = {};
   copies.set(v, out);
   for (const key in v) out[key] = markSpecials((v as Record<string, unknown>)[key], copies, specials);
   return out;
@@ -126,6 +112,7 @@ function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>)
   if (special !== undefined) return special;
   if (typeof v !== "object" || v === null || seen.has(v)) return v;
   seen.add(v);
+  const proto: unknown = Object.getPrototypeOf(v);
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) v[i] = restoreSpecials(v[i], specials, seen);
   } else if (v instanceof Map) {
@@ -136,7 +123,7 @@ function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>)
     const items = Array.from(v);
     v.clear();
     for (const item of items) v.add(restoreSpecials(item, specials, seen));
-  } else {
+  } else if (proto === Object.prototype) {
     const o = v as Record<string, unknown>;
     for (const key in o) o[key] = restoreSpecials(o[key], specials, seen);
   }
@@ -147,10 +134,14 @@ function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>)
 export function freezeState(state: unknown): FrozenState | null {
   const scan = new Scan();
   if (!scan.evictable(state)) return null;
-  if (!scan.hasSpecials) return new FrozenState(serialize(state), null);
-  const specials: (Pid | Ref)[] = [];
-  const marked = markSpecials(state, new Map(), specials);
-  return new FrozenState(serialize(marked), specials);
+  try {
+    if (!scan.hasSpecials) return new FrozenState(serialize(state), null);
+    const specials: (Pid | Ref)[] = [];
+    return new FrozenState(serialize(markSpecials(state, new Map(), specials)), specials);
+  } catch {
+    // Whatever the scan missed that v8 refuses: the state stays live, never lost.
+    return null;
+  }
 }
 
 export function thawState(frozen: FrozenState): unknown {

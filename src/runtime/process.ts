@@ -190,11 +190,12 @@ export class Process {
     let n = 0;
     while (n < batch && this.head < this.mailbox.length) {
       const msg = this.dequeue();
-      if (this.flags & HIBERNATED) this.wake();
-      this.flags |= RUNNING;
+      // Hibernation is one-shot: only the last callback's result decides.
+      this.flags = (this.flags & ~HIBERNATE_NEXT) | RUNNING;
       current = this;
       let pending: PromiseLike<unknown> | void;
       try {
+        if (this.flags & HIBERNATED) this.wake();
         pending = this.actor.handle(this, msg);
       } catch (err) {
         current = null;

@@ -29,7 +29,12 @@ function drain(): void {
   while (head < queue.length) {
     const p = queue[head]!;
     queue[head++] = undefined as unknown as Process;
-    budget -= p.run(BATCH);
+    try {
+      budget -= p.run(BATCH);
+    } catch (err) {
+      // A fault in the runtime itself: end that process rather than stall every other one.
+      p.crash(err, undefined);
+    }
     if (budget <= 0 && head < queue.length) {
       queue = queue.slice(head);
       head = 0;

@@ -13,6 +13,8 @@ export interface TimeoutMessage<M = unknown> {
 
 /** Timers fired per slice before the rest waits for setImmediate, so I/O is not starved. */
 const FIRE_SLICE = 20_000;
+/** Node's setTimeout takes at most this; a longer wait is re-armed in steps. */
+const MAX_NODE_DELAY = 2 ** 31 - 1;
 
 /**
  * An armed timer is its own Ref: cancel and read find it without a lookup table.
@@ -41,7 +43,15 @@ class Timer extends Ref {
   }
 }
 
-const buckets = new Map<number, Timer[]>();
+/** Timers due in one millisecond, in arming order; a cancelled one leaves a hole, so order holds. */
+class Bucket {
+  readonly timers: (Timer | null)[] = [];
+  live = 0;
+  /** Where firing resumes after a slice. */
+  next = 0;
+}
+
+const buckets = new Map<number, Bucket>();
 /** Min-heap of due ms with a bucket; may hold keys whose bucket was emptied (skipped when popped). */
 const heap: number[] = [];
 let armed = 0;
@@ -103,11 +113,12 @@ function arm(ms: number, dest: Pid | string, msg: unknown, wrap: boolean): Timer
   }
   let bucket = buckets.get(due);
   if (bucket === undefined) {
-    bucket = [];
+    bucket = new Bucket();
     buckets.set(due, bucket);
     heapPush(due);
   }
-  t.slot = bucket.push(t) - 1;
+  t.slot = bucket.timers.push(t) - 1;
+  bucket.live++;
   armed++;
   if (due < nodeTimerDue && !firing) setNodeTimer(due);
   return t;
@@ -116,18 +127,14 @@ function arm(ms: number, dest: Pid | string, msg: unknown, wrap: boolean): Timer
 function setNodeTimer(due: number): void {
   if (nodeTimer !== null) clearTimeout(nodeTimer);
   nodeTimerDue = due;
-  nodeTimer = setTimeout(fire, Math.max(0, due - performance.now()));
+  nodeTimer = setTimeout(fire, Math.min(MAX_NODE_DELAY, Math.max(0, due - performance.now())));
 }
 
-/** Takes an armed timer out of its bucket (swap-remove: O(1)). */
+/** Takes an armed timer out of its bucket: O(1), leaving a hole. */
 function removeFromBucket(t: Timer): void {
   const bucket = buckets.get(t.due)!;
-  const last = bucket.pop()!;
-  if (last !== t) {
-    bucket[t.slot] = last;
-    last.slot = t.slot;
-  }
-  if (bucket.length === 0) buckets.delete(t.due);
+  bucket.timers[t.slot] = null;
+  if (--bucket.live === 0) buckets.delete(t.due);
   t.slot = -1;
   armed--;
 }
@@ -150,7 +157,7 @@ function unlinkFromOwner(t: Timer): void {
   t.next = null;
 }
 
-/** The Node timer fired: deliver every due bucket, a slice at a time. */
+/** The Node timer fired: deliver every due bucket in order, a slice at a time. */
 function fire(): void {
   nodeTimer = null;
   nodeTimerDue = Infinity;
@@ -164,17 +171,22 @@ function fire(): void {
       heapPop();
       continue;
     }
-    // Deliver from the end so a partly fired bucket stays valid for the next slice.
-    while (bucket.length > 0 && budget > 0) {
-      const t = bucket.pop()!;
+    const timers = bucket.timers;
+    let i = bucket.next;
+    for (; i < timers.length && budget > 0; i++) {
+      const t = timers[i];
+      if (t === null || t === undefined) continue;
+      timers[i] = null;
       t.slot = -1;
+      bucket.live--;
       armed--;
       unlinkFromOwner(t);
       budget--;
       deliverTimer(t);
     }
-    if (bucket.length === 0) {
-      buckets.delete(key);
+    bucket.next = i;
+    if (i >= timers.length) {
+      if (buckets.get(key) === bucket) buckets.delete(key);
       heapPop();
     }
   }
@@ -211,8 +223,9 @@ export function sendAfter(ms: number, dest: Pid | string, msg: unknown): Ref {
   return arm(checkDelay(ms, "sendAfter"), checkDest(dest, "sendAfter"), msg, false);
 }
 
+/** Whole ms left; due was rounded up when armed, so rounding down never reports more than the delay. */
 function remaining(t: Timer): number {
-  return Math.max(0, Math.ceil(t.due - performance.now()));
+  return Math.max(0, Math.floor(t.due - performance.now()));
 }
 
 /** Cancels a timer: the ms that were left, or false if it already fired or was cancelled. */
