@@ -294,7 +294,7 @@ export class Process {
   deliver(msg: unknown): void {
     if (this.flags & DEAD) return;
     const waiter = this.waiter;
-    if (waiter !== null && (waiter.pred === undefined || waiter.pred(msg))) {
+    if (waiter !== null && this.matches(waiter, msg)) {
       this.takeWaiter(waiter);
       this.handled++;
       waiter.resolve(msg);
@@ -303,6 +303,22 @@ export class Process {
     if (this.mailbox === EMPTY_QUEUE) this.mailbox = [msg];
     else this.mailbox.push(msg);
     this.enqueueSelf();
+  }
+
+  /**
+   * Runs a receive pattern for a message on its way in. The pattern is the receiver's code
+   * running in the sender's call: if it throws, the receiver crashes, never the sender.
+   */
+  private matches(waiter: Waiter, msg: unknown): boolean {
+    if (waiter.pred === undefined) return true;
+    try {
+      return waiter.pred(msg);
+    } catch (err) {
+      const error = toError(err);
+      this.report(error, msg);
+      this.pendExit({ crash: error });
+      return false;
+    }
   }
 
   private dequeue(): unknown {
@@ -368,10 +384,15 @@ export class Process {
     schedule(this);
   }
 
-  /** A callback threw or its promise rejected: the process ends with { crash }. */
+  /** A callback threw or its promise rejected: the process ends with { crash }, then one crash report. */
   crash(err: unknown, msg: unknown): void {
-    const error = err instanceof Error ? err : new Error(`non-error thrown: ${describe(err)}`, { cause: err });
+    if (this.flags & DEAD) return;
+    const error = toError(err);
     this.die({ crash: error });
+    this.report(error, msg);
+  }
+
+  private report(error: Error, msg: unknown): void {
     (this.actor.logger ?? runtimeLogger()).error(
       { pid: this.pid.toString(), behaviour: this.actor.name, err: error, message: describe(msg) },
       "process crashed",
@@ -385,13 +406,14 @@ export class Process {
     // Actors always hear of the end (a connection must free its socket even when killed);
     // each decides whether its user callback runs for the reason.
     if ((this.flags & STARTED) !== 0) {
+      const caller = current;
       current = this;
       try {
         this.actor.terminate(this, reason);
       } catch (err) {
         (this.actor.logger ?? runtimeLogger()).error({ pid: this.pid.toString(), behaviour: this.actor.name, err }, "terminate threw");
       }
-      current = null;
+      current = caller;
     }
     livePids.delete(this.pid.id);
     this.pid.proc = null;
@@ -428,6 +450,13 @@ export class Process {
 
 /** The process whose callback is running; null between callbacks. */
 let current: Process | null = null;
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(`non-error thrown: ${describe(err)}`, { cause: err });
+}
+
+/** The sender of exit signals that come from outside any process (Erlang's shell, say): `<node.0>`. */
+let outside: Pid | undefined;
 
 /** @internal The running process, or null. */
 export function currentProcess(): Process | null {
@@ -573,8 +602,7 @@ export function exit(pid: Pid, reason: ExitReason): void {
   }
   const target = pid.proc;
   if (target === null) return;
-  // Outside any process there is no sender: it acts as the target's own exit(self(), reason).
-  target.signal(current?.pid ?? target.pid, reason, false);
+  target.signal(current?.pid ?? (outside ??= new Pid(target.pid.node, 0, null)), reason, false);
 }
 
 /** process_flag(trap_exit, on) for the caller; returns the previous value. */
@@ -635,6 +663,7 @@ export function processInfo(pid: Pid): ProcessInfo | undefined {
     p.exitSignal !== undefined ? "exiting"
     : f & RUNNING ? "running"
     : f & HIBERNATED ? "hibernated"
+    : p.waiter !== null ? "waiting"
     : f & (QUEUED | BUSY) ? "runnable"
     : "waiting";
   return {

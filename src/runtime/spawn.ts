@@ -16,6 +16,7 @@ import {
   type Waiter,
 } from "./process.js";
 import { isResult } from "./result.js";
+import { BUDGET } from "./scheduler.js";
 import { sendAfter } from "./timers.js";
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -99,7 +100,7 @@ class Context implements ReceiveContext<unknown> {
     if (!p.alive) return NEVER;
     if (p.waiter !== null) throw badarg("receive: this process is already waiting in receive");
     const hit = p.takeMatching(pred);
-    if (hit.found) return Promise.resolve(hit.msg as never);
+    if (hit.found) return resolveQueued(hit.msg);
     if (timeoutMs === 0) return Promise.resolve(undefined as never);
     const waiting = new Promise<unknown>((resolve) => {
       const waiter: Waiter = { pred, resolve, timer: null };
@@ -112,6 +113,22 @@ class Context implements ReceiveContext<unknown> {
     });
     return waiting.then((msg) => (msg instanceof ReceiveTimeout ? undefined : msg)) as Promise<never>;
   }
+}
+
+/**
+ * A receive that finds its message queued resolves at once; a loop of those is one long
+ * microtask chain, so every BUDGET of them waits for setImmediate and I/O gets its turn.
+ */
+let immediateReceives = 0;
+
+function resolveQueued(msg: unknown): Promise<never> {
+  if (++immediateReceives < BUDGET) return Promise.resolve(msg as never);
+  return new Promise<never>((resolve) =>
+    setImmediate(() => {
+      immediateReceives = 0;
+      resolve(msg as never);
+    }),
+  );
 }
 
 /** The runtime's own message that ends a receive's `after`. */
