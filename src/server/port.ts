@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket } from "ws";
+import { WebSocketServer, type ServerOptions, type WebSocket } from "ws";
 import { ReceivedFrame, type Frame } from "../actors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
@@ -34,10 +34,13 @@ export class WsPort implements WebSocketPort {
   private early: PortClosed | null = null;
   private readonly ws: WebSocket;
   private readonly socket: Duplex;
+  /** With permessage-deflate ws may hold frames back while it compresses. */
+  private readonly deflating: boolean;
 
   constructor(ws: WebSocket, socket: Duplex, onGone: (port: WsPort) => void) {
     this.ws = ws;
     this.socket = socket;
+    this.deflating = ws.extensions.includes("permessage-deflate");
     // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
     ws.pause();
     ws.on("message", (data: Buffer, isBinary: boolean) => {
@@ -46,10 +49,16 @@ export class WsPort implements WebSocketPort {
     ws.on("ping", (data: Buffer) => this.deliver(new ReceivedFrame("ping", data)));
     ws.on("pong", (data: Buffer) => this.deliver(new ReceivedFrame("pong", data)));
     ws.on("error", (err: Error) => this.closed(errorReason(err)));
+    const receiver = (ws as unknown as { _receiver?: EventEmitter })._receiver;
     // Cowboy ends the connection as soon as the client's close frame is in, not when TCP closes:
     // ws's receiver says so with 'conclude' (ws echoes the frame itself).
-    (ws as unknown as { _receiver?: EventEmitter })._receiver?.on("conclude", (code: number, reason: Buffer) => {
+    receiver?.on("conclude", (code: number, reason: Buffer) => {
       this.closed(code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } });
+    });
+    // Corrupt deflate data is a protocol error (1002) for Cowboy; ws would send 1007. Its own
+    // error listener reads the code from the error, so ours runs first and sets it.
+    receiver?.prependListener("error", (err: Error & { code?: string }) => {
+      if (err.code?.startsWith("Z_") === true) setStatusCode(err, 1002);
     });
     ws.on("close", () => {
       this.closed({ error: "closed" });
@@ -102,9 +111,12 @@ export class WsPort implements WebSocketPort {
     }
   }
 
+  /** Cowboy does not wait for the client's closing reply: the socket ends once the frame is out. */
   close(code: number | undefined, reason: string | undefined): void {
     if (code === undefined) this.ws.close();
     else this.ws.close(code, reason);
+    // Without compression ws has written the frame already; with it, ws's close timer ends the socket.
+    if (!this.deflating) this.socket.end();
   }
 
   destroy(): void {
@@ -136,6 +148,16 @@ export class WsPort implements WebSocketPort {
   }
 }
 
+/** ws keeps the close code of a receiver error under its own symbol, named "status-code". */
+function setStatusCode(err: Error, code: number): void {
+  for (const sym of Object.getOwnPropertySymbols(err)) {
+    if (sym.description === "status-code") (err as unknown as Record<symbol, number>)[sym] = code;
+  }
+}
+
+/** How long ws waits for the client's close reply before dropping the socket. */
+const CLOSE_TIMEOUT = 1000;
+
 /** One ws server (noServer) per set of per-connection options that ws fixes at the handshake. */
 const servers = new Map<string, WebSocketServer>();
 /** The Req of a request being upgraded, so ws's handshake hooks can read its response headers. */
@@ -145,9 +167,11 @@ function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
   const key = `${opts.maxFrameSize}|${opts.validateUtf8}|${opts.compress}`;
   let wss = servers.get(key);
   if (wss !== undefined) return wss;
-  wss = new WebSocketServer({
+  // closeTimeout is newer than @types/ws knows.
+  const options: ServerOptions & { closeTimeout: number } = {
     noServer: true,
     clientTracking: false,
+    closeTimeout: CLOSE_TIMEOUT,
     maxPayload: opts.maxFrameSize === Infinity ? 0 : opts.maxFrameSize,
     skipUTF8Validation: !opts.validateUtf8,
     perMessageDeflate: opts.compress ? {} : false,
@@ -156,7 +180,8 @@ function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
       const chosen = upgrading.get(raw)?.respHeaders.get("sec-websocket-protocol");
       return chosen === undefined ? false : String(chosen);
     },
-  });
+  };
+  wss = new WebSocketServer(options);
   wss.on("headers", (headers: string[], raw: IncomingMessage) => {
     const req = upgrading.get(raw);
     if (req === undefined) return;

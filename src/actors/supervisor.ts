@@ -1,0 +1,851 @@
+/**
+ * Erlang's supervisor: a process that starts children, watches them through links and
+ * restarts them by strategy, within a restart intensity. The guide is docs/supervisors.md.
+ *
+ * The supervisor is a ProcessBehavior whose callbacks are all synchronous: starting a child
+ * must run inside the supervisor (so the child's spawnLink links to it), and the runtime
+ * only knows the calling process in a callback's synchronous part. Shutting a child down
+ * takes time (wait for DOWN, maybe kill), so it is a small state machine, a "stop job":
+ * while one runs, every message but the job's own DOWN and kill timer waits in `deferred`,
+ * as messages wait in the mailbox while OTP's supervisor blocks in its shutdown receive.
+ */
+import { performance } from "node:perf_hooks";
+import { CorralError, badarg, describe } from "../runtime/errors.js";
+import { runtimeLogger } from "../runtime/log.js";
+import { Pid, type Ref } from "../runtime/pid.js";
+import {
+  currentProcess,
+  exit,
+  isAlive,
+  isDown,
+  isExit,
+  isExitReason,
+  link,
+  monitor,
+  self,
+  send,
+  unlink,
+  type ExitMessage,
+  type ExitReason,
+  type ProcessBehavior,
+} from "../runtime/process.js";
+import { whereis } from "../runtime/registry.js";
+import { ok, stop, type Result } from "../runtime/result.js";
+import { spawn, spawnLink } from "../runtime/spawn.js";
+import { cancelTimer, sendAfter } from "../runtime/timers.js";
+
+// ---------------------------------------------------------------------------------------
+// Public types
+
+/** Which children restart when one exits; Erlang's strategy names, kept as written. */
+export type Strategy = "one_for_one" | "one_for_all" | "rest_for_one";
+
+/** permanent: always restarted; transient: only after an abnormal exit; temporary: never. */
+export type RestartType = "permanent" | "transient" | "temporary";
+
+/** How to stop a child: ms to wait after exit(child, "shutdown") before "kill"; or kill at once; or wait forever. */
+export type Shutdown = number | "brutal_kill" | "infinity";
+
+/** Only changes the shutdown default ("infinity" for supervisors, so a subtree has all the time it needs). */
+export type ChildType = "worker" | "supervisor";
+
+/** Erlang's child_spec map, with `start` in place of the {M, F, A} triple. */
+export interface ChildSpec {
+  /** Names the child within its supervisor (Erlang's id); unique there. */
+  readonly id: string;
+  /**
+   * Starts the child and returns its pid. Called inside the supervisor process, so
+   * `spawnLink(...)` here links the child to the supervisor, Erlang's start_link idiom.
+   * A throw, or anything but a Pid, is a start failure.
+   */
+  readonly start: () => Pid;
+  /** Default "permanent". */
+  readonly restart?: RestartType;
+  /** Default 5000 for a worker, "infinity" for a supervisor. */
+  readonly shutdown?: Shutdown;
+  /** Default "worker". */
+  readonly type?: ChildType;
+}
+
+/** Erlang's {SupFlags, ChildSpecs}: the flags, with the children in start order. */
+export interface SupervisorSpec {
+  /** Default "one_for_one". */
+  readonly strategy?: Strategy;
+  /** Most restarts allowed within periodMs before the supervisor gives up (Erlang's intensity). Default 1. */
+  readonly intensity?: number;
+  /** The sliding window for intensity, in ms (Erlang's period, which is in seconds). Default 5000. */
+  readonly periodMs?: number;
+  readonly children: readonly ChildSpec[];
+}
+
+export interface StartSupervisorOptions {
+  /** Register the supervisor under this name (Erlang's {local, Name}). */
+  readonly name?: string;
+  /**
+   * Link to the calling process, which becomes the supervisor's parent: its exit shuts the
+   * tree down. Default: true inside a process (Erlang only has supervisor:start_link),
+   * false outside one, where there is nothing to link to.
+   */
+  readonly link?: boolean;
+}
+
+/** A supervisor: its pid or registered name (Erlang's SupRef). */
+export type SupRef = Pid | string;
+
+/** One row of whichChildren: Erlang's {Id, Child, Type, Modules} without Modules. */
+export interface ChildInfo {
+  readonly id: string;
+  /** The running child; "restarting" while a failed restart waits to be tried again; undefined when not running. */
+  readonly pid: Pid | "restarting" | undefined;
+  readonly type: ChildType;
+}
+
+/** Erlang's count_children: specs, running children, and specs by type. */
+export interface ChildCount {
+  readonly specs: number;
+  readonly active: number;
+  readonly supervisors: number;
+  readonly workers: number;
+}
+
+/** The reason part of a supervisor's exit when a child fails to start at startup. */
+export interface FailedToStartChild {
+  /** Erlang's {failed_to_start_child, Id, Reason}. */
+  readonly failedToStartChild: string;
+  readonly reason: Error;
+}
+
+/** Erlang's {error, already_started | already_present | not_found | running | restarting | Reason} for dynamic calls. */
+export type SupervisorErrorCode =
+  | "ERR_ALREADY_STARTED"
+  | "ERR_ALREADY_PRESENT"
+  | "ERR_NOT_FOUND"
+  | "ERR_RUNNING"
+  | "ERR_RESTARTING"
+  | "ERR_START_FAILED";
+
+/** What a dynamic call rejects with when the supervisor refused (a dead supervisor gives a CorralError ERR_NOPROC). */
+export class SupervisorError extends Error {
+  readonly code: SupervisorErrorCode;
+  /** The running child, for ERR_ALREADY_STARTED. */
+  readonly pid: Pid | undefined;
+
+  constructor(code: SupervisorErrorCode, message: string, opts?: { pid?: Pid; cause?: unknown }) {
+    super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "SupervisorError";
+    this.code = code;
+    this.pid = opts?.pid;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Defaults and validation
+
+const DEFAULT_INTENSITY = 1;
+const DEFAULT_PERIOD_MS = 5000;
+const DEFAULT_WORKER_SHUTDOWN = 5000;
+
+const STRATEGIES: readonly Strategy[] = ["one_for_one", "one_for_all", "rest_for_one"];
+const RESTART_TYPES: readonly RestartType[] = ["permanent", "transient", "temporary"];
+const CHILD_TYPES: readonly ChildType[] = ["worker", "supervisor"];
+
+/** A child as the supervisor keeps it: the spec with defaults filled in, and its process. */
+interface Child {
+  readonly id: string;
+  readonly start: () => Pid;
+  readonly restart: RestartType;
+  readonly shutdown: Shutdown;
+  readonly type: ChildType;
+  /** The running process; undefined when not running. */
+  pid: Pid | undefined;
+  /** A restart failed and a TryAgain for this child is on its way. */
+  restarting: boolean;
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[]): value is T {
+  return typeof value === "string" && (allowed as readonly string[]).includes(value);
+}
+
+function isShutdown(value: unknown): value is Shutdown {
+  return value === "brutal_kill" || value === "infinity" || (typeof value === "number" && value >= 0 && !Number.isNaN(value));
+}
+
+/** Validates one child spec where it is given (a bad spec is the caller's error, as Erlang's check_childspecs). */
+function checkChildSpec(spec: ChildSpec, fn: string): Child {
+  if (typeof spec !== "object" || spec === null) throw badarg(`${fn}: a child spec must be an object, got ${describe(spec)}`);
+  const s: { readonly [K in keyof ChildSpec]?: unknown } = spec;
+  if (typeof s.id !== "string" || s.id === "") throw badarg(`${fn}: child spec id must be a non-empty string, got ${describe(s.id)}`);
+  const where = `${fn}: child ${JSON.stringify(s.id)}`;
+  if (typeof s.start !== "function") throw badarg(`${where}: start must be a function returning a Pid, got ${describe(s.start)}`);
+  const restart = s.restart ?? "permanent";
+  if (!oneOf(restart, RESTART_TYPES)) throw badarg(`${where}: restart must be "permanent", "transient" or "temporary", got ${describe(restart)}`);
+  const type = s.type ?? "worker";
+  if (!oneOf(type, CHILD_TYPES)) throw badarg(`${where}: type must be "worker" or "supervisor", got ${describe(type)}`);
+  const shutdown = s.shutdown ?? (type === "supervisor" ? "infinity" : DEFAULT_WORKER_SHUTDOWN);
+  if (!isShutdown(shutdown)) throw badarg(`${where}: shutdown must be ms >= 0, "brutal_kill" or "infinity", got ${describe(shutdown)}`);
+  return {
+    id: s.id,
+    start: spec.start,
+    restart,
+    shutdown: shutdown === Infinity ? "infinity" : shutdown,
+    type,
+    pid: undefined,
+    restarting: false,
+  };
+}
+
+/** What the supervisor process is started with: the checked spec and who its parent is. */
+interface SupervisorArg {
+  readonly strategy: Strategy;
+  readonly intensity: number;
+  readonly periodMs: number;
+  readonly children: Child[];
+  readonly parent: Pid | undefined;
+  readonly name: string | undefined;
+}
+
+function checkSupervisorSpec(spec: SupervisorSpec): Omit<SupervisorArg, "parent" | "name"> {
+  const fn = "startSupervisor";
+  if (typeof spec !== "object" || spec === null) throw badarg(`${fn}: expected { strategy?, intensity?, periodMs?, children }, got ${describe(spec)}`);
+  const s: { readonly [K in keyof SupervisorSpec]?: unknown } = spec;
+  const strategy = s.strategy ?? "one_for_one";
+  if (!oneOf(strategy, STRATEGIES)) throw badarg(`${fn}: strategy must be "one_for_one", "one_for_all" or "rest_for_one", got ${describe(strategy)}`);
+  const intensity = s.intensity ?? DEFAULT_INTENSITY;
+  if (typeof intensity !== "number" || !Number.isInteger(intensity) || intensity < 0) {
+    throw badarg(`${fn}: intensity must be an integer >= 0, got ${describe(intensity)}`);
+  }
+  const periodMs = s.periodMs ?? DEFAULT_PERIOD_MS;
+  if (typeof periodMs !== "number" || !(periodMs > 0)) throw badarg(`${fn}: periodMs must be a number > 0, got ${describe(periodMs)}`);
+  if (!Array.isArray(spec.children)) throw badarg(`${fn}: children must be an array of child specs, got ${describe(s.children)}`);
+  const children = spec.children.map((c) => checkChildSpec(c, fn));
+  const ids = new Set<string>();
+  for (const c of children) {
+    if (ids.has(c.id)) throw badarg(`${fn}: duplicate child id ${JSON.stringify(c.id)}`);
+    ids.add(c.id);
+  }
+  return { strategy, intensity, periodMs, children };
+}
+
+// ---------------------------------------------------------------------------------------
+// The supervisor's own messages
+
+/** A request from a dynamic call, answered through `reply` (one heap: a callback, not a pid and a tag). */
+type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
+type Reply<T> = (outcome: Outcome<T>) => void;
+
+type Request =
+  | { readonly op: "whichChildren"; readonly reply: Reply<ChildInfo[]> }
+  | { readonly op: "countChildren"; readonly reply: Reply<ChildCount> }
+  | { readonly op: "startChild"; readonly child: Child; readonly reply: Reply<Pid> }
+  | { readonly op: "terminateChild"; readonly id: string; readonly reply: Reply<void> }
+  | { readonly op: "restartChild"; readonly id: string; readonly reply: Reply<Pid> }
+  | { readonly op: "deleteChild"; readonly id: string; readonly reply: Reply<void> }
+  | { readonly op: "stop"; readonly reason: ExitReason; readonly reply: Reply<void> };
+
+/** Wraps a request so the supervisor tells it from any other message with one instanceof. */
+class SupervisorCall {
+  constructor(readonly request: Request) {}
+}
+
+/** To itself: a restart failed, try it again (Erlang's try_again_restart); counts as another restart. */
+class TryAgain {
+  constructor(readonly child: Child) {}
+}
+
+/** To itself: a child's shutdown time is up, kill it. One object per shutdown, so a late one is recognised as stale. */
+class KillTimer {
+  timer: Ref | undefined = undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+/** A child being shut down: the monitor that reports its end, and the timer that escalates to kill. */
+interface Stopping {
+  readonly child: Child;
+  readonly pid: Pid;
+  readonly ref: Ref;
+  readonly killTimer: KillTimer | undefined;
+}
+
+/** Children to shut down one at a time, in the given order, then what to do once all are down. */
+interface StopJob {
+  readonly queue: Child[];
+  current: Stopping | undefined;
+  readonly then: () => void;
+}
+
+class SupervisorState {
+  readonly self: Pid;
+  readonly name: string | undefined;
+  readonly parent: Pid | undefined;
+  readonly strategy: Strategy;
+  readonly intensity: number;
+  readonly periodMs: number;
+  /** In start order; shut down in reverse. */
+  children: Child[];
+  /** When recent restarts happened (performance.now()), for the sliding intensity window. */
+  restarts: number[] = [];
+  job: StopJob | undefined = undefined;
+  /** Messages that arrived while a stop job ran, handled in order once it ends. */
+  deferred: unknown[] = [];
+  /** Set once the supervisor has stopped its children and is to exit with this reason. */
+  exitReason: ExitReason | undefined = undefined;
+
+  constructor(arg: SupervisorArg, me: Pid) {
+    this.self = me;
+    this.name = arg.name;
+    this.parent = arg.parent;
+    this.strategy = arg.strategy;
+    this.intensity = arg.intensity;
+    this.periodMs = arg.periodMs;
+    this.children = arg.children;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reports (Erlang's supervisor reports, as pino records on the runtime logger)
+
+type ErrorContext = "start_error" | "child_terminated" | "shutdown_error" | "shutdown";
+
+/** A readable rendering of an exit reason; Errors keep name and message (the stack goes in `err`). */
+function reasonText(reason: unknown, depth = 0): string {
+  if (typeof reason === "string") return reason;
+  if (reason instanceof Error) return `${reason.name}: ${reason.message}`;
+  if (typeof reason === "object" && reason !== null && depth < 3 && Object.getPrototypeOf(reason) === Object.prototype) {
+    const fields = Object.entries(reason).map(([k, v]) => `${k}: ${reasonText(v, depth + 1)}`);
+    return `{ ${fields.join(", ")} }`;
+  }
+  return describe(reason);
+}
+
+/** The Error inside a reason, so pino logs its stack. */
+function errorIn(reason: unknown): Error | undefined {
+  if (reason instanceof Error) return reason;
+  if (typeof reason === "object" && reason !== null && "crash" in reason && reason.crash instanceof Error) return reason.crash;
+  return undefined;
+}
+
+function report(s: SupervisorState, context: ErrorContext, child: Child, pid: Pid | undefined, reason: unknown, msg: string): void {
+  runtimeLogger().error(
+    {
+      supervisor: s.self.toString(),
+      name: s.name,
+      errorContext: context,
+      reason: reasonText(reason),
+      err: errorIn(reason),
+      childId: child.id,
+      childPid: pid?.toString(),
+      restart: child.restart,
+      shutdown: child.shutdown,
+      type: child.type,
+    },
+    msg,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Starting children
+
+/** Erlang's normal exits: a transient child that ends with one of these is not restarted. */
+function isNormalExit(reason: ExitReason): boolean {
+  return reason === "normal" || reason === "shutdown" || (typeof reason === "object" && "shutdown" in reason);
+}
+
+/** Runs child.start inside the supervisor; a Pid on success, the Error on a start failure. */
+function startProcess(s: SupervisorState, child: Child): Pid | Error {
+  let started: unknown;
+  try {
+    started = child.start();
+  } catch (err) {
+    return err instanceof Error ? err : new Error(`start threw ${describe(err)}`, { cause: err });
+  }
+  if (!(started instanceof Pid)) {
+    return new CorralError("ERR_BAD_RESULT", `child ${JSON.stringify(child.id)}: start returned ${describe(started)}; expected a Pid (e.g. from spawnLink)`);
+  }
+  // Already linked if start used spawnLink; linking again is a no-op, and makes spawn work too.
+  link(started);
+  child.pid = started;
+  child.restarting = false;
+  runtimeLogger().debug({ supervisor: s.self.toString(), name: s.name, childId: child.id, childPid: started.toString() }, "child started");
+  return started;
+}
+
+/** At init: start all in order; the first failure stops those started and ends the supervisor. */
+function startInitialChildren(s: SupervisorState): void {
+  for (const child of s.children) {
+    const result = startProcess(s, child);
+    if (result instanceof Error) {
+      report(s, "start_error", child, undefined, result, "child failed to start");
+      const reason: FailedToStartChild = { failedToStartChild: child.id, reason: result };
+      terminateSupervisor(s, { shutdown: reason });
+      return;
+    }
+  }
+}
+
+/** After a restart's shutdowns: start the set in order; a failure leaves the rest down and tries again later. */
+function startSet(s: SupervisorState, set: readonly Child[]): void {
+  for (const child of set) {
+    if (child.pid !== undefined) continue;
+    const result = startProcess(s, child);
+    if (result instanceof Error) {
+      report(s, "start_error", child, undefined, result, "child failed to restart");
+      child.restarting = true;
+      send(s.self, new TryAgain(child));
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Stopping children: the stop job
+
+/** Shuts children down one at a time in the given order, then runs `then`. */
+function runStopJob(s: SupervisorState, children: Child[], then: () => void): void {
+  const job: StopJob = { queue: children, current: undefined, then };
+  s.job = job;
+  advance(s, job);
+}
+
+/** Starts the next shutdown, or ends the job when none is left. */
+function advance(s: SupervisorState, job: StopJob): void {
+  for (let child = job.queue.shift(); child !== undefined; child = job.queue.shift()) {
+    child.restarting = false;
+    if (child.pid !== undefined) {
+      job.current = beginShutdown(s, child, child.pid);
+      return;
+    }
+  }
+  s.job = undefined;
+  job.then();
+}
+
+/** Erlang's shutdown/2: monitor, unlink, exit "shutdown" (or "kill"), and arm the kill timer. */
+function beginShutdown(s: SupervisorState, child: Child, pid: Pid): Stopping {
+  const ref = monitor(pid);
+  // Unlinked, the child's death sends no EXIT; one already sent is taken back in childDown.
+  unlink(pid);
+  if (child.shutdown === "brutal_kill") {
+    exit(pid, "kill");
+    return { child, pid, ref, killTimer: undefined };
+  }
+  exit(pid, "shutdown");
+  if (child.shutdown === "infinity") return { child, pid, ref, killTimer: undefined };
+  const killTimer = new KillTimer();
+  killTimer.timer = sendAfter(child.shutdown, s.self, killTimer);
+  return { child, pid, ref, killTimer };
+}
+
+/** A message while a job runs: the job's DOWN or kill timer (true), or anything else (false: defer it). */
+function jobMessage(s: SupervisorState, job: StopJob, msg: unknown): boolean {
+  const cur = job.current;
+  if (cur === undefined) return false;
+  if (isDown(msg) && msg.ref === cur.ref) {
+    childDown(s, cur, msg.reason);
+    job.current = undefined;
+    advance(s, job);
+    return true;
+  }
+  if (msg === cur.killTimer) {
+    exit(cur.pid, "kill");
+    return true;
+  }
+  return false;
+}
+
+/** Removes and returns the reason of a deferred EXIT from pid (it died before the shutdown began). */
+function takeDeferredExit(s: SupervisorState, pid: Pid): ExitReason | undefined {
+  const i = s.deferred.findIndex((m) => isExit(m) && m.from === pid);
+  if (i < 0) return undefined;
+  const [msg] = s.deferred.splice(i, 1);
+  return (msg as ExitMessage).reason;
+}
+
+/** A child we shut down is gone: check how it ended (Erlang's shutdown_error), forget its pid. */
+function childDown(s: SupervisorState, cur: Stopping, downReason: ExitReason): void {
+  if (cur.killTimer?.timer !== undefined) cancelTimer(cur.killTimer.timer);
+  // "noproc": it had already died, and its EXIT came before this DOWN, so it is in `deferred`.
+  const exitReason = takeDeferredExit(s, cur.pid);
+  const reason = downReason === "noproc" ? (exitReason ?? downReason) : downReason;
+  if (!isCleanShutdown(cur.child, reason)) report(s, "shutdown_error", cur.child, cur.pid, reason, "child did not shut down cleanly");
+  childGone(s, cur.child);
+}
+
+/** Erlang's rule: "shutdown" (or "killed" for brutal_kill); a non-permanent child may also end normally. */
+function isCleanShutdown(child: Child, reason: ExitReason): boolean {
+  if (reason === (child.shutdown === "brutal_kill" ? "killed" : "shutdown")) return true;
+  return child.restart !== "permanent" && isNormalExit(reason);
+}
+
+/** A child is no longer running; a temporary one leaves the child list with it. */
+function childGone(s: SupervisorState, child: Child): void {
+  child.pid = undefined;
+  if (child.restart === "temporary") s.children = s.children.filter((c) => c !== child);
+}
+
+/** Stops every child, last started first, then ends the supervisor with `reason`. */
+function terminateSupervisor(s: SupervisorState, reason: ExitReason, done?: () => void): void {
+  runStopJob(s, [...s.children].reverse(), () => {
+    s.exitReason = reason;
+    s.deferred = [];
+    done?.();
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Restarts
+
+/** Erlang's add_restart: record one restart; false when that makes more than `intensity` within the period. */
+function addRestart(s: SupervisorState): boolean {
+  const now = performance.now();
+  s.restarts = s.restarts.filter((t) => now - t <= s.periodMs);
+  s.restarts.push(now);
+  return s.restarts.length <= s.intensity;
+}
+
+/** A child exited on its own: restart it by its restart type and the strategy, or let it go. */
+function childExited(s: SupervisorState, child: Child, pid: Pid, reason: ExitReason): void {
+  childGone(s, child);
+  if (child.restart === "temporary") {
+    if (!isNormalExit(reason)) report(s, "child_terminated", child, pid, reason, "child terminated");
+    return;
+  }
+  if (child.restart === "transient" && isNormalExit(reason)) return;
+  report(s, "child_terminated", child, pid, reason, "child terminated");
+  restart(s, child);
+}
+
+/** Restarts by strategy, unless the restart intensity is exceeded: then the whole supervisor shuts down. */
+function restart(s: SupervisorState, child: Child): void {
+  if (!addRestart(s)) {
+    runtimeLogger().error(
+      { supervisor: s.self.toString(), name: s.name, errorContext: "shutdown", reason: "reached_max_restart_intensity", childId: child.id, intensity: s.intensity, periodMs: s.periodMs },
+      "reached max restart intensity",
+    );
+    terminateSupervisor(s, "shutdown");
+    return;
+  }
+  switch (s.strategy) {
+    case "one_for_one":
+      startSet(s, [child]);
+      return;
+    case "one_for_all":
+      runStopJob(s, [...s.children].reverse(), () => startSet(s, [...s.children]));
+      return;
+    case "rest_for_one": {
+      const rest = s.children.slice(s.children.indexOf(child));
+      runStopJob(s, [...rest].reverse(), () => startSet(s, s.children.slice(s.children.indexOf(child))));
+      return;
+    }
+  }
+}
+
+/** A failed restart's second chance: only if nothing (terminateChild, deleteChild) settled the child since. */
+function tryAgain(s: SupervisorState, child: Child): void {
+  if (child.restarting && s.children.includes(child)) restart(s, child);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dynamic calls, inside the supervisor
+
+function findChild(s: SupervisorState, id: string): Child | undefined {
+  return s.children.find((c) => c.id === id);
+}
+
+function notFound(s: SupervisorState, id: string): Outcome<never> {
+  return { ok: false, error: new SupervisorError("ERR_NOT_FOUND", `supervisor ${s.self} has no child ${JSON.stringify(id)}`) };
+}
+
+/** Erlang refuses to restart or delete a child that runs or is being restarted. */
+function busyChild(s: SupervisorState, child: Child): Outcome<never> | undefined {
+  if (child.restarting) return { ok: false, error: new SupervisorError("ERR_RESTARTING", `child ${JSON.stringify(child.id)} of ${s.self} is being restarted`) };
+  if (child.pid !== undefined) return { ok: false, error: new SupervisorError("ERR_RUNNING", `child ${JSON.stringify(child.id)} of ${s.self} is running as ${child.pid}`) };
+  return undefined;
+}
+
+function startFailed(child: Child, err: Error): Outcome<never> {
+  return { ok: false, error: new SupervisorError("ERR_START_FAILED", `child ${JSON.stringify(child.id)} failed to start: ${err.message}`, { cause: err }) };
+}
+
+function whichChildrenNow(s: SupervisorState): ChildInfo[] {
+  return s.children.map((c) => ({ id: c.id, pid: c.restarting ? "restarting" : c.pid, type: c.type }));
+}
+
+function countChildrenNow(s: SupervisorState): ChildCount {
+  const supervisors = s.children.filter((c) => c.type === "supervisor").length;
+  return {
+    specs: s.children.length,
+    active: s.children.filter((c) => c.pid !== undefined).length,
+    supervisors,
+    workers: s.children.length - supervisors,
+  };
+}
+
+/** Adds and starts a new child after the others; a start failure adds nothing. */
+function addChild(s: SupervisorState, child: Child): Outcome<Pid> {
+  const old = findChild(s, child.id);
+  if (old?.pid !== undefined) {
+    return { ok: false, error: new SupervisorError("ERR_ALREADY_STARTED", `child ${JSON.stringify(child.id)} of ${s.self} is already started as ${old.pid}`, { pid: old.pid }) };
+  }
+  if (old !== undefined) return { ok: false, error: new SupervisorError("ERR_ALREADY_PRESENT", `child ${JSON.stringify(child.id)} of ${s.self} is present but not running; use restartChild or deleteChild`) };
+  const started = startProcess(s, child);
+  if (started instanceof Error) return startFailed(child, started);
+  s.children.push(child);
+  return { ok: true, value: started };
+}
+
+function restartStopped(s: SupervisorState, id: string): Outcome<Pid> {
+  const child = findChild(s, id);
+  if (child === undefined) return notFound(s, id);
+  const busy = busyChild(s, child);
+  if (busy !== undefined) return busy;
+  const started = startProcess(s, child);
+  return started instanceof Error ? startFailed(child, started) : { ok: true, value: started };
+}
+
+function deleteStopped(s: SupervisorState, id: string): Outcome<void> {
+  const child = findChild(s, id);
+  if (child === undefined) return notFound(s, id);
+  const busy = busyChild(s, child);
+  if (busy !== undefined) return busy;
+  s.children = s.children.filter((c) => c !== child);
+  return { ok: true, value: undefined };
+}
+
+/** Stops one child (no restart follows: it is unlinked first); replies once it is down. */
+function terminateOne(s: SupervisorState, id: string, reply: Reply<void>): void {
+  const child = findChild(s, id);
+  if (child === undefined) return reply(notFound(s, id));
+  runStopJob(s, [child], () => reply({ ok: true, value: undefined }));
+}
+
+function handleCall(s: SupervisorState, req: Request): void {
+  switch (req.op) {
+    case "whichChildren":
+      return req.reply({ ok: true, value: whichChildrenNow(s) });
+    case "countChildren":
+      return req.reply({ ok: true, value: countChildrenNow(s) });
+    case "startChild":
+      return req.reply(addChild(s, req.child));
+    case "restartChild":
+      return req.reply(restartStopped(s, req.id));
+    case "deleteChild":
+      return req.reply(deleteStopped(s, req.id));
+    case "terminateChild":
+      return terminateOne(s, req.id, req.reply);
+    case "stop":
+      return terminateSupervisor(s, req.reason, () => req.reply({ ok: true, value: undefined }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The supervisor process
+
+/** An EXIT from the parent ends the tree with the parent's reason; from a child, maybe a restart; else nothing. */
+function handleExit(s: SupervisorState, msg: ExitMessage): void {
+  if (s.parent !== undefined && msg.from.equals(s.parent)) {
+    terminateSupervisor(s, msg.reason);
+    return;
+  }
+  // No match: a child we stopped ourselves (an EXIT sent before we unlinked it), or some other linked process.
+  const child = s.children.find((c) => c.pid === msg.from);
+  if (child !== undefined) childExited(s, child, msg.from, msg.reason);
+}
+
+function dispatch(s: SupervisorState, msg: unknown): void {
+  if (msg instanceof SupervisorCall) handleCall(s, msg.request);
+  else if (isExit(msg)) handleExit(s, msg);
+  else if (msg instanceof TryAgain) tryAgain(s, msg.child);
+  else if (msg instanceof KillTimer) return; // lost the race with its child's DOWN
+  else runtimeLogger().error({ supervisor: s.self.toString(), name: s.name, message: describe(msg) }, "supervisor received unexpected message");
+}
+
+/** While a stop job runs, only its own messages are handled; the rest wait their turn. */
+function receive(s: SupervisorState, msg: unknown): void {
+  if (s.job === undefined) dispatch(s, msg);
+  else if (!jobMessage(s, s.job, msg)) s.deferred.push(msg);
+  while (s.job === undefined && s.exitReason === undefined && s.deferred.length > 0) dispatch(s, s.deferred.shift());
+}
+
+function resultOf(s: SupervisorState): Result<SupervisorState> {
+  return s.exitReason === undefined ? ok(s) : stop(s, s.exitReason);
+}
+
+/** A class, so processInfo(pid).behaviour reads "Supervisor". */
+class Supervisor implements ProcessBehavior<SupervisorState, unknown, SupervisorArg> {
+  init(arg: SupervisorArg): Result<SupervisorState> {
+    const s = new SupervisorState(arg, self());
+    startInitialChildren(s);
+    return resultOf(s);
+  }
+
+  handleInfo(msg: unknown, s: SupervisorState): Result<SupervisorState> {
+    receive(s, msg);
+    return resultOf(s);
+  }
+}
+
+const SUPERVISOR = new Supervisor();
+
+/** Pids of supervisors, so a call to any other process is refused instead of hanging. Weak: a dead pid may go. */
+const supervisors = new WeakSet<Pid>();
+
+/**
+ * Erlang's supervisor:start_link: starts a supervisor process, which traps exits and starts
+ * the children in order. Returns at once; children start when the supervisor first runs.
+ * A bad spec throws here; a child failing to start makes the supervisor exit with
+ * { shutdown: { failedToStartChild: id, reason } }.
+ */
+export function startSupervisor(spec: SupervisorSpec, opts?: StartSupervisorOptions): Pid {
+  const checked = checkSupervisorSpec(spec);
+  if (opts?.link !== undefined && typeof opts.link !== "boolean") throw badarg(`startSupervisor: link must be a boolean, got ${describe(opts.link)}`);
+  const caller = currentProcess();
+  const linked = opts?.link ?? caller !== null;
+  if (linked && caller === null) {
+    throw new CorralError("ERR_NOT_IN_PROCESS", "startSupervisor: link: true needs a calling process to link to; call it inside a process, or leave link unset");
+  }
+  const arg: SupervisorArg = { ...checked, parent: linked ? caller?.pid : undefined, name: opts?.name };
+  const spawnOpts = { trapExit: true, name: opts?.name };
+  const pid = linked ? spawnLink(SUPERVISOR, arg, spawnOpts) : spawn(SUPERVISOR, arg, spawnOpts);
+  supervisors.add(pid);
+  return pid;
+}
+
+// ---------------------------------------------------------------------------------------
+// Calls from outside: gen_server:call, by a short-lived process that monitors the supervisor
+
+/** Resolves a SupRef to a live supervisor's pid, or throws the error the call rejects with. */
+function supervisorPid(sup: SupRef, fn: string): Pid {
+  let pid: Pid;
+  if (typeof sup === "string") {
+    const found = whereis(sup);
+    if (found === undefined) throw new CorralError("ERR_NOPROC", `${fn}: no process registered as ${JSON.stringify(sup)}`);
+    pid = found;
+  } else if (sup instanceof Pid) {
+    pid = sup;
+  } else {
+    throw badarg(`${fn}: expected a supervisor pid or registered name, got ${describe(sup)}`);
+  }
+  if (!isAlive(pid)) throw new CorralError("ERR_NOPROC", `${fn}: supervisor ${pid} is not alive`);
+  if (!supervisors.has(pid)) throw badarg(`${fn}: ${pid} is not a supervisor`);
+  return pid;
+}
+
+/** Carries the settling of the caller's promise to the call process, which then ends. */
+class CallReply {
+  constructor(readonly settle: () => void) {}
+}
+
+interface CallArg {
+  readonly sup: Pid;
+  readonly fn: string;
+  /** Builds the request once the call process knows its own pid. */
+  readonly request: (me: Pid) => Request;
+  readonly reject: (err: Error) => void;
+}
+
+interface CallState {
+  readonly arg: CallArg;
+  readonly ref: Ref;
+}
+
+/** A monitor turns a supervisor that dies before replying into a rejection, never a hang. */
+class SupervisorCaller implements ProcessBehavior<CallState, unknown, CallArg> {
+  init(arg: CallArg): Result<CallState> {
+    const ref = monitor(arg.sup);
+    send(arg.sup, new SupervisorCall(arg.request(self())));
+    return ok({ arg, ref });
+  }
+
+  handleInfo(msg: unknown, st: CallState): Result<CallState> {
+    if (msg instanceof CallReply) {
+      msg.settle();
+      return stop(st);
+    }
+    if (isDown(msg) && msg.ref === st.ref) {
+      const { fn, sup } = st.arg;
+      const why = msg.reason === "noproc" ? "is not alive" : `exited with reason ${reasonText(msg.reason)} before replying`;
+      st.arg.reject(new CorralError("ERR_NOPROC", `${fn}: supervisor ${sup} ${why}`));
+      return stop(st);
+    }
+    return ok(st);
+  }
+}
+
+const CALLER = new SupervisorCaller();
+
+function call<T>(sup: SupRef, fn: string, build: (reply: Reply<T>) => Request): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const pid = supervisorPid(sup, fn);
+    const settle = (o: Outcome<T>) => (o.ok ? resolve(o.value) : reject(o.error));
+    const request = (me: Pid) => build((o) => send(me, new CallReply(() => settle(o))));
+    spawn(CALLER, { sup: pid, fn, request, reject } satisfies CallArg);
+  });
+}
+
+function checkId(id: unknown, fn: string): string {
+  if (typeof id !== "string") throw badarg(`${fn}: child id must be a string, got ${describe(id)}`);
+  return id;
+}
+
+/** Turns a throw while preparing a call into a rejection, keeping calls in the order they were made. */
+function attempt<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return f();
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(describe(err)));
+  }
+}
+
+/** Erlang's which_children: every child in start order, with its pid if running. */
+export function whichChildren(sup: SupRef): Promise<ChildInfo[]> {
+  return call(sup, "whichChildren", (reply) => ({ op: "whichChildren", reply }));
+}
+
+/** Erlang's count_children. */
+export function countChildren(sup: SupRef): Promise<ChildCount> {
+  return call(sup, "countChildren", (reply) => ({ op: "countChildren", reply }));
+}
+
+/** Erlang's start_child: adds a spec after the others and starts it; resolves to its pid. */
+export function startChild(sup: SupRef, spec: ChildSpec): Promise<Pid> {
+  return attempt(() => {
+    const child = checkChildSpec(spec, "startChild");
+    return call(sup, "startChild", (reply) => ({ op: "startChild", child, reply }));
+  });
+}
+
+/** Erlang's terminate_child: shuts the child down and keeps its spec (a temporary child's goes too). */
+export function terminateChild(sup: SupRef, id: string): Promise<void> {
+  return attempt(() => {
+    const cid = checkId(id, "terminateChild");
+    return call(sup, "terminateChild", (reply) => ({ op: "terminateChild", id: cid, reply }));
+  });
+}
+
+/** Erlang's restart_child: starts a child whose spec is kept but which is not running. */
+export function restartChild(sup: SupRef, id: string): Promise<Pid> {
+  return attempt(() => {
+    const cid = checkId(id, "restartChild");
+    return call(sup, "restartChild", (reply) => ({ op: "restartChild", id: cid, reply }));
+  });
+}
+
+/** Erlang's delete_child: forgets the spec of a child that is not running. */
+export function deleteChild(sup: SupRef, id: string): Promise<void> {
+  return attempt(() => {
+    const cid = checkId(id, "deleteChild");
+    return call(sup, "deleteChild", (reply) => ({ op: "deleteChild", id: cid, reply }));
+  });
+}
+
+/**
+ * Erlang's gen_server:stop for a supervisor: shuts every child down, last started first,
+ * then the supervisor exits with `reason` (default "shutdown"). Resolves once the children
+ * are down; the supervisor itself ends in the same turn.
+ */
+export function stopSupervisor(sup: SupRef, reason: ExitReason = "shutdown"): Promise<void> {
+  if (!isExitReason(reason)) return Promise.reject(badarg(`stopSupervisor: invalid reason ${describe(reason)}`));
+  return call(sup, "stopSupervisor", (reply) => ({ op: "stop", reason, reply }));
+}
