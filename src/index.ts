@@ -20,3 +20,4 @@ export {
 } from "./actors/websocket.js";
 export { startClear, stopListener, type Listener, type ProtocolOptions, type TransportOptions } from "./server/listener.js";
 export { compileRoutes, type Dispatch, type HostRoute, type PathRoute } from "./server/router.js";
+export * from "./actors/supervisor.js";

@@ -10,7 +10,7 @@
  * as messages wait in the mailbox while OTP's supervisor blocks in its shutdown receive.
  */
 import { performance } from "node:perf_hooks";
-import { CorralError, badarg, describe } from "../runtime/errors.js";
+import { CorralError, badarg, describe, type ErrorCode } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
 import { Pid, type Ref } from "../runtime/pid.js";
 import {
@@ -115,25 +115,19 @@ export interface FailedToStartChild {
   readonly reason: Error;
 }
 
-/** Erlang's {error, already_started | already_present | not_found | running | restarting | Reason} for dynamic calls. */
-export type SupervisorErrorCode =
-  | "ERR_ALREADY_STARTED"
-  | "ERR_ALREADY_PRESENT"
-  | "ERR_NOT_FOUND"
-  | "ERR_RUNNING"
-  | "ERR_RESTARTING"
-  | "ERR_START_FAILED";
+export type SupervisorErrorCode = Extract<
+  ErrorCode,
+  "ERR_ALREADY_STARTED" | "ERR_ALREADY_PRESENT" | "ERR_NOT_FOUND" | "ERR_RUNNING" | "ERR_RESTARTING" | "ERR_START_FAILED"
+>;
 
-/** What a dynamic call rejects with when the supervisor refused (a dead supervisor gives a CorralError ERR_NOPROC). */
-export class SupervisorError extends Error {
-  readonly code: SupervisorErrorCode;
+/** What a dynamic call rejects with when the supervisor refused (a dead supervisor gives ERR_NOPROC). */
+export class SupervisorError extends CorralError {
   /** The running child, for ERR_ALREADY_STARTED. */
   readonly pid: Pid | undefined;
 
   constructor(code: SupervisorErrorCode, message: string, opts?: { pid?: Pid; cause?: unknown }) {
-    super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
+    super(code, message, opts);
     this.name = "SupervisorError";
-    this.code = code;
     this.pid = opts?.pid;
   }
 }
@@ -229,10 +223,11 @@ function checkSupervisorSpec(spec: SupervisorSpec): Omit<SupervisorArg, "parent"
 // ---------------------------------------------------------------------------------------
 // The supervisor's own messages
 
-/** A request from a dynamic call, answered through `reply` (one heap: a callback, not a pid and a tag). */
+/** A call's answer: a value, or the Error the caller's promise rejects with. */
 type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
 type Reply<T> = (outcome: Outcome<T>) => void;
 
+/** A request from a dynamic call, answered through `reply` (one heap: a callback, not a pid and a tag). */
 type Request =
   | { readonly op: "whichChildren"; readonly reply: Reply<ChildInfo[]> }
   | { readonly op: "countChildren"; readonly reply: Reply<ChildCount> }

@@ -5,12 +5,20 @@ export type ErrorCode =
   | "ERR_NOPROC"
   | "ERR_NAME_TAKEN"
   | "ERR_UNKNOWN_NAME"
-  | "ERR_BAD_RESULT";
+  | "ERR_BAD_RESULT"
+  // Erlang's {error, already_started | already_present | not_found | running | restarting | Reason}
+  // from supervisor calls.
+  | "ERR_ALREADY_STARTED"
+  | "ERR_ALREADY_PRESENT"
+  | "ERR_NOT_FOUND"
+  | "ERR_RUNNING"
+  | "ERR_RESTARTING"
+  | "ERR_START_FAILED";
 
 export class CorralError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
+  constructor(code: ErrorCode, message: string, opts?: { cause?: unknown }) {
+    super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "CorralError";
     this.code = code;
   }

@@ -37,6 +37,10 @@ export class Pid {
     return this.toString();
   }
 
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return this.toString();
+  }
+
   /** Parses `<node.id>`; a live local pid comes back as the same object. */
   static parse(text: string): Pid {
     const m = typeof text === "string" ? /^<(.+)\.(\d+)>$/.exec(text) : null;
@@ -78,6 +82,10 @@ export class Ref {
   }
 
   toJSON(): string {
+    return this.toString();
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
     return this.toString();
   }
 }

@@ -51,6 +51,18 @@ export interface ReceiveContext<M = unknown> {
   /** With `after`: resolves to undefined when nothing matched within timeoutMs. */
   receive<T extends M>(pred: ((msg: M) => msg is T) | undefined, timeoutMs: number): Promise<T | undefined>;
   receive(pred: ((msg: M) => boolean) | undefined, timeoutMs: number): Promise<M | undefined>;
+  /**
+   * The process acting as itself after an await, where self() and friends no longer know
+   * who is calling: Erlang's "receive, then link" in the async flavour.
+   */
+  link(pid: Pid): void;
+  unlink(pid: Pid): void;
+  monitor(pid: Pid): Ref;
+  demonitor(ref: Ref, opts?: { flush?: boolean }): boolean;
+  trapExit(on: boolean): boolean;
+  exit(pid: Pid, reason: ExitReason): void;
+  spawnLink<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): Pid;
+  spawnMonitor<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref };
 }
 
 export type ProcessFunction<M = unknown, A = unknown> = (ctx: ReceiveContext<M>, arg: A) => unknown;
@@ -527,7 +539,11 @@ function checkPid(pid: unknown, fn: string): Pid {
 
 /** Links the caller and pid both ways. A dead pid: EXIT noproc if trapping, else throws ERR_NOPROC. */
 export function link(pid: Pid): void {
-  const me = callerProcess("link");
+  linkFrom(callerProcess("link"), pid);
+}
+
+/** @internal link() for a given process (the receive context's own). */
+export function linkFrom(me: Process, pid: Pid): void {
   const other = checkPid(pid, "link").proc;
   if (other === me) return;
   if (other === null) {
@@ -539,7 +555,11 @@ export function link(pid: Pid): void {
 }
 
 export function unlink(pid: Pid): void {
-  const me = callerProcess("unlink");
+  unlinkFrom(callerProcess("unlink"), pid);
+}
+
+/** @internal */
+export function unlinkFrom(me: Process, pid: Pid): void {
   const other = checkPid(pid, "unlink").proc;
   if (other === null || other === me) return;
   me.links?.delete(other);
@@ -548,13 +568,12 @@ export function unlink(pid: Pid): void {
 
 /** Monitors pid; exactly one DOWN follows, at once with "noproc" (or "noconnection" when remote) for a dead pid. */
 export function monitor(pid: Pid): Ref {
-  const me = callerProcess("monitor");
-  return monitorFrom(me, checkPid(pid, "monitor"));
+  return monitorFrom(callerProcess("monitor"), pid);
 }
 
 /** @internal */
 export function monitorFrom(me: Process, pid: Pid): Ref {
-  const target = pid.proc;
+  const target = checkPid(pid, "monitor").proc;
   if (target === null) {
     const ref = new Ref();
     const reason: ExitReason = pid.node === me.pid.node ? "noproc" : "noconnection";
@@ -569,7 +588,11 @@ export function monitorFrom(me: Process, pid: Pid): Ref {
 
 /** Removes a monitor; a DOWN already in the mailbox stays unless flush is set. Returns whether it was active. */
 export function demonitor(ref: Ref, opts?: { flush?: boolean }): boolean {
-  const me = callerProcess("demonitor");
+  return demonitorFrom(callerProcess("demonitor"), ref, opts);
+}
+
+/** @internal */
+export function demonitorFrom(me: Process, ref: Ref, opts?: { flush?: boolean }): boolean {
   if (!(ref instanceof Ref)) throw badarg(`demonitor: expected a Ref, got ${describe(ref)}`);
   let active = false;
   if (ref instanceof Monitor && ref.watcher === me && me.monitors?.delete(ref) === true) {
@@ -596,18 +619,27 @@ export function isExitReason(reason: unknown): reason is ExitReason {
 
 /** Erlang's exit/2: sends an exit signal to pid from the caller (or from the runtime outside a process). */
 export function exit(pid: Pid, reason: ExitReason): void {
+  exitFrom(current, pid, reason);
+}
+
+/** @internal exit/2 sent by a given process, or from outside (null). */
+export function exitFrom(sender: Process | null, pid: Pid, reason: ExitReason): void {
   checkPid(pid, "exit");
   if (!isExitReason(reason)) {
     throw badarg(`exit: invalid reason ${describe(reason)}; use "normal", "shutdown", { shutdown: x }, "kill" or { crash: Error }`);
   }
   const target = pid.proc;
   if (target === null) return;
-  target.signal(current?.pid ?? (outside ??= new Pid(target.pid.node, 0, null)), reason, false);
+  target.signal(sender?.pid ?? (outside ??= new Pid(target.pid.node, 0, null)), reason, false);
 }
 
 /** process_flag(trap_exit, on) for the caller; returns the previous value. */
 export function trapExit(on: boolean): boolean {
-  const me = callerProcess("trapExit");
+  return trapExitFor(callerProcess("trapExit"), on);
+}
+
+/** @internal */
+export function trapExitFor(me: Process, on: boolean): boolean {
   if (typeof on !== "boolean") throw badarg(`trapExit: expected a boolean, got ${describe(on)}`);
   const was = (me.flags & TRAP_EXIT) !== 0;
   if (on) me.flags |= TRAP_EXIT;

@@ -3,9 +3,14 @@ import type { Pid, Ref } from "./pid.js";
 import {
   applyResult,
   callerProcess,
+  demonitorFrom,
+  exitFrom,
+  linkFrom,
   linkProcesses,
   monitorFrom,
   spawnActor,
+  trapExitFor,
+  unlinkFrom,
   type Actor,
   type ExitReason,
   type Process,
@@ -91,6 +96,38 @@ class Context implements ReceiveContext<unknown> {
     this.self = p.pid;
   }
 
+  link(pid: Pid): void {
+    linkFrom(this.#p, pid);
+  }
+
+  unlink(pid: Pid): void {
+    unlinkFrom(this.#p, pid);
+  }
+
+  monitor(pid: Pid): Ref {
+    return monitorFrom(this.#p, pid);
+  }
+
+  demonitor(ref: Ref, opts?: { flush?: boolean }): boolean {
+    return demonitorFrom(this.#p, ref, opts);
+  }
+
+  trapExit(on: boolean): boolean {
+    return trapExitFor(this.#p, on);
+  }
+
+  exit(pid: Pid, reason: ExitReason): void {
+    exitFrom(this.#p, pid, reason);
+  }
+
+  spawnLink<S, M2, A>(behavior: Behavior<S, M2, A>, arg?: A, opts?: SpawnOptions): Pid {
+    return spawnLinkFrom(this.#p, behavior, arg, opts);
+  }
+
+  spawnMonitor<S, M2, A>(behavior: Behavior<S, M2, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref } {
+    return spawnMonitorFrom(this.#p, behavior, arg, opts);
+  }
+
   receive(pred?: (msg: unknown) => boolean, timeoutMs?: number): Promise<never> {
     const p = this.#p;
     if (pred !== undefined && typeof pred !== "function") throw badarg(`receive: pattern must be a function, got ${describe(pred)}`);
@@ -167,7 +204,10 @@ export function spawn<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: Spaw
 
 /** spawn and link to the caller atomically (before the new process runs). */
 export function spawnLink<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: SpawnOptions): Pid {
-  const me = callerProcess("spawnLink");
+  return spawnLinkFrom(callerProcess("spawnLink"), behavior, arg, opts);
+}
+
+function spawnLinkFrom<S, M, A>(me: Process, behavior: Behavior<S, M, A>, arg: A | undefined, opts: SpawnOptions | undefined): Pid {
   const p = spawnActor(actorFor(behavior), arg, opts);
   linkProcesses(me, p);
   return p.pid;
@@ -175,7 +215,10 @@ export function spawnLink<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: 
 
 /** spawn and monitor from the caller atomically. */
 export function spawnMonitor<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref } {
-  const me = callerProcess("spawnMonitor");
+  return spawnMonitorFrom(callerProcess("spawnMonitor"), behavior, arg, opts);
+}
+
+function spawnMonitorFrom<S, M, A>(me: Process, behavior: Behavior<S, M, A>, arg: A | undefined, opts: SpawnOptions | undefined): { pid: Pid; ref: Ref } {
   const p = spawnActor(actorFor(behavior), arg, opts);
   return { pid: p.pid, ref: monitorFrom(me, p.pid) };
 }

@@ -6,6 +6,7 @@ import {
   isAlive,
   isDown,
   isExit,
+  self,
   monitor,
   ok,
   processCount,
@@ -583,5 +584,37 @@ describe("receive and the other process kinds", () => {
     });
     const down = (await r.result).value;
     expect(down).toMatchObject({ type: "DOWN", pid: target, reason: "normal" });
+  });
+});
+
+describe("the receive context acts as its process after an await", () => {
+  test("ctx.monitor, ctx.spawnLink, ctx.trapExit and ctx.exit work after a receive", async () => {
+    const seen: unknown[] = [];
+    const done = new Promise<void>((resolve) => {
+      spawn(async (ctx) => {
+        await ctx.receive((m) => m === "go");
+        expect(() => self()).toThrow(/outside a process/);
+        expect(ctx.trapExit(true)).toBe(false);
+        const child = ctx.spawnLink(async (c) => {
+          await c.receive();
+          throw new Error("child failed");
+        });
+        const ref = ctx.monitor(child);
+        send(child, "die");
+        const down = await ctx.receive(isDown);
+        const exitMsg = await ctx.receive(isExit);
+        seen.push(down.ref === ref, exitMsg.from === child, (exitMsg.reason as { crash: Error }).crash.message);
+        const victim = spawn(async (c) => void (await c.receive()));
+        const r2 = ctx.monitor(victim);
+        ctx.exit(victim, "shutdown");
+        const d2 = await ctx.receive((m) => isDown(m) && m.ref === r2);
+        seen.push((d2 as { reason: unknown }).reason);
+        resolve();
+      }, undefined, { name: "ctx-user" });
+    });
+    captureLogs();
+    send("ctx-user", "go");
+    await done;
+    expect(seen).toEqual([true, true, "child failed", "shutdown"]);
   });
 });
