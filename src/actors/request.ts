@@ -99,6 +99,8 @@ class Request implements Actor {
     const ex = this.exchange;
     const refused = ex.handshakeError();
     if (refused !== undefined) {
+      // As cowboy_websocket:upgrade: the refusal is the answer, terminate does not run.
+      this.done = true;
       ex.req.reply(refused.status, refused.headers);
       p.stopSelf("normal");
       return;
@@ -112,7 +114,7 @@ class Request implements Actor {
     this.done = true;
     return new Promise<void>((resolve) => {
       ex.upgrade(opts, (port) => {
-        if (port !== null) spawnConnection(handler, this.name, r.state, port, ex.req, opts);
+        if (port !== null) spawnConnection(handler, this.name, r.state, port, ex.req, opts, this.logger);
         p.stopSelf("normal");
         resolve();
       });

@@ -1,5 +1,6 @@
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import type { StateStore } from "../runtime/hibernate.js";
+import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
 import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
 import type { HibernateOption, Ok, Stop } from "../runtime/result.js";
@@ -208,6 +209,7 @@ function defaultFilter(req: Req): PartialReq {
 class Connection<S> implements Actor {
   readonly receiveLoop = false;
   readonly name: string;
+  readonly logger: Logger;
   private readonly handler: WebSocketHandler<S, unknown, unknown>;
   private readonly port: WebSocketPort;
   private readonly req: PartialReq;
@@ -221,9 +223,17 @@ class Connection<S> implements Actor {
   private shutdownReason: unknown = undefined;
   private active = true;
 
-  constructor(handler: WebSocketHandler<S, unknown, unknown>, name: string, port: WebSocketPort, req: Req, opts: ResolvedWebSocketOptions) {
+  constructor(
+    handler: WebSocketHandler<S, unknown, unknown>,
+    name: string,
+    port: WebSocketPort,
+    req: Req,
+    opts: ResolvedWebSocketOptions,
+    logger: Logger,
+  ) {
     this.handler = handler;
     this.name = name;
+    this.logger = logger;
     this.port = port;
     this.req = (opts.reqFilter ?? defaultFilter)(req);
     this.idleTimeout = opts.idleTimeout;
@@ -256,6 +266,8 @@ class Connection<S> implements Actor {
     let callback: string;
     if (msg instanceof ReceivedFrame) {
       callback = "websocketHandle";
+      // Answered here, not by ws on arrival, so the pong follows the replies to earlier frames.
+      if (msg.type === "ping") this.port.send({ type: "pong", data: msg.data as Uint8Array }, false);
       r = this.handler.websocketHandle(msg as InFrame, p.state as S);
     } else if (msg instanceof PortClosed) {
       this.end(p, msg.reason);
@@ -442,7 +454,8 @@ export function spawnConnection<S>(
   port: WebSocketPort,
   req: Req,
   opts: ResolvedWebSocketOptions,
+  logger: Logger,
 ): Pid {
-  const conn = new Connection(handler, name, port, req, opts);
+  const conn = new Connection(handler, name, port, req, opts, logger);
   return spawnActor(conn, state, { stateStore: opts.stateStore }).pid;
 }

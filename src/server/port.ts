@@ -167,11 +167,13 @@ function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
   const key = `${opts.maxFrameSize}|${opts.validateUtf8}|${opts.compress}`;
   let wss = servers.get(key);
   if (wss !== undefined) return wss;
-  // closeTimeout is newer than @types/ws knows.
-  const options: ServerOptions & { closeTimeout: number } = {
+  // closeTimeout and autoPong are newer than @types/ws knows.
+  const options: ServerOptions & { closeTimeout: number; autoPong: boolean } = {
     noServer: true,
     clientTracking: false,
     closeTimeout: CLOSE_TIMEOUT,
+    // The connection process answers pings itself, in frame order (COWBOY.md, Ping).
+    autoPong: false,
     maxPayload: opts.maxFrameSize === Infinity ? 0 : opts.maxFrameSize,
     skipUTF8Validation: !opts.validateUtf8,
     perMessageDeflate: opts.compress ? {} : false,

@@ -1,6 +1,6 @@
 import { expect, test } from "vitest";
 import WebSocket from "ws";
-import { upgrade, ok, reply, text, startTimer, isTimeout, self, compileRoutes, startClear, stopListener, type WebSocketHandler } from "../src/index.js";
+import { upgrade, ok, reply, text, startTimer, isTimeout, self, compileRoutes, startClear, stopListener, type WebSocketHandler } from "../../src/index.js";
 
 type State = { heartbeat: number };
 const terminated: unknown[] = [];
