@@ -1,6 +1,7 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { setLogger, type Logger } from "../src/index.js";
+import { expect } from "vitest";
+import { CorralError, isAlive, setLogger, spawn, type ErrorCode, type Logger, type Pid } from "../src/index.js";
 
 export interface LogRecord {
   level: number;
@@ -37,3 +38,22 @@ export async function settle(turns = 3): Promise<void> {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Asserts fn throws a CorralError with this code. */
+export function expectCode(fn: () => unknown, code: ErrorCode): void {
+  let thrown: unknown = undefined;
+  try {
+    fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, `expected a CorralError ${code}`).toBeInstanceOf(CorralError);
+  expect((thrown as CorralError).code).toBe(code);
+}
+
+/** The pid of a process that has already ended. */
+export async function deadPid(): Promise<Pid> {
+  const pid = spawn(async () => {});
+  await until(() => !isAlive(pid), 2000, "the short-lived process to end");
+  return pid;
+}

@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, test } from "vitest";
 import {
-  CorralError,
   broadcast,
   exit,
   isAlive,
@@ -18,11 +17,10 @@ import {
   spawn,
   stop,
   whichGroups,
-  type ErrorCode,
   type Pid,
   type ProcessBehavior,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until } from "../helpers.js";
+import { captureLogs, settle, sleep, until, expectCode } from "../helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -54,16 +52,6 @@ function member(): { pid: Pid; got: unknown[] } {
   return { pid: spawn(memberBehaviour, got), got };
 }
 
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  let thrown: unknown = undefined;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, `expected a CorralError ${code}`).toBeInstanceOf(CorralError);
-  expect((thrown as CorralError).code).toBe(code);
-}
 
 afterEach(async () => {
   for (const p of processes()) exit(p, "kill");

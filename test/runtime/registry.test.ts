@@ -18,12 +18,11 @@ import {
   unregister,
   whereis,
   type DownMessage,
-  type ErrorCode,
   type Pid,
   type ProcessBehavior,
   type ReceiveContext,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until } from "../helpers.js";
+import { captureLogs, settle, sleep, until, expectCode, deadPid } from "../helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -45,22 +44,7 @@ function sink(name?: string): { pid: Pid; got: unknown[] } {
   return { pid, got };
 }
 
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  let thrown: unknown = undefined;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, `expected a CorralError ${code}`).toBeInstanceOf(CorralError);
-  expect((thrown as CorralError).code).toBe(code);
-}
 
-async function deadPid(): Promise<Pid> {
-  const pid = spawn(async () => {});
-  await until(() => !isAlive(pid), 2000, "the short-lived process to end");
-  return pid;
-}
 
 afterEach(async () => {
   for (const p of processes()) exit(p, "kill");

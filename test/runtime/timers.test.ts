@@ -1,7 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { afterEach, describe, expect, test, vi } from "vitest";
 import {
-  CorralError,
   cancelTimer,
   exit,
   isAlive,
@@ -20,12 +19,11 @@ import {
   stop,
   timerCount,
   unregister,
-  type ErrorCode,
   type ProcessBehavior,
   type Ref,
   type TimeoutMessage,
 } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { sleep, until, expectCode, deadPid } from "../helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -62,23 +60,8 @@ const counterBehaviour: ProcessBehavior<{ n: number; sum: number; done: (n: numb
   },
 };
 
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  let thrown: unknown = undefined;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, `expected a CorralError ${code}`).toBeInstanceOf(CorralError);
-  expect((thrown as CorralError).code).toBe(code);
-}
 
 /** A pid whose process has ended. */
-async function deadPid(): Promise<Pid> {
-  const pid = spawn(async () => {});
-  await until(() => !isAlive(pid), 2000, "the short-lived process to end");
-  return pid;
-}
 
 afterEach(async () => {
   for (const p of processes()) exit(p, "kill");
