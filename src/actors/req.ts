@@ -19,28 +19,80 @@ export interface PartialReq {
   readonly peer: Peer;
 }
 
+/** One media range of an accept header, by descending preference order as sent. */
+export interface MediaRange {
+  readonly type: string;
+  readonly subtype: string;
+  readonly q: number;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+export interface ContentType {
+  readonly type: string;
+  readonly subtype: string;
+  readonly params: Readonly<Record<string, string>>;
+}
+
 /** Parsed header values, by header name (cowboy_req:parse_header). */
 export interface ParsedHeaders {
   "sec-websocket-protocol": string[];
+  accept: MediaRange[];
+  cookie: [name: string, value: string][];
+  "content-type": ContentType;
 }
 
 export type HeaderValue = string | number | readonly string[];
+
+/** Cowboy's {sendfile, Offset, Length, Path}: a file (or part of it) as the body. */
+export interface SendFile {
+  readonly sendfile: string;
+  readonly offset?: number;
+  /** Bytes from offset; default: to the end of the file. */
+  readonly length?: number;
+}
+
+export type Body = string | Uint8Array | SendFile;
+
+/** cowboy_req:set_resp_cookie options. */
+export interface CookieOptions {
+  /** Seconds; 0 deletes the cookie. */
+  readonly maxAge?: number;
+  readonly path?: string;
+  readonly domain?: string;
+  readonly secure?: boolean;
+  readonly httpOnly?: boolean;
+  readonly sameSite?: "strict" | "lax" | "none";
+}
 
 export interface Req extends PartialReq {
   /** Header names are lower-case; repeated headers are joined with ", " (set-cookie with "\n"). */
   readonly headers: Readonly<Record<string, string>>;
   header(name: string): string | undefined;
+  /** A header parsed as cow_http_hd does; undefined when absent; a malformed one throws ERR_BADARG. */
   parseHeader<K extends keyof ParsedHeaders>(name: K): ParsedHeaders[K] | undefined;
+  /** The query string as [key, value] pairs, in order; a key without "=" has the value true. */
+  parseQs(): [key: string, value: string | true][];
   readonly bindings: Readonly<Record<string, string>>;
   binding(name: string): string | undefined;
+  /** What a host pattern's leading [...] matched, left to right; undefined without one. */
+  readonly hostInfo: readonly string[] | undefined;
+  /** What a path pattern's trailing [...] matched; undefined without one. */
+  readonly pathInfo: readonly string[] | undefined;
+  /** The client certificate (DER) on a TLS connection that presented one. */
+  readonly cert: Uint8Array | undefined;
   /** Adds a header to the response: the 101 of an upgrade, or the reply. */
   setRespHeader(name: string, value: HeaderValue): Req;
+  setRespCookie(name: string, value: string, opts?: CookieOptions): Req;
   /** Sends the whole response. A second reply throws. */
-  reply(status: number, headers?: Readonly<Record<string, HeaderValue>>, body?: string | Uint8Array): Req;
-  /** True once a response has been sent. */
+  reply(status: number, headers?: Readonly<Record<string, HeaderValue>>, body?: Body): Req;
+  /** Starts a chunked (or server-sent events) response; the body follows with streamBody. */
+  streamReply(status: number, headers?: Readonly<Record<string, HeaderValue>>): Req;
+  /** Sends a part of a streamed body; fin ends it. Resolves once the socket took it (backpressure). */
+  streamBody(data: string | Uint8Array, fin?: boolean): Promise<void>;
+  /** True once a response has started. */
   readonly replied: boolean;
-  /** The request body, up to the listener's limit. */
-  readBody(): Promise<Uint8Array>;
+  /** The request body, up to `length` bytes (default: the listener's maxBodySize); beyond it: 413 and a rejection. */
+  readBody(opts?: { readonly length?: number }): Promise<Uint8Array>;
 }
 
 /** What init returns to answer over HTTP without upgrading: Cowboy's {ok, Req, State}. */

@@ -6,6 +6,7 @@ export type ErrorCode =
   | "ERR_NAME_TAKEN"
   | "ERR_UNKNOWN_NAME"
   | "ERR_BAD_RESULT"
+  | "ERR_BODY_TOO_LARGE"
   // Erlang's {error, already_started | already_present | not_found | running | restarting | Reason}
   // from supervisor calls.
   | "ERR_ALREADY_STARTED"

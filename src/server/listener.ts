@@ -120,6 +120,8 @@ function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerRes
     return;
   }
   req.bindings = m.bindings;
+  req.hostInfo = m.hostInfo;
+  req.pathInfo = m.pathInfo;
   spawnRequest(m.handler, m.opts, new ServerExchange(listener, req, raw, socket, head), m.pattern);
 }
 

@@ -1,12 +1,27 @@
+import { createReadStream, statSync } from "node:fs";
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import type { HeaderValue, ParsedHeaders, PartialReq, Peer, Req } from "../actors/req.js";
+import type { TLSSocket } from "node:tls";
+import type {
+  Body,
+  ContentType,
+  CookieOptions,
+  HeaderValue,
+  MediaRange,
+  ParsedHeaders,
+  PartialReq,
+  Peer,
+  Req,
+  SendFile,
+} from "../actors/req.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 
 /** Where a reply goes: node's response object, or the bare socket of an upgrade request. */
-type Sink = { readonly res: ServerResponse } | { readonly socket: Duplex };
+export type Sink = { readonly res: ServerResponse } | { readonly socket: Duplex };
 
-const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
+export const DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024;
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** cowboy_req over node:http. Mutable: the setters return the same Req, for Cowboy-style chaining. */
 export class HttpReq implements Req {
@@ -20,18 +35,21 @@ export class HttpReq implements Req {
   readonly peer: Peer;
   readonly headers: Readonly<Record<string, string>>;
   bindings: Readonly<Record<string, string>> = {};
+  hostInfo: readonly string[] | undefined = undefined;
+  pathInfo: readonly string[] | undefined = undefined;
   /** Response headers set before the reply or the 101, lower-case names. */
   readonly respHeaders = new Map<string, HeaderValue>();
   replied = false;
   private readonly raw: IncomingMessage;
   private readonly sink: Sink;
-  private readonly bodyLimit: number;
+  private readonly maxBodySize: number;
+  private streaming = false;
 
-  constructor(raw: IncomingMessage, sink: Sink, scheme: "http" | "https", defaultPort: number, bodyLimit = DEFAULT_BODY_LIMIT) {
+  constructor(raw: IncomingMessage, sink: Sink, scheme: "http" | "https", defaultPort: number, maxBodySize = DEFAULT_MAX_BODY_SIZE) {
     this.raw = raw;
     this.sink = sink;
     this.scheme = scheme;
-    this.bodyLimit = bodyLimit;
+    this.maxBodySize = maxBodySize;
     this.method = raw.method ?? "GET";
     this.version = `HTTP/${raw.httpVersion}`;
     const target = raw.url ?? "/";
@@ -44,7 +62,7 @@ export class HttpReq implements Req {
       const name = rawHeaders[i]!.toLowerCase();
       const value = rawHeaders[i + 1]!;
       const had = headers[name];
-      headers[name] = had === undefined ? value : `${had}${name === "set-cookie" ? "\n" : ", "}${value}`;
+      headers[name] = had === undefined ? value : `${had}${name === "set-cookie" ? "\n" : name === "cookie" ? "; " : ", "}${value}`;
     }
     this.headers = headers;
     const hostHeader = headers["host"] ?? "";
@@ -55,6 +73,13 @@ export class HttpReq implements Req {
     this.peer = { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
   }
 
+  get cert(): Uint8Array | undefined {
+    const socket = this.raw.socket as Partial<TLSSocket>;
+    if (typeof socket.getPeerCertificate !== "function") return undefined;
+    const cert = socket.getPeerCertificate();
+    return cert !== null && cert.raw !== undefined ? cert.raw : undefined;
+  }
+
   header(name: string): string | undefined {
     return this.headers[name.toLowerCase()];
   }
@@ -62,12 +87,24 @@ export class HttpReq implements Req {
   parseHeader<K extends keyof ParsedHeaders>(name: K): ParsedHeaders[K] | undefined {
     const value = this.headers[name];
     if (value === undefined) return undefined;
-    switch (name) {
-      case "sec-websocket-protocol":
-        return tokens(value) as ParsedHeaders[K];
-      default:
-        throw badarg(`parseHeader: no parser for ${JSON.stringify(name)}`);
+    const parse = PARSERS[name] as ((v: string) => ParsedHeaders[K]) | undefined;
+    if (parse === undefined) throw badarg(`parseHeader: no parser for ${JSON.stringify(name)}`);
+    return parse(value);
+  }
+
+  parseQs(): [key: string, value: string | true][] {
+    const out: [string, string | true][] = [];
+    if (this.qs === "") return out;
+    for (const part of this.qs.split("&")) {
+      if (part === "") continue;
+      const eq = part.indexOf("=");
+      try {
+        out.push(eq < 0 ? [decodeQs(part), true] : [decodeQs(part.slice(0, eq)), decodeQs(part.slice(eq + 1))]);
+      } catch {
+        throw badarg(`parseQs: malformed query string ${describe(this.qs)}`);
+      }
     }
+    return out;
   }
 
   binding(name: string): string | undefined {
@@ -75,54 +112,150 @@ export class HttpReq implements Req {
   }
 
   setRespHeader(name: string, value: HeaderValue): Req {
-    if (typeof name !== "string" || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw badarg(`setRespHeader: invalid header name ${describe(name)}`);
+    if (typeof name !== "string" || !TOKEN.test(name)) throw badarg(`setRespHeader: invalid header name ${describe(name)}`);
     checkHeaderValue(name, value);
-    if (this.replied) throw new CorralError("ERR_BADARG", `setRespHeader(${JSON.stringify(name)}): the response was already sent`);
+    this.checkNotSent(`setRespHeader(${JSON.stringify(name)})`);
     this.respHeaders.set(name.toLowerCase(), value);
     return this;
   }
 
-  reply(status: number, headers?: Readonly<Record<string, HeaderValue>>, body?: string | Uint8Array): Req {
-    if (this.replied) throw new CorralError("ERR_BADARG", `reply(${status}): this request was already replied to`);
-    if (!Number.isInteger(status) || status < 200 || status > 999) throw badarg(`reply: invalid status ${describe(status)}`);
-    if (body !== undefined && typeof body !== "string" && !(body instanceof Uint8Array)) throw badarg(`reply: body must be a string or Uint8Array, got ${describe(body)}`);
+  setRespCookie(name: string, value: string, opts?: CookieOptions): Req {
+    if (typeof name !== "string" || !TOKEN.test(name)) throw badarg(`setRespCookie: invalid cookie name ${describe(name)}`);
+    if (typeof value !== "string" || /[\s",;\\\0-\x1f\x7f]/.test(value)) throw badarg(`setRespCookie: invalid cookie value ${describe(value)}; encode it first`);
+    this.checkNotSent(`setRespCookie(${JSON.stringify(name)})`);
+    let cookie = `${name}=${value}`;
+    if (opts?.maxAge !== undefined) cookie += `; Max-Age=${Math.max(0, Math.floor(opts.maxAge))}`;
+    if (opts?.path !== undefined) cookie += `; Path=${checkAttr(opts.path, "path")}`;
+    if (opts?.domain !== undefined) cookie += `; Domain=${checkAttr(opts.domain, "domain")}`;
+    if (opts?.secure === true) cookie += "; Secure";
+    if (opts?.httpOnly === true) cookie += "; HttpOnly";
+    if (opts?.sameSite !== undefined) cookie += `; SameSite=${opts.sameSite[0]!.toUpperCase()}${opts.sameSite.slice(1)}`;
+    const had = this.respHeaders.get("set-cookie");
+    this.respHeaders.set("set-cookie", had === undefined ? [cookie] : [...(Array.isArray(had) ? had : [String(had)]), cookie]);
+    return this;
+  }
+
+  private checkNotSent(what: string): void {
+    if (this.replied) throw new CorralError("ERR_BADARG", `${what}: the response was already sent`);
+  }
+
+  /** The response headers for a reply, with the ones given merged over those set before. */
+  private headersFor(what: string, status: number, headers: Readonly<Record<string, HeaderValue>> | undefined): Map<string, HeaderValue> {
+    if (this.replied) throw new CorralError("ERR_BADARG", `${what}(${status}): this request was already replied to`);
+    if (!Number.isInteger(status) || status < 200 || status > 999) throw badarg(`${what}: invalid status ${describe(status)}`);
     const all = new Map(this.respHeaders);
     for (const [name, value] of Object.entries(headers ?? {})) {
+      if (!TOKEN.test(name)) throw badarg(`${what}: invalid header name ${describe(name)}`);
       checkHeaderValue(name, value);
       all.set(name.toLowerCase(), value);
     }
+    return all;
+  }
+
+  reply(status: number, headers?: Readonly<Record<string, HeaderValue>>, body?: Body): Req {
+    const all = this.headersFor("reply", status, headers);
+    const bodyless = this.method === "HEAD" || status === 204 || status === 304;
+    if (isSendFile(body)) {
+      const file = checkSendFile(body);
+      all.set("content-length", file.length);
+      this.replied = true;
+      this.writeHead(status, all, bodyless || file.length === 0 ? undefined : file);
+      return this;
+    }
+    if (body !== undefined && typeof body !== "string" && !(body instanceof Uint8Array)) {
+      throw badarg(`reply: body must be a string, a Uint8Array or { sendfile }, got ${describe(body)}`);
+    }
     const payload = body === undefined ? undefined : typeof body === "string" ? Buffer.from(body) : body;
-    if (payload !== undefined || (status >= 200 && status !== 204 && status !== 304)) all.set("content-length", payload?.byteLength ?? 0);
+    if (status !== 204 && status !== 304) all.set("content-length", payload?.byteLength ?? 0);
     this.replied = true;
+    this.writeHead(status, all, bodyless ? undefined : payload);
+    return this;
+  }
+
+  streamReply(status: number, headers?: Readonly<Record<string, HeaderValue>>): Req {
+    const all = this.headersFor("streamReply", status, headers);
+    all.delete("content-length");
+    this.replied = true;
+    this.streaming = true;
     const sink = this.sink;
     if ("res" in sink) {
-      const res = sink.res;
-      for (const [name, value] of all) res.setHeader(name, typeof value === "number" ? value : (value as string | string[]));
-      res.writeHead(status);
-      res.end(this.method === "HEAD" ? undefined : payload);
+      for (const [name, value] of all) sink.res.setHeader(name, toNodeHeader(value));
+      sink.res.writeHead(status);
+      sink.res.flushHeaders();
     } else {
-      writeRaw(sink.socket, status, all, this.method === "HEAD" ? undefined : payload);
+      sink.socket.write(rawHead(status, all));
     }
     return this;
   }
 
-  readBody(): Promise<Uint8Array> {
+  streamBody(data: string | Uint8Array, fin = false): Promise<void> {
+    if (!this.streaming) throw new CorralError("ERR_BADARG", "streamBody: call streamReply first (or the body already ended)");
+    if (typeof data !== "string" && !(data instanceof Uint8Array)) throw badarg(`streamBody: data must be a string or Uint8Array, got ${describe(data)}`);
+    if (fin) this.streaming = false;
+    const out: NodeJS.WritableStream = "res" in this.sink ? this.sink.res : this.sink.socket;
+    if (this.method === "HEAD") {
+      if (fin) out.end();
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      if (fin) {
+        out.end(data, () => resolve());
+        return;
+      }
+      if (out.write(data)) resolve();
+      else out.once("drain", () => resolve());
+    });
+  }
+
+  private writeHead(status: number, headers: Map<string, HeaderValue>, body: Uint8Array | Required<SendFile> | undefined): void {
+    const sink = this.sink;
+    if ("res" in sink) {
+      const res = sink.res;
+      for (const [name, value] of headers) res.setHeader(name, toNodeHeader(value));
+      res.writeHead(status);
+      if (body === undefined || body instanceof Uint8Array) res.end(body);
+      else pipeFile(body, res);
+    } else {
+      const socket = sink.socket;
+      if (socket.destroyed) return;
+      if (!headers.has("connection")) headers.set("connection", "close");
+      // The socket ends after this response whatever the header says (426 names "upgrade" here).
+      if (body === undefined || body instanceof Uint8Array) socket.end(body === undefined ? rawHead(status, headers) : Buffer.concat([Buffer.from(rawHead(status, headers)), body]));
+      else {
+        socket.write(rawHead(status, headers));
+        pipeFile(body, socket);
+      }
+    }
+  }
+
+  readBody(opts?: { readonly length?: number }): Promise<Uint8Array> {
+    const max = opts?.length ?? this.maxBodySize;
+    if (typeof max !== "number" || Number.isNaN(max) || max < 0) throw badarg(`readBody: length must be a number >= 0, got ${describe(max)}`);
     const raw = this.raw;
-    const max = this.bodyLimit;
+    const tooLarge = (): CorralError => {
+      if (!this.replied) this.reply(413);
+      raw.resume();
+      return new CorralError("ERR_BODY_TOO_LARGE", `readBody: the request body is larger than ${max} bytes`);
+    };
+    const declared = Number(this.headers["content-length"] ?? 0);
+    if (declared > max) return Promise.reject(tooLarge());
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      raw.on("data", (chunk: Buffer) => {
+      const onData = (chunk: Buffer): void => {
         size += chunk.byteLength;
-        if (size > max) {
-          raw.destroy();
-          reject(new CorralError("ERR_BADARG", `readBody: body larger than ${max} bytes`));
+        if (size <= max) {
+          chunks.push(chunk);
           return;
         }
-        chunks.push(chunk);
+        raw.off("data", onData);
+        reject(tooLarge());
+      };
+      raw.on("data", onData);
+      raw.once("end", () => {
+        if (size <= max) resolve(Buffer.concat(chunks));
       });
-      raw.on("end", () => resolve(Buffer.concat(chunks)));
-      raw.on("error", reject);
+      raw.once("error", reject);
     });
   }
 
@@ -133,24 +266,104 @@ export class HttpReq implements Req {
   }
 }
 
+function decodeQs(s: string): string {
+  return decodeURIComponent(s.replace(/\+/g, " "));
+}
+
+function checkAttr(v: unknown, what: string): string {
+  if (typeof v !== "string" || /[;\0-\x1f\x7f]/.test(v)) throw badarg(`setRespCookie: invalid ${what} ${describe(v)}`);
+  return v;
+}
+
 function checkHeaderValue(name: string, value: unknown): void {
   const ok = (v: unknown): boolean => typeof v === "number" || (typeof v === "string" && !/[\r\n\0]/.test(v));
   if (Array.isArray(value) ? !value.every(ok) : !ok(value)) throw badarg(`header ${name}: invalid value ${describe(value)}`);
 }
 
-/** A comma-separated token list, as cow_http_hd parses sec-websocket-protocol. */
-function tokens(value: string): string[] {
-  return value.split(",").map((t) => t.trim()).filter((t) => t.length > 0);
+function toNodeHeader(value: HeaderValue): string | number | string[] {
+  return Array.isArray(value) ? [...(value as readonly string[])] : (value as string | number);
 }
 
-/** A whole HTTP/1.1 response on a bare socket (the upgrade path has no ServerResponse), then close. */
-export function writeRaw(socket: Duplex, status: number, headers: ReadonlyMap<string, HeaderValue>, body: Uint8Array | undefined): void {
-  if (socket.destroyed) return;
-  // The socket ends after this response whatever the header says (426 names "upgrade" here).
+function isSendFile(body: unknown): body is SendFile {
+  return typeof body === "object" && body !== null && !(body instanceof Uint8Array) && "sendfile" in body;
+}
+
+function checkSendFile(body: SendFile): Required<SendFile> {
+  if (typeof body.sendfile !== "string") throw badarg(`reply: sendfile must be a path, got ${describe(body.sendfile)}`);
+  const offset = body.offset ?? 0;
+  const length = body.length ?? statSync(body.sendfile).size - offset;
+  if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
+    throw badarg(`reply: invalid sendfile range ${describe({ offset, length })}`);
+  }
+  return { sendfile: body.sendfile, offset, length };
+}
+
+/** Streams a file range; if the file fails mid-way the response is cut, never padded. */
+function pipeFile(file: Required<SendFile>, out: NodeJS.WritableStream & { destroy(): void }): void {
+  const stream = createReadStream(file.sendfile, { start: file.offset, end: file.offset + file.length - 1 });
+  stream.on("error", () => out.destroy());
+  stream.pipe(out);
+}
+
+function rawHead(status: number, headers: ReadonlyMap<string, HeaderValue>): string {
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n`;
-  if (!headers.has("connection")) head += "connection: close\r\n";
   for (const [name, value] of headers) {
     for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`;
   }
-  socket.end(body === undefined ? head + "\r\n" : Buffer.concat([Buffer.from(head + "\r\n"), body]));
+  return head + "\r\n";
 }
+
+/* ---------------------------------------------------------------- header parsers (cow_http_hd) */
+
+function params(parts: string[], where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of parts) {
+    const eq = p.indexOf("=");
+    if (eq <= 0) throw badarg(`parseHeader(${where}): malformed parameter ${describe(p)}`);
+    let v = p.slice(eq + 1).trim();
+    if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1);
+    out[p.slice(0, eq).trim().toLowerCase()] = v;
+  }
+  return out;
+}
+
+function mediaType(value: string, where: string): { type: string; subtype: string; rest: string[] } {
+  const [mt, ...rest] = value.split(";").map((s) => s.trim());
+  const slash = mt!.indexOf("/");
+  const type = mt!.slice(0, slash).toLowerCase();
+  const subtype = mt!.slice(slash + 1).toLowerCase();
+  if (slash <= 0 || !TOKEN.test(type) || !TOKEN.test(subtype)) throw badarg(`parseHeader(${where}): malformed media type ${describe(value)}`);
+  return { type, subtype, rest: rest.filter((r) => r !== "") };
+}
+
+const PARSERS: { [K in keyof ParsedHeaders]: (value: string) => ParsedHeaders[K] } = {
+  "sec-websocket-protocol": (value) => value.split(",").map((t) => t.trim()).filter((t) => t.length > 0),
+  accept: (value) =>
+    value
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "")
+      .map((range): MediaRange => {
+        const { type, subtype, rest } = mediaType(range, "accept");
+        const all = params(rest, "accept");
+        const q = all["q"] === undefined ? 1 : Number(all["q"]);
+        if (Number.isNaN(q) || q < 0 || q > 1) throw badarg(`parseHeader(accept): bad q in ${describe(range)}`);
+        delete all["q"];
+        return { type, subtype, q, params: all };
+      }),
+  cookie: (value) =>
+    value
+      .split(";")
+      .map((s) => s.trim())
+      .filter((s) => s !== "")
+      .map((pair): [string, string] => {
+        const eq = pair.indexOf("=");
+        return eq < 0 ? ["", pair] : [pair.slice(0, eq).trim(), pair.slice(eq + 1).trim()];
+      }),
+  "content-type": (value): ContentType => {
+    const { type, subtype, rest } = mediaType(value, "content-type");
+    const all = params(rest, "content-type");
+    if (all["charset"] !== undefined) all["charset"] = all["charset"].toLowerCase();
+    return { type, subtype, params: all };
+  },
+};
