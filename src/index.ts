@@ -1,6 +1,19 @@
 export * from "./runtime/index.js";
 export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./actors/frames.js";
-export type { HeaderValue, HttpOk, ParsedHeaders, PartialReq, Peer, Req } from "./actors/req.js";
+export type {
+  Body,
+  ContentType,
+  CookieOptions,
+  HeaderValue,
+  HttpOk,
+  MediaRange,
+  ParsedHeaders,
+  PartialReq,
+  Peer,
+  Req,
+  SendFile,
+} from "./actors/req.js";
+export { loop, type Loop, type LoopHandler, type LoopOptions } from "./actors/loop.js";
 export type { Handler, HttpHandler } from "./actors/request.js";
 export {
   commands,
@@ -18,6 +31,14 @@ export {
   type WebSocketOptions,
   type WebSocketResult,
 } from "./actors/websocket.js";
-export { startClear, stopListener, type Listener, type ProtocolOptions, type TransportOptions } from "./server/listener.js";
+export {
+  startClear,
+  startTls,
+  stopListener,
+  type Listener,
+  type ProtocolOptions,
+  type TlsTransportOptions,
+  type TransportOptions,
+} from "./server/listener.js";
 export { compileRoutes, type Dispatch, type HostRoute, type PathRoute } from "./server/router.js";
 export * from "./actors/supervisor.js";

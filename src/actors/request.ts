@@ -1,7 +1,9 @@
-import { CorralError, describe } from "../runtime/errors.js";
+import { CorralError, badarg, describe } from "../runtime/errors.js";
 import type { Logger } from "../runtime/log.js";
-import type { Pid } from "../runtime/pid.js";
-import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
+import type { Pid, Ref } from "../runtime/pid.js";
+import { applyResult, spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
+import { cancelTimer, sendAfter } from "../runtime/timers.js";
+import type { Loop, LoopHandler } from "./loop.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 import {
   resolveWebSocketOptions,
@@ -35,6 +37,10 @@ export interface Exchange {
   handshakeError(): { status: number; headers: Record<string, string> } | undefined;
   /** Writes the 101 with the Req's response headers, then gives the port (null if the socket died first). */
   upgrade(opts: ResolvedWebSocketOptions, done: (port: WebSocketPort | null) => void): void;
+  /** Calls back once if the client goes away before the response is complete. */
+  onClientGone(callback: () => void): void;
+  /** Ends a streamed response, if one is open. */
+  endStream(): void;
   /** The subprotocols the client offered, for the missing-subprotocol warning. */
   readonly offeredProtocols: readonly string[];
   /** The response header the handler set for the subprotocol, if any. */
@@ -46,9 +52,14 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
 }
 
+/** The runtime's own messages to a looping request process. */
+const LOOP_TIMEOUT = Symbol("loop timeout");
+const CLIENT_GONE = Symbol("client gone");
+
 /**
- * The short-lived request process: runs init, then answers, upgrades, or fails with 500.
- * self() inside init is this process, not the connection's (Cowboy #1041).
+ * The request process: runs init, then answers, upgrades, or fails with 500; a loop handler
+ * keeps it alive (cowboy_loop). self() inside init is this process, not a WebSocket
+ * connection's (Cowboy #1041).
  */
 class Request implements Actor {
   readonly receiveLoop = false;
@@ -60,6 +71,12 @@ class Request implements Actor {
   private state: unknown = undefined;
   /** terminate already ran for the handler (plain HTTP), or belongs to the connection now. */
   private done = false;
+  /** Set once init returned loop(...): messages go to handler.info. */
+  private looping = false;
+  private loopTimeout = Infinity;
+  private loopTimer: Ref | null = null;
+  /** Why a loop is ending, for terminate. */
+  private ending: TerminateReason | undefined = undefined;
 
   constructor(handler: Handler, opts: unknown, exchange: Exchange, name: string) {
     this.handler = handler;
@@ -78,6 +95,7 @@ class Request implements Actor {
   private initDone(p: Process, r: unknown): PromiseLike<unknown> | void {
     const type = typeof r === "object" && r !== null ? (r as { type?: unknown }).type : undefined;
     if (type === "upgrade") return this.upgrade(p, r as Upgrade<unknown>);
+    if (type === "loop") return this.startLoop(p, r as Loop<unknown>);
     if (type !== "ok" || !("state" in (r as object))) {
       throw new CorralError("ERR_BAD_RESULT", `${this.name}.init returned ${describe(r)}; expected upgrade(req, state, opts?) or { type: "ok", req, state }`);
     }
@@ -121,19 +139,67 @@ class Request implements Actor {
     });
   }
 
-  /** init crashed or the process was stopped: 500 if nothing was sent, and terminate with the reason. */
-  terminate(_p: Process, reason: ExitReason): void {
-    if (this.done) return;
-    const req = this.exchange.req;
-    if (!req.replied) req.reply(typeof reason === "object" && "crash" in reason ? 500 : 503);
-    if (reason === "killed") return;
-    const why: TerminateReason =
-      typeof reason === "string" ? (reason === "shutdown" ? "shutdown" : { error: reason }) : "crash" in reason ? reason : { shutdown: reason.shutdown };
-    this.handler.terminate?.(why, req, this.state as never);
+  private startLoop(p: Process, r: Loop<unknown>): void {
+    const handler = this.handler as unknown as LoopHandler;
+    if (typeof handler.info !== "function") {
+      throw new CorralError("ERR_BAD_RESULT", `${this.name}.init returned loop(...) but the handler has no info callback`);
+    }
+    const timeout = r.opts?.timeout ?? Infinity;
+    if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout <= 0) throw badarg(`loop: timeout must be a number of ms > 0, got ${describe(timeout)}`);
+    this.looping = true;
+    this.loopTimeout = timeout;
+    p.state = r.state;
+    this.exchange.onClientGone(() => p.deliver(CLIENT_GONE));
+    this.armLoopTimer(p);
+    if (r.opts?.hibernate === true) p.requestHibernate();
   }
 
-  handle(): void {
-    // Messages sent to a request process (e.g. to the pid seen in init) are dropped, as its mailbox is never read.
+  private armLoopTimer(p: Process): void {
+    if (this.loopTimer !== null) cancelTimer(this.loopTimer);
+    this.loopTimer = this.loopTimeout === Infinity ? null : sendAfter(this.loopTimeout, p.pid, LOOP_TIMEOUT);
+  }
+
+  /** A message for a looping request: the runtime's own, or the handler's info. */
+  handle(p: Process, msg: unknown): PromiseLike<unknown> | void {
+    if (!this.looping) return;
+    if (msg === CLIENT_GONE) return this.endLoop(p, { error: "closed" });
+    if (msg === LOOP_TIMEOUT) return this.endLoop(p, "timeout");
+    this.armLoopTimer(p);
+    const req = this.exchange.req;
+    const r = (this.handler as unknown as LoopHandler).info(msg, req, p.state);
+    if (isThenable(r)) return r.then((v) => this.afterInfo(p, v));
+    this.afterInfo(p, r);
+  }
+
+  private afterInfo(p: Process, r: unknown): void {
+    applyResult(p, r, "info");
+    if (p.exitSignal !== undefined) this.ending = "stop";
+  }
+
+  private endLoop(p: Process, reason: TerminateReason): void {
+    this.ending = reason;
+    p.stopSelf("normal");
+  }
+
+  /** The end of a request process: answer what was left unanswered, then terminate with the reason. */
+  terminate(p: Process, reason: ExitReason): void {
+    if (this.done) return;
+    const req = this.exchange.req;
+    const crashed = typeof reason === "object" && "crash" in reason;
+    if (this.looping && !crashed && reason !== "killed") {
+      // A loop that ends normally: whatever it did not send yet becomes 204 or the end of its stream.
+      if (!req.replied) req.reply(204);
+      else this.exchange.endStream();
+    } else if (!req.replied) {
+      req.reply(crashed ? 500 : 503);
+    }
+    if (reason === "killed") return;
+    const why: TerminateReason =
+      this.ending ??
+      (typeof reason === "string"
+        ? reason === "shutdown" ? "shutdown" : reason === "normal" ? "normal" : { error: reason }
+        : "crash" in reason ? reason : { shutdown: reason.shutdown });
+    this.handler.terminate?.(why, req, (this.looping ? p.liveState() : this.state) as never);
   }
 }
 

@@ -1,13 +1,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
+import type { SecureContext, SecureContextOptions, TlsOptions } from "node:tls";
 import { spawnRequest, type Exchange } from "../actors/request.js";
 import type { ResolvedWebSocketOptions, WebSocketPort } from "../actors/websocket.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { exit } from "../runtime/process.js";
 import { completeUpgrade, type WsPort } from "./port.js";
-import { HttpReq } from "./req.js";
+import { DEFAULT_MAX_BODY_SIZE, HttpReq } from "./req.js";
 import { matchRoute, type Dispatch } from "./router.js";
 
 export interface TransportOptions {
@@ -15,6 +17,16 @@ export interface TransportOptions {
   readonly port: number;
   /** Default 127.0.0.1: exposing a server is a choice. */
   readonly host?: string;
+  /** Beyond this many open sockets, new ones are closed at once (ranch's max_connections). Default 65536. */
+  readonly maxConnections?: number;
+}
+
+/** startTls: the transport options plus a key and certificate (or a SecureContext) and any node:tls option. */
+export interface TlsTransportOptions extends TransportOptions, Pick<SecureContextOptions, "key" | "cert" | "ca" | "passphrase" | "pfx"> {
+  readonly secureContext?: SecureContext;
+  /** Ask clients for a certificate (req.cert); default false. */
+  readonly requestCert?: boolean;
+  readonly rejectUnauthorized?: boolean;
 }
 
 export interface ProtocolOptions {
@@ -23,6 +35,16 @@ export interface ProtocolOptions {
   readonly logger?: Logger;
   /** How long stopListener waits for connections to close before destroying them. Default 5000 ms. */
   readonly shutdownTimeout?: number;
+  /** Time to receive a request's headers (slowloris); Cowboy's request_timeout. Default 5000 ms. */
+  readonly requestTimeout?: number;
+  /** Time to receive a whole request, body included. Default 300000 ms. */
+  readonly bodyTimeout?: number;
+  /** An idle keep-alive connection is closed after this. Default 5000 ms. */
+  readonly keepAliveTimeout?: number;
+  /** Largest request head (line and headers) accepted; beyond it: 431. Default 16384 bytes. */
+  readonly maxHeaderSize?: number;
+  /** Default limit of req.readBody(); beyond it: 413. Default 8 MiB. */
+  readonly maxBodySize?: number;
 }
 
 export interface Listener {
@@ -33,24 +55,36 @@ export interface Listener {
   readonly connections: number;
 }
 
+interface Limits {
+  readonly shutdownTimeout: number;
+  readonly requestTimeout: number;
+  readonly bodyTimeout: number;
+  readonly keepAliveTimeout: number;
+  readonly maxHeaderSize: number;
+  readonly maxBodySize: number;
+  readonly maxConnections: number;
+}
+
 class ListenerState implements Listener {
   readonly name: string;
   readonly server: Server;
+  readonly scheme: "http" | "https";
   readonly dispatch: Dispatch;
   readonly logger: Logger;
-  readonly shutdownTimeout: number;
+  readonly limits: Limits;
   readonly ports = new Set<WsPort>();
   port = 0;
-  host: string;
-  stopping = false;
+  readonly host: string;
+  stopping: Promise<void> | undefined = undefined;
 
-  constructor(name: string, server: Server, host: string, opts: ProtocolOptions) {
+  constructor(name: string, server: Server, scheme: "http" | "https", host: string, opts: ProtocolOptions, limits: Limits) {
     this.name = name;
     this.server = server;
+    this.scheme = scheme;
     this.host = host;
     this.dispatch = opts.dispatch;
     this.logger = opts.logger ?? runtimeLogger();
-    this.shutdownTimeout = opts.shutdownTimeout ?? 5000;
+    this.limits = limits;
   }
 
   get connections(): number {
@@ -66,16 +100,18 @@ class ServerExchange implements Exchange {
   readonly offeredProtocols: readonly string[];
   private readonly listener: ListenerState;
   private readonly raw: IncomingMessage;
+  private readonly res: ServerResponse | undefined;
   private readonly socket: Duplex | undefined;
   private readonly head: Buffer | undefined;
 
-  constructor(listener: ListenerState, req: HttpReq, raw: IncomingMessage, socket: Duplex | undefined, head: Buffer | undefined) {
+  constructor(listener: ListenerState, req: HttpReq, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined) {
     this.listener = listener;
     this.req = req;
     this.raw = raw;
+    this.res = res;
     this.socket = socket;
     this.head = head;
-    this.offeredProtocols = req.parseHeader("sec-websocket-protocol") ?? [];
+    this.offeredProtocols = req.headers["sec-websocket-protocol"] === undefined ? [] : (req.parseHeader("sec-websocket-protocol") ?? []);
   }
 
   get logger(): Logger {
@@ -100,20 +136,34 @@ class ServerExchange implements Exchange {
 
   upgrade(opts: ResolvedWebSocketOptions, done: (port: WebSocketPort | null) => void): void {
     const listener = this.listener;
-    if (listener.stopping) {
-      this.socket!.destroy();
+    const socket = this.socket!;
+    if (listener.stopping !== undefined) {
+      socket.destroy();
       done(null);
       return;
     }
-    completeUpgrade(this.req, this.raw, this.socket!, this.head!, opts, (port) => listener.ports.delete(port), (port) => {
+    completeUpgrade(this.req, this.raw, socket, this.head!, opts, (port) => listener.ports.delete(port), (port) => {
       if (port !== null) listener.ports.add(port);
       done(port);
     });
   }
+
+  onClientGone(callback: () => void): void {
+    const out = this.res ?? this.socket!;
+    // 'close' before the response finished means the client left (or the socket broke).
+    out.once("close", () => {
+      if (this.res === undefined || !this.res.writableFinished) callback();
+    });
+  }
+
+  endStream(): void {
+    this.req.endStream();
+  }
 }
 
 function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined): void {
-  const req = new HttpReq(raw, res !== undefined ? { res } : { socket: socket! }, "http", listener.port);
+  const sink = res !== undefined ? { res } : { socket: socket! };
+  const req = new HttpReq(raw, sink, listener.scheme, listener.port, listener.limits.maxBodySize);
   const m = matchRoute(listener.dispatch, req.host, req.path);
   if ("status" in m) {
     req.reply(m.status);
@@ -122,30 +172,53 @@ function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerRes
   req.bindings = m.bindings;
   req.hostInfo = m.hostInfo;
   req.pathInfo = m.pathInfo;
-  spawnRequest(m.handler, m.opts, new ServerExchange(listener, req, raw, socket, head), m.pattern);
+  spawnRequest(m.handler, m.opts, new ServerExchange(listener, req, raw, res, socket, head), m.pattern);
 }
 
-function checkTransport(opts: TransportOptions): { port: number; host: string } {
-  if (typeof opts !== "object" || opts === null) throw badarg(`startClear: transport options must be { port, host? }, got ${describe(opts)}`);
-  const { port, host = "127.0.0.1" } = opts;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw badarg(`startClear: invalid port ${describe(port)}`);
-  if (typeof host !== "string") throw badarg(`startClear: invalid host ${describe(host)}`);
-  return { port, host };
+function positive(value: unknown, name: string, fallback: number, fn: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || Number.isNaN(value) || value <= 0) throw badarg(`${fn}: ${name} must be a number > 0, got ${describe(value)}`);
+  return value;
 }
 
-/** Cowboy's start_clear: an HTTP/1.1 listener for the dispatch, WebSockets included. */
-export async function startClear(name: string, transport: TransportOptions, protocol: ProtocolOptions): Promise<Listener> {
-  if (typeof name !== "string" || name.length === 0) throw badarg(`startClear: name must be a non-empty string, got ${describe(name)}`);
-  if (listeners.has(name)) throw new CorralError("ERR_NAME_TAKEN", `startClear: a listener named ${JSON.stringify(name)} is already running`);
-  const { port, host } = checkTransport(transport);
+function checkOptions(fn: string, name: unknown, transport: TransportOptions, protocol: ProtocolOptions): { port: number; host: string; limits: Limits } {
+  if (typeof name !== "string" || name.length === 0) throw badarg(`${fn}: name must be a non-empty string, got ${describe(name)}`);
+  if (listeners.has(name)) throw new CorralError("ERR_NAME_TAKEN", `${fn}: a listener named ${JSON.stringify(name)} is already running`);
+  if (typeof transport !== "object" || transport === null) throw badarg(`${fn}: transport options must be { port, host? }, got ${describe(transport)}`);
+  const { port, host = "127.0.0.1" } = transport;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw badarg(`${fn}: invalid port ${describe(port)}`);
+  if (typeof host !== "string") throw badarg(`${fn}: invalid host ${describe(host)}`);
   if (typeof protocol !== "object" || protocol === null || typeof protocol.dispatch !== "object" || !Array.isArray(protocol.dispatch?.hosts)) {
-    throw badarg("startClear: protocol options need a dispatch from compileRoutes()");
+    throw badarg(`${fn}: protocol options need a dispatch from compileRoutes()`);
   }
-  const server = createServer();
-  const listener = new ListenerState(name, server, host, protocol);
+  const limits: Limits = {
+    shutdownTimeout: positive(protocol.shutdownTimeout, "shutdownTimeout", 5000, fn),
+    requestTimeout: positive(protocol.requestTimeout, "requestTimeout", 5000, fn),
+    bodyTimeout: positive(protocol.bodyTimeout, "bodyTimeout", 300_000, fn),
+    keepAliveTimeout: positive(protocol.keepAliveTimeout, "keepAliveTimeout", 5000, fn),
+    maxHeaderSize: positive(protocol.maxHeaderSize, "maxHeaderSize", 16_384, fn),
+    maxBodySize: positive(protocol.maxBodySize, "maxBodySize", DEFAULT_MAX_BODY_SIZE, fn),
+    maxConnections: positive(transport.maxConnections, "maxConnections", 65_536, fn),
+  };
+  return { port, host, limits };
+}
+
+async function listen(name: string, server: Server, scheme: "http" | "https", port: number, host: string, protocol: ProtocolOptions, limits: Limits): Promise<Listener> {
+  server.headersTimeout = limits.requestTimeout;
+  server.requestTimeout = Math.max(limits.bodyTimeout, limits.requestTimeout + 1);
+  server.keepAliveTimeout = limits.keepAliveTimeout;
+  server.maxConnections = limits.maxConnections;
+  const listener = new ListenerState(name, server, scheme, host, protocol, limits);
   listeners.set(name, listener);
   server.on("request", (raw: IncomingMessage, res: ServerResponse) => onRequest(listener, raw, res, undefined, undefined));
   server.on("upgrade", (raw: IncomingMessage, socket: Duplex, head: Buffer) => onRequest(listener, raw, undefined, socket, head));
+  // A broken client socket is that client's problem: log at debug, never crash.
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+    listener.logger.debug({ listener: name, err: err.message, code: err.code }, "client error");
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -159,30 +232,57 @@ export async function startClear(name: string, transport: TransportOptions, prot
     throw err;
   }
   listener.port = (server.address() as AddressInfo).port;
-  listener.logger.debug({ listener: name, host, port: listener.port }, "listening");
+  listener.logger.debug({ listener: name, scheme, host, port: listener.port }, "listening");
   return listener;
+}
+
+/** Cowboy's start_clear: an HTTP/1.1 listener for the dispatch, WebSockets included. */
+export function startClear(name: string, transport: TransportOptions, protocol: ProtocolOptions): Promise<Listener> {
+  const { port, host, limits } = checkOptions("startClear", name, transport, protocol);
+  const server = createServer({ maxHeaderSize: limits.maxHeaderSize, connectionsCheckingInterval: 1000 });
+  return listen(name, server, "http", port, host, protocol, limits);
+}
+
+/** Cowboy's start_tls: the same over TLS (wss:// for WebSockets). */
+export function startTls(name: string, transport: TlsTransportOptions, protocol: ProtocolOptions): Promise<Listener> {
+  const { port, host, limits } = checkOptions("startTls", name, transport, protocol);
+  const { key, cert, ca, passphrase, pfx, secureContext, requestCert, rejectUnauthorized } = transport;
+  if (secureContext === undefined && pfx === undefined && (key === undefined || cert === undefined)) {
+    throw badarg("startTls: give key and cert (or pfx, or a secureContext)");
+  }
+  const tls: TlsOptions = { key, cert, ca, passphrase, pfx, requestCert: requestCert ?? false, rejectUnauthorized: rejectUnauthorized ?? false };
+  if (secureContext !== undefined) tls.SNICallback = (_servername, cb) => cb(null, secureContext);
+  const server = createHttpsServer({ ...tls, maxHeaderSize: limits.maxHeaderSize, connectionsCheckingInterval: 1000 }) as unknown as Server;
+  return listen(name, server, "https", port, host, protocol, limits);
 }
 
 /**
  * Stops accepting, closes every WebSocket with 1001 (each runs terminate once), lets HTTP
  * requests in flight finish, and destroys whatever is left after shutdownTimeout.
  */
-export async function stopListener(name: string): Promise<void> {
+export function stopListener(name: string): Promise<void> {
   const listener = listeners.get(name);
-  if (listener === undefined) throw new CorralError("ERR_UNKNOWN_NAME", `stopListener: no listener named ${JSON.stringify(name)}`);
-  listener.stopping = true;
-  const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
-  for (const port of listener.ports) if (port.pid !== null) exit(port.pid, "shutdown");
-  listener.server.closeIdleConnections();
+  if (listener === undefined) return Promise.reject(new CorralError("ERR_UNKNOWN_NAME", `stopListener: no listener named ${JSON.stringify(name)}`));
+  return (listener.stopping ??= stop(listener));
+}
+
+async function stop(listener: ListenerState): Promise<void> {
+  const server = listener.server;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const port of listener.ports) {
+    if (port.pid !== null) exit(port.pid, "shutdown");
+    else port.close(1001, undefined);
+  }
+  server.closeIdleConnections();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), listener.shutdownTimeout);
+    timer = setTimeout(() => resolve("timeout"), listener.limits.shutdownTimeout);
   });
   if ((await Promise.race([closed, deadline])) === "timeout") {
     for (const port of listener.ports) port.destroy();
-    listener.server.closeAllConnections();
+    server.closeAllConnections();
     await closed;
   }
   clearTimeout(timer);
-  listeners.delete(name);
+  listeners.delete(listener.name);
 }

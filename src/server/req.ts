@@ -259,6 +259,11 @@ export class HttpReq implements Req {
     });
   }
 
+  /** Ends a streamed body if one is still open (a loop handler that stopped without fin). */
+  endStream(): void {
+    if (this.streaming) void this.streamBody("", true);
+  }
+
   /** The fields terminate gets by default. */
   partial(): PartialReq {
     const { method, version, scheme, host, port, path, qs, peer } = this;
