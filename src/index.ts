@@ -32,6 +32,7 @@ export {
   type WebSocketResult,
 } from "./actors/websocket.js";
 export {
+  listenerInfo,
   startClear,
   startTls,
   stopListener,
@@ -42,3 +43,4 @@ export {
 } from "./server/listener.js";
 export { compileRoutes, type Dispatch, type HostRoute, type PathRoute } from "./server/router.js";
 export * from "./actors/supervisor.js";
+export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";

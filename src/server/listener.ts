@@ -236,6 +236,11 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
   return listener;
 }
 
+/** A running listener by name (its port, its open WebSocket connections), or undefined. */
+export function listenerInfo(name: string): Listener | undefined {
+  return listeners.get(name);
+}
+
 /** Cowboy's start_clear: an HTTP/1.1 listener for the dispatch, WebSockets included. */
 export function startClear(name: string, transport: TransportOptions, protocol: ProtocolOptions): Promise<Listener> {
   const { port, host, limits } = checkOptions("startClear", name, transport, protocol);

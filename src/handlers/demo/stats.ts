@@ -1,0 +1,32 @@
+import { listenerInfo, processInfo, processes, type HttpHandler } from "../../index.js";
+
+const started = Date.now();
+
+export interface StatsOptions {
+  /** The listener whose WebSocket connections are counted. */
+  readonly listener: string;
+}
+
+/** GET /api/stats: what the runtime holds right now, as JSON. */
+export const statsHandler: HttpHandler<null, StatsOptions> = {
+  init(req, opts) {
+    let hibernated = 0;
+    let mailbox = 0;
+    const all = processes();
+    for (const pid of all) {
+      const info = processInfo(pid);
+      if (info === undefined) continue;
+      if (info.hibernated) hibernated++;
+      mailbox += info.messageQueueLen;
+    }
+    const stats = {
+      processes: all.length,
+      connections: listenerInfo(opts.listener)?.connections ?? 0,
+      hibernated,
+      mailbox,
+      uptime: Math.round((Date.now() - started) / 1000),
+    };
+    req.reply(200, { "content-type": "application/json", "cache-control": "no-store" }, JSON.stringify(stats));
+    return { type: "ok", req, state: null };
+  },
+};
