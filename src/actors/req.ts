@@ -1,3 +1,5 @@
+import type { FileHandle } from "node:fs/promises";
+
 /**
  * The request as handlers see it (cowboy_req). Declared here, where the behaviours that
  * take it live; src/server implements it over node:http.
@@ -43,9 +45,12 @@ export interface ParsedHeaders {
 
 export type HeaderValue = string | number | readonly string[];
 
-/** Cowboy's {sendfile, Offset, Length, Path}: a file (or part of it) as the body. */
+/**
+ * Cowboy's {sendfile, Offset, Length, Path}: a file (or part of it) as the body. An open
+ * FileHandle sends exactly the file that was checked (no second open); the reply closes it.
+ */
 export interface SendFile {
-  readonly sendfile: string;
+  readonly sendfile: string | FileHandle;
   readonly offset?: number;
   /** Bytes from offset; default: to the end of the file. */
   readonly length?: number;

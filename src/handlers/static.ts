@@ -8,8 +8,8 @@
  * errors answer 500 and are logged, never thrown. Bodies go out as sendfile ranges, never read
  * into memory here.
  */
-import { constants } from "node:fs";
-import { open, realpath } from "node:fs/promises";
+import { constants, type BigIntStats } from "node:fs";
+import { open, realpath, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { HeaderValue, HttpOk, Req } from "../actors/req.js";
 import type { HttpHandler } from "../actors/request.js";
@@ -329,24 +329,31 @@ const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants
 
 /** Opens the real path (no symlink follow, no blocking on FIFOs), checks it is a regular file, and answers. */
 async function send(req: Req, real: string, name: string, o: Resolved): Promise<HttpOk<StaticState>> {
-  let regular: boolean;
-  let size: number;
-  let mtimeNs: bigint;
+  let fh: FileHandle;
+  let st: BigIntStats;
   try {
-    const fh = await open(real, OPEN_FLAGS);
-    try {
-      const st = await fh.stat({ bigint: true });
-      regular = st.isFile();
-      size = Number(st.size);
-      mtimeNs = st.mtimeNs;
-    } finally {
-      await fh.close();
-    }
+    fh = await open(real, OPEN_FLAGS);
   } catch (err) {
     return fsError(req, err, real);
   }
+  try {
+    st = await fh.stat({ bigint: true });
+  } catch (err) {
+    await fh.close();
+    return fsError(req, err, real);
+  }
+  // The checked handle itself is the body (the reply closes it): no second open for a symlink to slip into.
+  const answer = answerFor(req, real, name, o, st, fh);
+  if (answer.state.status !== 200 && answer.state.status !== 206) await fh.close();
+  return answer;
+}
+
+/** The answer for an open regular file (or 403 for anything else), by the request's conditions and range. */
+function answerFor(req: Req, real: string, name: string, o: Resolved, st: BigIntStats, fh: FileHandle): HttpOk<StaticState> {
   // Directories, FIFOs, sockets, devices.
-  if (!regular) return done(req, 403, real);
+  if (!st.isFile()) return done(req, 403, real);
+  const size = Number(st.size);
+  const mtimeNs = st.mtimeNs;
 
   const mtimeSec = Number(mtimeNs / 1_000_000_000n) - (mtimeNs < 0n && mtimeNs % 1_000_000_000n !== 0n ? 1 : 0);
   const etag = o.etag === undefined ? undefined : `"${o.etag({ path: real, size, mtimeMs: Number(mtimeNs / 1_000_000n) }, mtimeNs)}"`;
@@ -378,10 +385,10 @@ async function send(req: Req, real: string, name: string, o: Resolved): Promise<
     if (r !== undefined) {
       headers["content-range"] = `bytes ${r.start}-${r.end}/${size}`;
       const length = r.end - r.start + 1;
-      return { type: "ok", req: req.reply(206, headers, { sendfile: real, offset: r.start, length }), state: { path: real, status: 206 } };
+      return { type: "ok", req: req.reply(206, headers, { sendfile: fh, offset: r.start, length }), state: { path: real, status: 206 } };
     }
   }
-  return { type: "ok", req: req.reply(200, headers, { sendfile: real, offset: 0, length: size }), state: { path: real, status: 200 } };
+  return { type: "ok", req: req.reply(200, headers, { sendfile: fh, offset: 0, length: size }), state: { path: real, status: 200 } };
 }
 
 /* ------------------------------------------------------------------------- validators */

@@ -159,7 +159,9 @@ export class HttpReq implements Req {
       const file = checkSendFile(body);
       all.set("content-length", file.length);
       this.replied = true;
-      this.writeHead(status, all, bodyless || file.length === 0 ? undefined : file);
+      const sent = !bodyless && file.length > 0;
+      this.writeHead(status, all, sent ? file : undefined);
+      if (!sent && typeof file.sendfile !== "string") void file.sendfile.close();
       return this;
     }
     if (body !== undefined && typeof body !== "string" && !(body instanceof Uint8Array)) {
@@ -203,7 +205,16 @@ export class HttpReq implements Req {
         return;
       }
       if (out.write(data)) resolve();
-      else out.once("drain", () => resolve());
+      else {
+        // A client that left never drains: its close settles the wait too.
+        const done = (): void => {
+          out.off("drain", done);
+          out.off("close", done);
+          resolve();
+        };
+        out.once("drain", done);
+        out.once("close", done);
+      }
     });
   }
 
@@ -294,9 +305,12 @@ function isSendFile(body: unknown): body is SendFile {
 }
 
 function checkSendFile(body: SendFile): Required<SendFile> {
-  if (typeof body.sendfile !== "string") throw badarg(`reply: sendfile must be a path, got ${describe(body.sendfile)}`);
+  const file = body.sendfile;
+  const isHandle = typeof file === "object" && file !== null && typeof file.fd === "number" && typeof file.createReadStream === "function";
+  if (typeof file !== "string" && !isHandle) throw badarg(`reply: sendfile must be a path or an open FileHandle, got ${describe(file)}`);
   const offset = body.offset ?? 0;
-  const length = body.length ?? statSync(body.sendfile).size - offset;
+  if (typeof file !== "string" && body.length === undefined) throw badarg("reply: sendfile with a FileHandle needs a length");
+  const length = body.length ?? statSync(file as string).size - offset;
   if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
     throw badarg(`reply: invalid sendfile range ${describe({ offset, length })}`);
   }
@@ -305,7 +319,8 @@ function checkSendFile(body: SendFile): Required<SendFile> {
 
 /** Streams a file range; if the file fails mid-way the response is cut, never padded. */
 function pipeFile(file: Required<SendFile>, out: NodeJS.WritableStream & { destroy(): void }): void {
-  const stream = createReadStream(file.sendfile, { start: file.offset, end: file.offset + file.length - 1 });
+  const range = { start: file.offset, end: file.offset + file.length - 1 };
+  const stream = typeof file.sendfile === "string" ? createReadStream(file.sendfile, range) : file.sendfile.createReadStream(range);
   stream.on("error", () => out.destroy());
   stream.pipe(out);
 }

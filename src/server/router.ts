@@ -1,173 +1,581 @@
+/**
+ * cowboy_router: compile host and path patterns once, then match each request against them.
+ *
+ * Syntax (Cowboy's, see docs/routing.md): "_" matches any host or path; ":name" binds a
+ * segment (a label for hosts), ":_" matches one and discards it; "[...]" captures the rest
+ * (pathInfo, or hostInfo for hosts, where it stands leftmost); "[...]" brackets around other
+ * text make it optional, nested or not ("/hats/[page/[:number]]", "[www.]example.com"); a
+ * binding used twice must match the same value; constraints ("int", "nonempty", functions)
+ * run after a structural match and a failed one makes matching try the next route.
+ *
+ * Matching is first-match-wins in route order, as Cowboy's linear scan, but it does not scan:
+ * each host's paths (and the hosts themselves, right to left) are compiled into a trie keyed
+ * on literal segments with one wildcard child per node. A lookup collects the few routes
+ * whose shape fits the request, then tries them in route order.
+ */
 import type { Handler } from "../actors/request.js";
 import { badarg, describe } from "../runtime/errors.js";
 
-/** One path of a host: Cowboy's {PathMatch, Handler, InitialState}. */
-export type PathRoute = readonly [path: string, handler: Handler, opts?: unknown];
+/**
+ * A constraint function: true accepts the value, false rejects it (matching goes on with the
+ * next route), { ok: v } accepts it and replaces the binding's value with v. A function that
+ * throws or returns anything else is a bug: the request gets a 500, as a crash in Cowboy's
+ * router would.
+ */
+export type RouteConstraintFn = (value: string) => boolean | { readonly ok: string };
 
-/** Cowboy's {HostMatch, PathsList}. */
+/**
+ * "int": an optionally signed decimal integer of at most 17 digits (cowboy_constraints:int;
+ * the binding stays a string, use Number() on it). "nonempty": not "". Or a function.
+ */
+export type RouteConstraint = "int" | "nonempty" | RouteConstraintFn;
+
+/** Binding name → one constraint, or a list applied in order (each sees the previous one's value). */
+export type RouteConstraints = Readonly<Record<string, RouteConstraint | readonly RouteConstraint[]>>;
+
+/** A path route as an object: the only form that takes constraints (Cowboy's {PathMatch, Fields, Handler, Opts}). */
+export interface PathRouteObject {
+  readonly path: string;
+  readonly handler: Handler;
+  readonly opts?: unknown;
+  readonly constraints?: RouteConstraints;
+}
+
+/** One path of a host: Cowboy's {PathMatch, Handler, InitialState}, or the object form with constraints. */
+export type PathRoute = readonly [path: string, handler: Handler, opts?: unknown] | PathRouteObject;
+
+/** Cowboy's {HostMatch, PathsList} or {HostMatch, Fields, PathsList}. */
 export interface HostRoute {
   readonly host: string;
+  /** Constraints on the host's bindings; a failure makes matching try the next host. */
+  readonly constraints?: RouteConstraints;
   readonly paths: readonly PathRoute[];
 }
 
-/** A token of a compiled host or path pattern. */
+/** A token of one alternative of a compiled pattern. */
 type Token =
   | { readonly kind: "literal"; readonly value: string }
   | { readonly kind: "bind"; readonly name: string }
   | { readonly kind: "discard" }
   | { readonly kind: "rest" };
 
+type Check = (value: string) => boolean | { readonly ok: string };
+
+/** Constraints compiled to [binding, checks] in the order they were written. */
+type CompiledConstraints = readonly (readonly [name: string, checks: readonly Check[]])[];
+
+/**
+ * One alternative of a pattern ("/hats/[page]" has two), as stored in a trie: its position
+ * in route order, where its bindings are, whether it ends with "[...]".
+ */
+interface Alt<R> {
+  readonly seq: number;
+  readonly route: R;
+  /** [segment index, name] for each ":name", in pattern order. */
+  readonly binds: readonly (readonly [index: number, name: string])[];
+  /** The pattern ends with "[...]": what is left becomes pathInfo / hostInfo. */
+  readonly rest: boolean;
+  /** The pattern is "_": matches anything, pathInfo / hostInfo stay undefined. */
+  readonly any: boolean;
+  /** How many segments the pattern consumes before "[...]" (or in all). */
+  readonly length: number;
+}
+
+class TrieNode<R> {
+  literal: Map<string, TrieNode<R>> | undefined = undefined;
+  wild: TrieNode<R> | undefined = undefined;
+  /** Alternatives that end exactly here, in route order. */
+  readonly end: Alt<R>[] = [];
+  /** Alternatives whose "[...]" (or "_") starts here, in route order. */
+  readonly rest: Alt<R>[] = [];
+}
+
+/** Alternatives indexed by their segments; first-match-wins order is each Alt's seq. */
+class Trie<R> {
+  readonly root = new TrieNode<R>();
+  private seq = 0;
+
+  add(route: R, tokens: readonly Token[] | "any"): void {
+    let node = this.root;
+    const binds: (readonly [number, string])[] = [];
+    let rest = tokens === "any";
+    let length = 0;
+    if (tokens !== "any") {
+      for (const t of tokens) {
+        if (t.kind === "rest") {
+          rest = true;
+          break;
+        }
+        if (t.kind === "literal") {
+          node.literal ??= new Map();
+          let next = node.literal.get(t.value);
+          if (next === undefined) node.literal.set(t.value, (next = new TrieNode()));
+          node = next;
+        } else {
+          if (t.kind === "bind") binds.push([length, t.name]);
+          node = node.wild ??= new TrieNode();
+        }
+        length++;
+      }
+    }
+    const alt: Alt<R> = { seq: this.seq++, route, binds, rest, any: tokens === "any", length };
+    (rest ? node.rest : node.end).push(alt);
+  }
+
+  /** The alternatives whose shape fits the segments, in route order. */
+  candidates(segments: readonly string[]): readonly Alt<R>[] {
+    const found: Alt<R>[][] = [];
+    collect(this.root, segments, 0, found);
+    if (found.length === 0) return [];
+    if (found.length === 1) return found[0]!;
+    return found.flat().sort((a, b) => a.seq - b.seq);
+  }
+}
+
+function collect<R>(node: TrieNode<R>, segments: readonly string[], i: number, out: Alt<R>[][]): void {
+  if (node.rest.length > 0) out.push(node.rest);
+  if (i === segments.length) {
+    if (node.end.length > 0) out.push(node.end);
+    return;
+  }
+  const next = node.literal?.get(segments[i]!);
+  if (next !== undefined) collect(next, segments, i + 1, out);
+  if (node.wild !== undefined) collect(node.wild, segments, i + 1, out);
+}
+
 interface CompiledPath {
-  /** undefined: "_", any path. */
-  readonly tokens: readonly Token[] | undefined;
+  /** The path as written: "_", "*" or "/...". */
   readonly pattern: string;
   readonly handler: Handler;
   readonly opts: unknown;
+  readonly constraints: CompiledConstraints;
 }
 
 interface CompiledHost {
-  /** Labels right to left; undefined: "_", any host. */
-  readonly tokens: readonly Token[] | undefined;
+  /** The host as written. */
+  readonly pattern: string;
+  readonly constraints: CompiledConstraints;
   readonly paths: readonly CompiledPath[];
+  /** Every path alternative except "*". */
+  readonly pathIndex: Trie<CompiledPath>;
+  /** Routes for the path "*" (OPTIONS *), and "_", in route order. */
+  readonly star: readonly CompiledPath[];
 }
 
-/** The compiled routing table (cowboy_router:compile/1). */
+/** The compiled routing table (cowboy_router:compile/1). Build it with compileRoutes. */
 export interface Dispatch {
+  /** The host routes, compiled, in the order given. */
   readonly hosts: readonly CompiledHost[];
+  /** @internal Every host alternative, right to left. */
+  readonly hostIndex: Trie<CompiledHost>;
+  /** @internal The first host route when it is "_" without constraints: the host need not be looked at. */
+  readonly anyFirst: CompiledHost | undefined;
 }
 
 export type RouteMatch =
   | {
       readonly handler: Handler;
       readonly opts: unknown;
+      /** The path pattern as written, e.g. "/hats/[page/[:number]]". */
       readonly pattern: string;
+      /** Host and path bindings; constraint functions may have replaced values. */
       readonly bindings: Record<string, string>;
+      /** What "[...]" captured in the path; undefined without "[...]". */
       readonly pathInfo: string[] | undefined;
+      /** What "[...]" captured in the host, left to right; undefined without "[...]". */
       readonly hostInfo: string[] | undefined;
     }
-  | { readonly status: 400 | 404 };
+  /** 400: no host matched, or the path is malformed. 404: the host matched, no path did. */
+  | { readonly status: 400 | 404 }
+  /** A constraint function threw or returned something else than boolean | { ok: string }. */
+  | { readonly status: 500; readonly error: unknown };
 
-function compileToken(part: string, where: string): Token {
-  if (part === "[...]") return { kind: "rest" };
-  if (part === ":_") return { kind: "discard" };
-  if (part.startsWith(":")) {
-    const name = part.slice(1);
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw badarg(`compileRoutes: invalid binding ${JSON.stringify(part)} in ${where}`);
-    return { kind: "bind", name };
-  }
-  if (/[[\]:]/.test(part)) throw badarg(`compileRoutes: unsupported pattern ${JSON.stringify(part)} in ${where}`);
-  return { kind: "literal", value: part };
+// ---------------------------------------------------------------------------------------------
+// Compilation
+
+/** Cowboy expands optional parts into alternatives; this many is plenty (2^10). */
+const MAX_ALTERNATIVES = 1024;
+const BINDING_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+const REST = "[...]";
+const REST_MARK = "\u0000";
+
+class RouteError extends Error {}
+
+/**
+ * The alternatives of a pattern with optional parts, in Cowboy's order: for the leftmost
+ * bracket, the alternatives without it come before those with it ("/hats/[page/[:n]]" gives
+ * "/hats/", "/hats/page/", "/hats/page/:n"). "[...]" is not an optional part.
+ */
+function expand(pattern: string, sep: string): string[] {
+  const out: string[] = [];
+  const go = (p: string): void => {
+    for (let i = 0; i < p.length; i++) {
+      if (p.startsWith(REST, i)) {
+        i += REST.length - 1;
+        continue;
+      }
+      const c = p[i];
+      if (c === "]") throw new RouteError(`"]" without a matching "["`);
+      if (c !== "[") continue;
+      const prev = p[i - 1];
+      if (i > 0 && prev !== sep && prev !== "]" && p[i + 1] !== sep) {
+        throw new RouteError(`"[" in the middle of a segment (optional parts start at a "${sep}")`);
+      }
+      let depth = 0;
+      let close = -1;
+      for (let j = i + 1; j < p.length; j++) {
+        if (p.startsWith(REST, j)) {
+          j += REST.length - 1;
+        } else if (p[j] === "[") {
+          depth++;
+        } else if (p[j] === "]") {
+          if (depth === 0) {
+            close = j;
+            break;
+          }
+          depth--;
+        }
+      }
+      if (close < 0) throw new RouteError(`"[" without a matching "]"`);
+      const before = p.slice(0, i);
+      const after = p.slice(close + 1);
+      go(before + after);
+      go(before + p.slice(i + 1, close) + after);
+      return;
+    }
+    if (out.length >= MAX_ALTERNATIVES) throw new RouteError(`more than ${MAX_ALTERNATIVES} alternatives from optional parts`);
+    out.push(p);
+  };
+  go(pattern);
+  return out;
 }
 
-function checkRest(tokens: Token[], where: string): Token[] {
-  const i = tokens.findIndex((t) => t.kind === "rest");
-  if (i >= 0 && i !== tokens.length - 1) throw badarg(`compileRoutes: [...] must come last in ${where}`);
+function compileSegment(part: string, host: boolean, out: Token[]): void {
+  if (part === REST) {
+    out.push({ kind: "rest" });
+    return;
+  }
+  // Cowboy's "[...]ninenines.eu" (host) and "/hats[...]" (path) forms.
+  if (host && part.startsWith(REST)) {
+    out.push({ kind: "rest" });
+    compileSegment(part.slice(REST.length), host, out);
+    return;
+  }
+  if (!host && part.endsWith(REST)) {
+    compileSegment(part.slice(0, -REST.length), host, out);
+    out.push({ kind: "rest" });
+    return;
+  }
+  if (part.includes(REST)) throw new RouteError(`"[...]" inside ${JSON.stringify(part)}`);
+  if (part.startsWith(":")) {
+    const name = part.slice(1);
+    if (name === "_") out.push({ kind: "discard" });
+    else if (!BINDING_NAME.test(name) || name === "__proto__") {
+      throw new RouteError(`invalid binding name ${JSON.stringify(part)} (letters, digits, "_" and "-", not starting with a digit)`);
+    } else out.push({ kind: "bind", name });
+    return;
+  }
+  // A colon past the start of a segment is literal, as in Cowboy ("/foo/bar:blah").
+  out.push({ kind: "literal", value: host ? part.toLowerCase() : part });
+}
+
+/** Tokens of one alternative, left to right; empty segments are ignored, as in Cowboy. */
+function tokenize(alternative: string, sep: string, host: boolean): Token[] {
+  const tokens: Token[] = [];
+  // "[...]" holds dots, the host separator: protect it while splitting.
+  for (const part of alternative.replaceAll(REST, REST_MARK).split(sep)) {
+    if (part !== "") compileSegment(part.replaceAll(REST_MARK, REST), host, tokens);
+  }
+  tokens.forEach((t, i) => {
+    if (t.kind !== "rest") return;
+    if (host && i !== 0) throw new RouteError(`"[...]" must come first in a host ("[...].example.com")`);
+    if (!host && i !== tokens.length - 1) throw new RouteError(`"[...]" must come last in a path ("/static/[...]")`);
+  });
   return tokens;
 }
 
-function compilePath(path: string): readonly Token[] | undefined {
-  if (path === "_") return undefined;
-  if (typeof path !== "string" || !path.startsWith("/")) throw badarg(`compileRoutes: a path must be "_" or start with "/", got ${describe(path)}`);
-  const parts = path.split("/").slice(1);
-  if (parts.length === 1 && parts[0] === "") return [];
-  return checkRest(parts.map((p) => compileToken(p, JSON.stringify(path))), JSON.stringify(path));
+function bindingNames(alternatives: readonly (readonly Token[])[]): Set<string> {
+  const names = new Set<string>();
+  for (const tokens of alternatives) for (const t of tokens) if (t.kind === "bind") names.add(t.name);
+  return names;
 }
 
-function compileHost(host: string): readonly Token[] | undefined {
-  if (host === "_") return undefined;
-  if (typeof host !== "string" || host.length === 0) throw badarg(`compileRoutes: a host must be "_" or a host pattern, got ${describe(host)}`);
-  const labels = host.replace(/^\.|\.$/g, "").split(".");
-  const tokens = labels.map((l) => compileToken(l, JSON.stringify(host)));
-  if (tokens.findIndex((t) => t.kind === "rest") > 0) throw badarg(`compileRoutes: [...] must come first in host ${JSON.stringify(host)}`);
-  return tokens.reverse();
-}
+const intCheck: Check = (v) => /^[+-]?[0-9]{1,17}$/.test(v);
+const nonemptyCheck: Check = (v) => v !== "";
 
-/** Compiles routes once; a malformed route throws here, naming it. */
-export function compileRoutes(routes: readonly HostRoute[]): Dispatch {
-  if (!Array.isArray(routes)) throw badarg(`compileRoutes: expected an array of { host, paths }, got ${describe(routes)}`);
-  const hosts = routes.map((route: HostRoute): CompiledHost => {
-    if (typeof route !== "object" || route === null || !Array.isArray(route.paths)) {
-      throw badarg(`compileRoutes: expected { host, paths: [...] }, got ${describe(route)}`);
-    }
-    return {
-      tokens: compileHost(route.host),
-      paths: route.paths.map((entry: PathRoute): CompiledPath => {
-        if (!Array.isArray(entry) || entry.length < 2) throw badarg(`compileRoutes: a path route is [path, handler, opts?], got ${describe(entry)}`);
-        const [pattern, handler, opts] = entry;
-        if (typeof handler !== "object" || handler === null || typeof handler.init !== "function") {
-          throw badarg(`compileRoutes: the handler for ${JSON.stringify(pattern)} has no init function`);
-        }
-        return { tokens: compilePath(pattern), pattern, handler, opts };
-      }),
-    };
-  });
-  return { hosts };
-}
-
-/** Matches tokens against values; bindings collects what they bind. false on mismatch. */
-function matchTokens(tokens: readonly Token[], values: readonly string[], bindings: Record<string, string>): string[] | undefined | false {
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i]!;
-    if (t.kind === "rest") return values.slice(i);
-    if (i >= values.length) return false;
-    const v = values[i]!;
-    if (t.kind === "literal") {
-      if (t.value !== v) return false;
-    } else if (t.kind === "bind") {
-      const had = bindings[t.name];
-      if (had !== undefined && had !== v) return false;
-      bindings[t.name] = v;
-    }
+function compileConstraints(constraints: unknown, known: ReadonlySet<string>): CompiledConstraints {
+  if (constraints === undefined) return [];
+  if (typeof constraints !== "object" || constraints === null || Array.isArray(constraints)) {
+    throw new RouteError(`constraints must be an object { binding: constraint }, got ${describe(constraints)}`);
   }
-  return tokens.length === values.length ? undefined : false;
-}
-
-/** Path segments, percent-decoded, with dot-segments removed; undefined when malformed. */
-export function splitPath(path: string): string[] | undefined {
-  if (!path.startsWith("/")) return path === "*" ? [] : undefined;
-  const out: string[] = [];
-  const raw = path.split("/");
-  for (let i = 1; i < raw.length; i++) {
-    let seg: string;
-    try {
-      seg = decodeURIComponent(raw[i]!);
-    } catch {
-      return undefined;
+  const out: (readonly [string, readonly Check[]])[] = [];
+  for (const [name, spec] of Object.entries(constraints)) {
+    if (!known.has(name)) {
+      const list = known.size === 0 ? "it has none" : `it has ${[...known].map((n) => `:${n}`).join(", ")}`;
+      throw new RouteError(`a constraint names the unknown binding ${JSON.stringify(name)} (${list})`);
     }
-    if (seg === ".") continue;
-    if (seg === "..") out.pop();
-    else if (seg !== "" || i < raw.length - 1) out.push(seg);
+    const specs: readonly unknown[] = Array.isArray(spec) ? spec : [spec];
+    if (specs.length === 0) throw new RouteError(`the constraint list for ${JSON.stringify(name)} is empty`);
+    out.push([
+      name,
+      specs.map((s): Check => {
+        if (s === "int") return intCheck;
+        if (s === "nonempty") return nonemptyCheck;
+        if (typeof s === "function") return s as Check;
+        throw new RouteError(`the constraint for ${JSON.stringify(name)} must be "int", "nonempty" or a function, got ${describe(s)}`);
+      }),
+    ]);
   }
   return out;
 }
 
-/** cowboy_router:execute: host first (right to left), then the host's paths in order. */
-export function matchRoute(dispatch: Dispatch, host: string, path: string): RouteMatch {
-  const labels = host.replace(/^\.|\.$/g, "").split(".").reverse();
-  const segments = splitPath(path);
-  if (segments === undefined) return { status: 400 };
-  let hostMatched = false;
-  for (const h of dispatch.hosts) {
-    const hostBindings: Record<string, string> = {};
-    let hostInfo: string[] | undefined;
-    if (h.tokens !== undefined) {
-      const m = matchTokens(h.tokens, labels, hostBindings);
-      if (m === false) continue;
-      hostInfo = m?.reverse();
-    }
-    hostMatched = true;
-    for (const p of h.paths) {
-      const bindings = { ...hostBindings };
-      let pathInfo: string[] | undefined;
-      if (p.tokens !== undefined) {
-        const m = matchTokens(p.tokens, segments, bindings);
-        if (m === false) continue;
-        pathInfo = m;
+function where(host: unknown, path?: unknown): string {
+  return path === undefined ? `host ${describe(host)}` : `host ${describe(host)}, path ${describe(path)}`;
+}
+
+function compileHostRoute(route: unknown, hostIndex: Trie<CompiledHost>): CompiledHost {
+  if (typeof route !== "object" || route === null || Array.isArray(route)) {
+    throw badarg(`compileRoutes: expected a host route { host, paths: [...] }, got ${describe(route)}`);
+  }
+  const { host, constraints, paths } = route as { host?: unknown; constraints?: unknown; paths?: unknown };
+  if (typeof host !== "string" || host === "") {
+    throw badarg(`compileRoutes: a host must be "_" or a host pattern, got ${describe(host)} in ${describe(route)}`);
+  }
+  if (host.includes(REST_MARK)) throw badarg(`compileRoutes: ${where(host)}: a host pattern cannot contain NUL`);
+  if (!Array.isArray(paths)) throw badarg(`compileRoutes: ${where(host)}: paths must be an array, got ${describe(paths)}`);
+  let hostAlts: Token[][] | "any";
+  let hostNames: Set<string>;
+  let hostConstraints: CompiledConstraints;
+  try {
+    hostAlts = host === "_" ? "any" : expand(host, ".").map((a) => tokenize(a, ".", true));
+    hostNames = hostAlts === "any" ? new Set<string>() : bindingNames(hostAlts);
+    hostConstraints = compileConstraints(constraints, hostNames);
+  } catch (err) {
+    if (err instanceof RouteError) throw badarg(`compileRoutes: ${where(host)}: ${err.message}`);
+    throw err;
+  }
+  const pathIndex = new Trie<CompiledPath>();
+  const star: CompiledPath[] = [];
+  const compiledPaths = (paths as unknown[]).map((entry): CompiledPath => {
+    let pattern: unknown, handler: unknown, opts: unknown, pathConstraints: unknown;
+    if (Array.isArray(entry)) {
+      if (entry.length < 2 || entry.length > 3) {
+        throw badarg(`compileRoutes: ${where(host, entry[0])}: a path route is [path, handler, opts?] or { path, handler, opts?, constraints? }, got ${describe(entry)}`);
       }
-      return { handler: p.handler, opts: p.opts, pattern: p.pattern, bindings, pathInfo, hostInfo };
+      [pattern, handler, opts] = entry as unknown[];
+    } else if (typeof entry === "object" && entry !== null) {
+      ({ path: pattern, handler, opts, constraints: pathConstraints } = entry as { path?: unknown; handler?: unknown; opts?: unknown; constraints?: unknown });
+    } else {
+      throw badarg(`compileRoutes: ${where(host)}: a path route is [path, handler, opts?] or { path, handler, opts?, constraints? }, got ${describe(entry)}`);
     }
-    // Cowboy stops at the first matching host: its paths decide.
+    if (typeof pattern !== "string" || (pattern !== "_" && pattern !== "*" && !pattern.startsWith("/"))) {
+      throw badarg(`compileRoutes: ${where(host, pattern)}: a path must be "_", "*" or start with "/"`);
+    }
+    if (pattern.includes(REST_MARK)) throw badarg(`compileRoutes: ${where(host, pattern)}: a path pattern cannot contain NUL`);
+    if (typeof handler !== "object" || handler === null || typeof (handler as { init?: unknown }).init !== "function") {
+      throw badarg(`compileRoutes: ${where(host, pattern)}: the handler has no init function, got ${describe(handler)}`);
+    }
+    try {
+      const alts = pattern === "_" || pattern === "*" ? [] : expand(pattern, "/").map((a) => tokenize(a, "/", false));
+      const known = new Set([...hostNames, ...bindingNames(alts)]);
+      const compiled: CompiledPath = { pattern, handler: handler as Handler, opts, constraints: compileConstraints(pathConstraints, known) };
+      if (pattern === "_") {
+        pathIndex.add(compiled, "any");
+        star.push(compiled);
+      } else if (pattern === "*") {
+        star.push(compiled);
+      } else {
+        for (const tokens of alts) pathIndex.add(compiled, tokens);
+      }
+      return compiled;
+    } catch (err) {
+      if (err instanceof RouteError) throw badarg(`compileRoutes: ${where(host, pattern)}: ${err.message}`);
+      throw err;
+    }
+  });
+  const compiled: CompiledHost = { pattern: host, constraints: hostConstraints, paths: compiledPaths, pathIndex, star };
+  if (hostAlts === "any") hostIndex.add(compiled, "any");
+  // Hosts match right to left: the trie is keyed on labels from the top-level domain down.
+  else for (const tokens of hostAlts) hostIndex.add(compiled, tokens.reverse());
+  return compiled;
+}
+
+/**
+ * Compiles routes once (cowboy_router:compile/1); a malformed route throws a CorralError
+ * ERR_BADARG naming it.
+ */
+export function compileRoutes(routes: readonly HostRoute[]): Dispatch {
+  if (!Array.isArray(routes)) throw badarg(`compileRoutes: expected an array of { host, paths }, got ${describe(routes)}`);
+  const hostIndex = new Trie<CompiledHost>();
+  const hosts = (routes as readonly unknown[]).map((route) => compileHostRoute(route, hostIndex));
+  const first = hosts[0];
+  const anyFirst = first !== undefined && first.pattern === "_" && first.constraints.length === 0 ? first : undefined;
+  return { hosts, hostIndex, anyFirst };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matching
+
+/** RFC 3986 pchar (unreserved, sub-delims, ":" and "@"): what cow_uri:urldecode lets through unescaped. */
+const PCHAR = new Uint8Array(128);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@") PCHAR[c.charCodeAt(0)] = 1;
+const isHex = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+
+/**
+ * Path segments, each percent-decoded on its own ("%2F" stays inside its segment), with
+ * dot-segments removed and a trailing "/" ignored, as cowboy_router:split_path. undefined
+ * when malformed: not starting with "/", a character outside RFC 3986's pchar, a bad escape,
+ * or escapes that do not decode to UTF-8.
+ */
+export function splitPath(path: string): string[] | undefined {
+  if (typeof path !== "string" || path.charCodeAt(0) !== 47) return undefined;
+  const out: string[] = [];
+  const n = path.length;
+  let start = 1;
+  let escaped = false;
+  for (let i = 1; i <= n; i++) {
+    const c = i < n ? path.charCodeAt(i) : 47;
+    if (c === 47) {
+      // A trailing "/" adds no empty segment.
+      if (i === n && start === n) break;
+      let seg = path.slice(start, i);
+      if (escaped) {
+        try {
+          seg = decodeURIComponent(seg);
+        } catch {
+          return undefined;
+        }
+        escaped = false;
+      }
+      start = i + 1;
+      if (seg === ".") continue;
+      if (seg === "..") out.pop();
+      else out.push(seg);
+    } else if (c === 37) {
+      if (i + 2 >= n || !isHex(path.charCodeAt(i + 1)) || !isHex(path.charCodeAt(i + 2))) return undefined;
+      escaped = true;
+      i += 2;
+    } else if (c >= 128 || PCHAR[c] === 0) {
+      return undefined;
+    }
+  }
+  return out;
+}
+
+/**
+ * Host labels right to left, lower-cased, ignoring one leading and one trailing dot.
+ * undefined when a label is empty ("a..b").
+ */
+export function splitHost(host: string): string[] | undefined {
+  let h = host.toLowerCase();
+  if (h.startsWith(".")) h = h.slice(1);
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  if (h === "") return [];
+  const labels = h.split(".");
+  if (labels.includes("")) return undefined;
+  return labels.reverse();
+}
+
+function emptyBindings(): Record<string, string> {
+  return Object.create(null) as Record<string, string>;
+}
+
+/** Host bindings when the host bound nothing: never written to, never handed out. */
+const NO_BINDINGS: Record<string, string> = Object.freeze(emptyBindings());
+
+function copyBindings(base: Record<string, string>): Record<string, string> {
+  const bindings = emptyBindings();
+  if (base !== NO_BINDINGS) for (const k in base) bindings[k] = base[k]!;
+  return bindings;
+}
+
+/**
+ * Binds an alternative's ":name" segments over base, in a fresh object (NO_BINDINGS for a
+ * host that binds nothing); undefined when a repeated name disagrees.
+ */
+function bind<R>(alt: Alt<R>, segments: readonly string[], base: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (base === undefined && alt.binds.length === 0) return NO_BINDINGS;
+  const bindings = copyBindings(base ?? NO_BINDINGS);
+  for (const [index, name] of alt.binds) {
+    const value = segments[index]!;
+    const had = bindings[name];
+    if (had !== undefined && had !== value) return undefined;
+    bindings[name] = value;
+  }
+  return bindings;
+}
+
+class ConstraintCrash {
+  constructor(readonly error: unknown) {}
+}
+
+/** Runs constraints on the bindings they name that are defined; false when one rejects. */
+function check(constraints: CompiledConstraints, bindings: Record<string, string>): boolean {
+  for (const [name, checks] of constraints) {
+    let value = bindings[name];
+    if (value === undefined) continue;
+    for (const c of checks) {
+      let r: unknown;
+      try {
+        r = c(value);
+      } catch (err) {
+        throw new ConstraintCrash(err);
+      }
+      if (r === true) continue;
+      if (r === false) return false;
+      if (typeof r === "object" && r !== null && typeof (r as { ok?: unknown }).ok === "string") {
+        value = (r as { ok: string }).ok;
+        continue;
+      }
+      throw new ConstraintCrash(badarg(`the constraint on ${JSON.stringify(name)} returned ${describe(r)}; expected true, false or { ok: string }`));
+    }
+    bindings[name] = value;
+  }
+  return true;
+}
+
+function matchPaths(host: CompiledHost, path: string, base: Record<string, string>, hostInfo: string[] | undefined): RouteMatch {
+  if (path === "*") {
+    for (const p of host.star) {
+      const bindings = copyBindings(base);
+      if (check(p.constraints, bindings)) return { handler: p.handler, opts: p.opts, pattern: p.pattern, bindings, pathInfo: undefined, hostInfo };
+    }
     return { status: 404 };
   }
-  return { status: hostMatched ? 404 : 400 };
+  const segments = splitPath(path);
+  if (segments === undefined) return { status: 400 };
+  for (const alt of host.pathIndex.candidates(segments)) {
+    const bindings = bind(alt, segments, base);
+    if (bindings === undefined) continue;
+    const p = alt.route;
+    if (!check(p.constraints, bindings)) continue;
+    const pathInfo = alt.any ? undefined : alt.rest ? segments.slice(alt.length) : undefined;
+    return { handler: p.handler, opts: p.opts, pattern: p.pattern, bindings, pathInfo, hostInfo };
+  }
+  return { status: 404 };
+}
+
+/**
+ * cowboy_router:execute: the first host that matches (right to left, constraints included)
+ * decides; then its first path that matches. No host: 400; malformed path: 400; no path: 404.
+ */
+export function matchRoute(dispatch: Dispatch, host: string, path: string): RouteMatch {
+  try {
+    // As Cowboy: a leading "_" host decides without splitting the host.
+    if (dispatch.anyFirst !== undefined) return matchPaths(dispatch.anyFirst, path, NO_BINDINGS, undefined);
+    const labels = splitHost(host);
+    if (labels === undefined) return { status: 400 };
+    for (const alt of dispatch.hostIndex.candidates(labels)) {
+      const bindings = bind(alt, labels, undefined);
+      if (bindings === undefined) continue;
+      const h = alt.route;
+      if (!check(h.constraints, bindings)) continue;
+      const hostInfo = alt.any ? undefined : alt.rest ? labels.slice(alt.length).reverse() : undefined;
+      return matchPaths(h, path, bindings, hostInfo);
+    }
+  } catch (err) {
+    if (err instanceof ConstraintCrash) return { status: 500, error: err.error };
+    throw err;
+  }
+  return { status: 400 };
 }
