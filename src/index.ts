@@ -41,6 +41,17 @@ export {
   type TlsTransportOptions,
   type TransportOptions,
 } from "./server/listener.js";
-export { compileRoutes, type Dispatch, type HostRoute, type PathRoute } from "./server/router.js";
+export {
+  compileRoutes,
+  matchRoute,
+  type Dispatch,
+  type HostRoute,
+  type PathRoute,
+  type PathRouteObject,
+  type RouteConstraint,
+  type RouteConstraintFn,
+  type RouteConstraints,
+  type RouteMatch,
+} from "./server/router.js";
 export * from "./actors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";

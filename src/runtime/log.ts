@@ -3,8 +3,13 @@ import { pino, type Logger } from "pino";
 export type { Logger };
 
 /** The runtime's own logger (crash reports, hibernation warnings); listeners bring their own. */
+const LEVELS = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+const wanted = process.env["LOG_LEVEL"] ?? "info";
+
 // No base fields: crash reports carry their own `pid` (the process's, not the OS's).
-let logger: Logger = pino({ name: "corral", base: null, level: process.env["LOG_LEVEL"] ?? "info" });
+let logger: Logger = pino({ name: "corral", base: null, level: LEVELS.has(wanted) ? wanted : "info" });
+// A typo in LOG_LEVEL must not make importing the library throw: say so and go on at info.
+if (!LEVELS.has(wanted)) logger.warn({ LOG_LEVEL: wanted }, "unknown LOG_LEVEL; using info");
 
 export function runtimeLogger(): Logger {
   return logger;

@@ -166,6 +166,7 @@ function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerRes
   const req = new HttpReq(raw, sink, listener.scheme, listener.port, listener.limits.maxBodySize);
   const m = matchRoute(listener.dispatch, req.host, req.path);
   if ("status" in m) {
+    if ("error" in m) listener.logger.error({ err: m.error, path: req.path }, "route constraint failed");
     req.reply(m.status);
     return;
   }
