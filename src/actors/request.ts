@@ -41,6 +41,8 @@ export interface Exchange {
   onClientGone(callback: () => void): void;
   /** Ends a streamed response, if one is open. */
   endStream(): void;
+  /** Cuts the connection: a response that started cannot be completed (a crash mid-stream). */
+  abort(): void;
   /** The subprotocols the client offered, for the missing-subprotocol warning. */
   readonly offeredProtocols: readonly string[];
   /** The response header the handler set for the subprotocol, if any. */
@@ -102,6 +104,7 @@ class Request implements Actor {
     this.state = (r as HttpOk<unknown>).state;
     const req = this.exchange.req;
     if (!req.replied) req.reply(204);
+    else this.exchange.endStream();
     this.done = true;
     this.handler.terminate?.("normal", req, this.state as never);
     p.stopSelf("normal");
@@ -115,7 +118,12 @@ class Request implements Actor {
     this.state = r.state;
     const opts = resolveWebSocketOptions(r.opts);
     const ex = this.exchange;
-    const refused = ex.handshakeError();
+    const origin = ex.req.header("origin");
+    const refused =
+      ex.handshakeError() ??
+      (opts.allowedOrigins !== undefined && origin !== undefined && !opts.allowedOrigins.has(origin.toLowerCase())
+        ? { status: 403, headers: {} }
+        : undefined);
     if (refused !== undefined) {
       // As cowboy_websocket:upgrade: the refusal is the answer, terminate does not run.
       this.done = true;
@@ -192,6 +200,9 @@ class Request implements Actor {
       else this.exchange.endStream();
     } else if (!req.replied) {
       req.reply(crashed ? 500 : 503);
+    } else {
+      // The status is out and the body cannot be finished truthfully: the client must see it cut.
+      this.exchange.abort();
     }
     if (reason === "killed") return;
     const why: TerminateReason =

@@ -97,6 +97,12 @@ export interface WebSocketOptions {
   readonly maxBufferedAmount?: number;
   /** Where hibernated state goes (default: a v8-serialized buffer). */
   readonly stateStore?: StateStore;
+  /**
+   * Origins a browser may open this WebSocket from (e.g. "https://example.com"); any other
+   * Origin gets 403 before the upgrade (cross-site WebSocket hijacking). Requests without an
+   * Origin header (non-browser clients) pass. Default: any origin, as in Cowboy.
+   */
+  readonly allowedOrigins?: readonly string[];
 }
 
 export interface ResolvedWebSocketOptions {
@@ -107,6 +113,7 @@ export interface ResolvedWebSocketOptions {
   readonly reqFilter: ((req: Req) => PartialReq) | undefined;
   readonly maxBufferedAmount: number;
   readonly stateStore: StateStore | undefined;
+  readonly allowedOrigins: ReadonlySet<string> | undefined;
 }
 
 export const DEFAULT_MAX_BUFFERED_AMOUNT = 4 * 1024 * 1024;
@@ -123,7 +130,16 @@ function flag(value: unknown, name: string, fallback: boolean): boolean {
   return value;
 }
 
-const KNOWN_OPTIONS = new Set(["idleTimeout", "maxFrameSize", "compress", "validateUtf8", "reqFilter", "maxBufferedAmount", "stateStore"]);
+const KNOWN_OPTIONS = new Set(["idleTimeout", "maxFrameSize", "compress", "validateUtf8", "reqFilter", "maxBufferedAmount", "stateStore", "allowedOrigins"]);
+
+/** Origins compare as browsers send them: scheme://host[:port], lower-case, no trailing slash. */
+function originsOf(value: unknown): ReadonlySet<string> | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || !value.every((o) => typeof o === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/]+$/i.test(o.replace(/\/$/, "")))) {
+    throw badarg(`websocket option allowedOrigins: expected a list like ["https://example.com"], got ${describe(value)}`);
+  }
+  return new Set(value.map((o: string) => o.replace(/\/$/, "").toLowerCase()));
+}
 
 /** Validates the options once, where init hands them over. */
 export function resolveWebSocketOptions(opts: WebSocketOptions | undefined): ResolvedWebSocketOptions {
@@ -139,6 +155,7 @@ export function resolveWebSocketOptions(opts: WebSocketOptions | undefined): Res
     reqFilter,
     maxBufferedAmount: limit(opts?.maxBufferedAmount, "maxBufferedAmount", DEFAULT_MAX_BUFFERED_AMOUNT),
     stateStore: opts?.stateStore,
+    allowedOrigins: originsOf(opts?.allowedOrigins),
   };
 }
 
@@ -161,6 +178,10 @@ export interface WebSocketPort {
   destroy(): void;
   pause(): void;
   resume(): void;
+  /** Reading stopped because the mailbox passed its high-water mark (inbound flow control). */
+  readonly throttled: boolean;
+  /** The mailbox drained: reading may go on. */
+  unthrottle(): void;
   setMaxFrameSize(bytes: number): void;
   /** Bytes queued but not yet written to the socket. */
   readonly bufferedAmount: number;
@@ -174,6 +195,9 @@ export class PortClosed {
 }
 
 /* ---------------------------------------------------------------- the connection process */
+
+/** A throttled socket is read again once the mailbox is down to this. */
+const MAILBOX_LOW_WATER = 256;
 
 /** The runtime's own message: time to look at the idle clock. */
 const IDLE_CHECK = Symbol("idle check");
@@ -262,6 +286,7 @@ class Connection<S> implements Actor {
   }
 
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void {
+    if (this.port.throttled && p.queueLength <= MAILBOX_LOW_WATER) this.port.unthrottle();
     let r: CallResult<S>;
     let callback: string;
     if (msg instanceof ReceivedFrame) {

@@ -159,11 +159,15 @@ class ServerExchange implements Exchange {
   endStream(): void {
     this.req.endStream();
   }
+
+  abort(): void {
+    (this.res ?? this.socket!).destroy();
+  }
 }
 
 function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined): void {
   const sink = res !== undefined ? { res } : { socket: socket! };
-  const req = new HttpReq(raw, sink, listener.scheme, listener.port, listener.limits.maxBodySize);
+  const req = new HttpReq(raw, sink, listener.scheme, listener.scheme === "https" ? 443 : 80, listener.limits.maxBodySize);
   const m = matchRoute(listener.dispatch, req.host, req.path);
   if ("status" in m) {
     if ("error" in m) listener.logger.error({ err: m.error, path: req.path }, "route constraint failed");
@@ -280,6 +284,8 @@ async function stop(listener: ListenerState): Promise<void> {
     else port.close(1001, undefined);
   }
   server.closeIdleConnections();
+  // Keep-alive connections become idle as their last request finishes: close them as they do.
+  const sweeper = setInterval(() => server.closeIdleConnections(), 50);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), listener.limits.shutdownTimeout);
@@ -290,5 +296,6 @@ async function stop(listener: ListenerState): Promise<void> {
     await closed;
   }
   clearTimeout(timer);
+  clearInterval(sweeper);
   listeners.delete(listener.name);
 }

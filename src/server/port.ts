@@ -70,7 +70,25 @@ export class WsPort implements WebSocketPort {
   }
 
   private deliver(msg: ReceivedFrame | PortClosed): void {
-    if (this.pid !== null) send(this.pid, msg);
+    const pid = this.pid;
+    if (pid === null) return;
+    send(pid, msg);
+    // Inbound flow control: a mailbox past the high-water mark stops reading until the connection drains it.
+    if (!this.throttled && (pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER) {
+      this.throttled = true;
+      this.ws.pause();
+    }
+  }
+
+  /** True while reading is stopped because the mailbox is too full. */
+  throttled = false;
+  /** Stopped by the handler's {active: false} (reading starts paused until websocketInit is done). */
+  private userPaused = true;
+
+  /** The connection drained its mailbox: read again unless the handler asked not to. */
+  unthrottle(): void {
+    this.throttled = false;
+    if (!this.userPaused) this.ws.resume();
   }
 
   /** The first reason wins: a close frame or a protocol error comes before the TCP close that follows it. */
@@ -124,11 +142,13 @@ export class WsPort implements WebSocketPort {
   }
 
   pause(): void {
+    this.userPaused = true;
     this.ws.pause();
   }
 
   resume(): void {
-    this.ws.resume();
+    this.userPaused = false;
+    if (!this.throttled) this.ws.resume();
   }
 
   setMaxFrameSize(bytes: number): void {
@@ -147,6 +167,9 @@ export class WsPort implements WebSocketPort {
     return this.ws.bufferedAmount;
   }
 }
+
+/** Frames waiting in a connection's mailbox before its socket stops being read. */
+const MAILBOX_HIGH_WATER = 1024;
 
 /** ws keeps the close code of a receiver error under its own symbol, named "status-code". */
 function setStatusCode(err: Error, code: number): void {

@@ -44,6 +44,7 @@ export class HttpReq implements Req {
   private readonly sink: Sink;
   private readonly maxBodySize: number;
   private streaming = false;
+  private bodyTaken = false;
 
   constructor(raw: IncomingMessage, sink: Sink, scheme: "http" | "https", defaultPort: number, maxBodySize = DEFAULT_MAX_BODY_SIZE) {
     this.raw = raw;
@@ -250,6 +251,9 @@ export class HttpReq implements Req {
     };
     const declared = Number(this.headers["content-length"] ?? 0);
     if (declared > max) return Promise.reject(tooLarge());
+    // Read already (cowboy_req:read_body after the last chunk): nothing more to give.
+    if (raw.readableEnded || this.bodyTaken) return Promise.resolve(new Uint8Array(0));
+    this.bodyTaken = true;
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
