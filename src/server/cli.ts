@@ -12,7 +12,7 @@ an echo at /echo, a chat at /chat, POST /broadcast, /api/stats, /static/.
 
   --port N           port to listen on (default: $PORT or 8080)
   --host ADDR        address to listen on (default: 127.0.0.1)
-  --log-level LEVEL  fatal, error, warn, info, debug or trace (default: $LOG_LEVEL or info)
+  --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (default: $LOG_LEVEL or info)
   -h, --help         this text
 `;
 
@@ -51,9 +51,30 @@ const logger = pino({ name: "corral", base: null, level });
 setLogger(logger);
 const NAME = "demo";
 
+/** SIGINT/SIGTERM: close WebSockets with 1001, let requests finish, then exit; a second signal exits at once. */
+let started = false;
+let stopping = false;
+function shutdown(signal: string): void {
+  if (stopping) process.exit(1);
+  stopping = true;
+  logger.info({ signal }, "shutting down");
+  if (!started) process.exit(0);
+  stopListener(NAME).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      logger.error({ err }, "shutdown failed");
+      process.exit(1);
+    },
+  );
+}
+// Installed before listening: a signal right after the URL is printed must shut down, not kill.
+process.on("SIGINT", () => shutdown("SIGINT"));
+process.on("SIGTERM", () => shutdown("SIGTERM"));
+
 try {
   const listener = await startClear(NAME, { port, host }, { dispatch: demoDispatch(NAME), logger });
   const shown = host.includes(":") ? `[${host}]` : host;
+  started = true;
   process.stdout.write(`corral demo listening on http://${shown}:${listener.port}/\n`);
 } catch (err) {
   const e = err as Error & { code?: string };
@@ -65,19 +86,3 @@ try {
   process.exit(1);
 }
 
-/** SIGINT/SIGTERM: close WebSockets with 1001, let requests finish, then exit; a second signal exits at once. */
-let stopping = false;
-function shutdown(signal: string): void {
-  if (stopping) process.exit(1);
-  stopping = true;
-  logger.info({ signal }, "shutting down");
-  stopListener(NAME).then(
-    () => process.exit(0),
-    (err: unknown) => {
-      logger.error({ err }, "shutdown failed");
-      process.exit(1);
-    },
-  );
-}
-process.on("SIGINT", () => shutdown("SIGINT"));
-process.on("SIGTERM", () => shutdown("SIGTERM"));

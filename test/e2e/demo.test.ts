@@ -1,0 +1,422 @@
+/**
+ * The demo as a user runs it: the built CLI (dist/server/cli.js) in its own process, talked to
+ * over HTTP and WebSockets on 127.0.0.1. No browser here (see browser.test.ts).
+ *
+ * dist/ is built by `npm ci` (prepare); if dist/server/cli.js is missing or older than
+ * anything under src/, beforeAll builds it once (`tsc -p tsconfig.build.json`).
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import WebSocket from "ws";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const CLI = path.join(ROOT, "dist/server/cli.js");
+/** The longest any single step may take. */
+const WAIT = 5_000;
+
+/** The newest modification time of any file under dir (0 when there is none). */
+function newest(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    latest = Math.max(latest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return latest;
+}
+
+function ensureBuilt(): void {
+  let built = 0;
+  try {
+    built = statSync(CLI).mtimeMs;
+  } catch {
+    built = 0;
+  }
+  const sources = Math.max(newest(path.join(ROOT, "src")), statSync(path.join(ROOT, "tsconfig.build.json")).mtimeMs, statSync(path.join(ROOT, "tsconfig.json")).mtimeMs);
+  if (built >= sources) return;
+  const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
+  const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  if (result.status !== 0) {
+    throw new Error(`building dist/ failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
+  }
+}
+
+/** Rejects after ms with a message naming what was awaited. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A port nothing listens on right now (the kernel's pick, released again). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+interface Cli {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Resolves with the exit code (or the signal's name) once the process has ended. */
+  readonly exited: Promise<number | string>;
+}
+
+const children = new Set<ChildProcess>();
+
+/** Runs the CLI with these arguments; env replaces PORT and LOG_LEVEL from the test's environment. */
+function runCli(args: readonly string[], env: Record<string, string> = {}): Cli {
+  const base = { ...process.env };
+  delete base["PORT"];
+  delete base["LOG_LEVEL"];
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+  const exited = new Promise<number | string>((resolve) => {
+    child.once("exit", (code, signal) => {
+      children.delete(child);
+      resolve(code ?? signal ?? "unknown");
+    });
+  });
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Waits for the "listening on" line and returns its URL. */
+async function listening(cli: Cli): Promise<string> {
+  const pattern = /^corral demo listening on (http:\/\/\S+\/)$/m;
+  const url = new Promise<string>((resolve, reject) => {
+    const check = (): void => {
+      const m = pattern.exec(cli.stdout());
+      if (m) {
+        cli.child.stdout!.off("data", check);
+        resolve(m[1]!);
+      }
+    };
+    cli.child.stdout!.on("data", check);
+    check();
+    void cli.exited.then((code) => reject(new Error(`the CLI exited (${code}) before listening:\n${cli.stdout()}${cli.stderr()}`)));
+  });
+  return within(url, WAIT, "the CLI's listening line");
+}
+
+/**
+ * Sends a signal once the CLI has answered a request. The CLI prints its URL before it installs
+ * its SIGINT/SIGTERM handlers (src/server/cli.ts), so a signal sent the moment the line appears
+ * can still meet the default action and kill it; after a round trip the handlers are in place.
+ * The test "a signal sent as soon as the URL is printed..." below covers that window.
+ */
+async function signalWhenServing(cli: Cli, url: string, signal: NodeJS.Signals): Promise<void> {
+  expect((await fetch(new URL("/api/stats", url))).status).toBe(200);
+  cli.child.kill(signal);
+}
+
+async function startCli(args: readonly string[] = [], env: Record<string, string> = {}): Promise<{ cli: Cli; url: string }> {
+  const cli = runCli(args, env);
+  return { cli, url: await listening(cli) };
+}
+
+/** A WebSocket client that keeps every message it receives. */
+interface Client {
+  readonly ws: WebSocket;
+  readonly messages: { data: Buffer; binary: boolean }[];
+  readonly texts: () => string[];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  /** Resolves once some message satisfies pred. */
+  readonly waitFor: (pred: (text: string) => boolean, what: string) => Promise<string>;
+}
+
+async function connect(url: string): Promise<Client> {
+  const ws = new WebSocket(url);
+  const messages: { data: Buffer; binary: boolean }[] = [];
+  const waiters: (() => void)[] = [];
+  ws.on("message", (data, binary) => {
+    messages.push({ data: Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]), binary });
+    for (const w of waiters.splice(0)) w();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await within(
+    new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    }),
+    WAIT,
+    `the WebSocket ${url} to open`,
+  );
+  const texts = (): string[] => messages.filter((m) => !m.binary).map((m) => m.data.toString("utf8"));
+  const waitFor = (pred: (text: string) => boolean, what: string): Promise<string> =>
+    within(
+      new Promise<string>((resolve) => {
+        const check = (): void => {
+          const hit = texts().find(pred);
+          if (hit !== undefined) resolve(hit);
+          else waiters.push(check);
+        };
+        check();
+      }),
+      WAIT,
+      what,
+    );
+  return { ws, messages, texts, closed, waitFor };
+}
+
+const wsUrl = (httpUrl: string, pathAndQuery: string): string => new URL(pathAndQuery, httpUrl.replace(/^http/, "ws")).href;
+
+const sockets = new Set<WebSocket>();
+const track = (client: Client): Client => {
+  sockets.add(client.ws);
+  return client;
+};
+
+beforeAll(() => {
+  ensureBuilt();
+}, 150_000);
+
+afterAll(async () => {
+  for (const ws of sockets) ws.terminate();
+  const left = [...children];
+  for (const child of left) child.kill("SIGKILL");
+  await within(
+    Promise.all(left.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve()))))),
+    WAIT,
+    "the CLI processes to end",
+  );
+});
+
+describe("the demo CLI, running", () => {
+  let cli: Cli;
+  let url = "";
+  let port = 0;
+
+  beforeAll(async () => {
+    port = await freePort();
+    ({ cli, url } = await startCli(["--port", String(port), "--log-level", "warn"]));
+  }, 20_000);
+
+  afterAll(async () => {
+    if (cli.child.exitCode === null && cli.child.signalCode === null) {
+      cli.child.kill("SIGTERM");
+      await within(cli.exited, WAIT, "the CLI to exit");
+    }
+  });
+
+  test("prints the URL it listens on, with the port given", () => {
+    expect(url).toBe(`http://127.0.0.1:${port}/`);
+  });
+
+  test("GET / is the demo's HTML page, and its assets are served", async () => {
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html\b.*charset=utf-8/i);
+    const html = await res.text();
+    expect(html).toMatch(/^<!doctype html>/i);
+    expect(html).toContain("<title>corral");
+    for (const [asset, type] of [
+      ["/static/app.js", /javascript/],
+      ["/static/style.css", /^text\/css/],
+    ] as const) {
+      const a = await fetch(new URL(asset, url));
+      expect(a.status, asset).toBe(200);
+      expect(a.headers.get("content-type"), asset).toMatch(type);
+      expect((await a.text()).length, asset).toBeGreaterThan(100);
+    }
+    expect((await fetch(new URL("/no/such/page", url))).status).toBe(404);
+  });
+
+  test("/api/stats is JSON with processes, connections, hibernated, mailbox, uptime", async () => {
+    const res = await fetch(new URL("/api/stats", url));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    const stats = (await res.json()) as Record<string, unknown>;
+    for (const field of ["processes", "connections", "hibernated", "mailbox", "uptime"]) {
+      expect(Number.isInteger(stats[field]), `${field}: ${JSON.stringify(stats[field])}`).toBe(true);
+      expect(stats[field] as number, field).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  test("/api/stats counts an open WebSocket", async () => {
+    const stats = async (): Promise<{ connections: number }> => (await (await fetch(new URL("/api/stats", url))).json()) as { connections: number };
+    const before = (await stats()).connections;
+    const client = track(await connect(wsUrl(url, "/echo")));
+    expect((await stats()).connections).toBe(before + 1);
+    client.ws.close(1000);
+    await within(client.closed, WAIT, "the echo socket to close");
+    await expect.poll(async () => (await stats()).connections, { timeout: WAIT }).toBe(before);
+  });
+
+  test("/echo echoes text and binary frames", async () => {
+    const client = track(await connect(wsUrl(url, "/echo")));
+    client.ws.send("round the corral");
+    const bytes = Buffer.from([0, 1, 2, 253, 254, 255]);
+    client.ws.send(bytes);
+    await expect.poll(() => client.messages.length, { timeout: WAIT }).toBe(2);
+    expect(client.messages[0]).toEqual({ data: Buffer.from("round the corral"), binary: false });
+    expect(client.messages[1]!.binary).toBe(true);
+    expect(client.messages[1]!.data.equals(bytes)).toBe(true);
+    client.ws.close(1000, "done");
+    expect((await within(client.closed, WAIT, "the echo socket to close")).code).toBe(1000);
+  });
+
+  test('/websocket greets "Hello!" and answers a text', async () => {
+    const client = track(await connect(wsUrl(url, "/websocket")));
+    client.ws.send("yee-haw");
+    await client.waitFor((t) => t === "That's what she said! yee-haw", "the guide's answer");
+    await client.waitFor((t) => t === "Hello!", "the guide's greeting");
+    expect(client.texts().slice(0, 2)).toEqual(["That's what she said! yee-haw", "Hello!"]);
+    client.ws.close(1000);
+    await within(client.closed, WAIT, "the guide socket to close");
+  });
+
+  test("/websocket without an upgrade is 426", async () => {
+    expect((await fetch(new URL("/websocket", url))).status).toBe(426);
+  });
+
+  test("chat members hear each other, and POST /broadcast reaches them", async () => {
+    const ann = track(await connect(wsUrl(url, "/chat?name=ann")));
+    await ann.waitFor((t) => t === JSON.stringify({ type: "welcome", name: "ann" }), "ann's welcome");
+    const ben = track(await connect(wsUrl(url, "/chat?name=ben")));
+    await ben.waitFor((t) => t === JSON.stringify({ type: "welcome", name: "ben" }), "ben's welcome");
+    await ann.waitFor((t) => t === JSON.stringify({ type: "joined", name: "ben" }), "ann hearing ben join");
+
+    ben.ws.send("howdy");
+    const said = JSON.stringify({ type: "said", from: "ben", text: "howdy" });
+    await ann.waitFor((t) => t === said, "ann hearing ben");
+    await ben.waitFor((t) => t === said, "ben hearing himself");
+
+    const res = await fetch(new URL("/broadcast", url), { method: "POST", body: "round-up at noon" });
+    expect(res.status).toBe(202);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(await res.json()).toEqual({ reached: 2 });
+    const sent = JSON.stringify({ type: "broadcast", text: "round-up at noon" });
+    await ann.waitFor((t) => t === sent, "the broadcast at ann");
+    await ben.waitFor((t) => t === sent, "the broadcast at ben");
+
+    ben.ws.close(1000);
+    await within(ben.closed, WAIT, "ben's socket to close");
+    await ann.waitFor((t) => t === JSON.stringify({ type: "left", name: "ben" }), "ann hearing ben leave");
+    ann.ws.close(1000);
+    await within(ann.closed, WAIT, "ann's socket to close");
+  });
+
+  test("/broadcast: GET is 405, an empty body 400", async () => {
+    const get = await fetch(new URL("/broadcast", url));
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
+    expect((await fetch(new URL("/broadcast", url), { method: "POST", body: "  \n" })).status).toBe(400);
+  });
+});
+
+describe("the demo CLI, starting and stopping", () => {
+  test("SIGTERM closes open WebSockets with 1001 and exits 0", async () => {
+    const { cli, url } = await startCli(["--port", "0", "--log-level", "warn"]);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(url).not.toBe("http://127.0.0.1:0/");
+    const guide = track(await connect(wsUrl(url, "/websocket")));
+    const chat = track(await connect(wsUrl(url, "/chat?name=cy")));
+    const echo = track(await connect(wsUrl(url, "/echo")));
+    await chat.waitFor((t) => t.includes('"welcome"'), "the chat's welcome");
+    cli.child.kill("SIGTERM");
+    for (const [name, client] of [["guide", guide], ["chat", chat], ["echo", echo]] as const) {
+      expect((await within(client.closed, WAIT, `the ${name} socket to close`)).code, name).toBe(1001);
+    }
+    expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(0);
+  });
+
+  test("SIGINT exits 0 too", async () => {
+    const { cli, url } = await startCli(["--port", "0", "--log-level", "warn"]);
+    await signalWhenServing(cli, url, "SIGINT");
+    expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(0);
+  });
+
+  // Skipped until src/server/cli.ts installs its signal handlers before it prints the URL:
+  // today about half of these runs end killed by the signal (exit "SIGTERM"), not with 0.
+  test("a signal sent as soon as the URL is printed is still a graceful stop (cli.ts: handlers after the URL line)", async () => {
+    for (let i = 0; i < 10; i++) {
+      const { cli } = await startCli(["--port", "0", "--log-level", "warn"]);
+      cli.child.kill("SIGTERM");
+      expect(await within(cli.exited, WAIT, "the CLI to exit"), `run ${i}`).toBe(0);
+    }
+  });
+
+  test("an unknown option exits 2 with the usage on stderr", async () => {
+    const cli = runCli(["--bogus"]);
+    expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(2);
+    expect(cli.stderr()).toMatch(/^corral: .*bogus/);
+    expect(cli.stderr()).toContain("usage: corral [--port N]");
+    expect(cli.stdout()).toBe("");
+  });
+
+  test("an invalid port exits 2 with the usage on stderr", async () => {
+    for (const bad of ["abc", "65536", "-1"]) {
+      const cli = runCli(["--port", bad]);
+      expect(await within(cli.exited, WAIT, "the CLI to exit"), bad).toBe(2);
+      expect(cli.stderr(), bad).toContain("usage: corral");
+    }
+  });
+
+  test("an invalid log level exits 2 with the usage on stderr", async () => {
+    const cli = runCli(["--log-level", "loud"]);
+    expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(2);
+    expect(cli.stderr()).toMatch(/^corral: invalid log level "loud"\n/);
+    expect(cli.stderr()).toContain("usage: corral");
+  });
+
+  test("an address that is not here exits 1 with one clear line", async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): no machine of ours has it.
+    const cli = runCli(["--host", "192.0.2.1", "--port", "0"]);
+    expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(1);
+    expect(cli.stderr()).toBe("corral: cannot listen on 192.0.2.1: no such address here\n");
+  });
+
+  test("--help prints the usage on stdout and exits 0", async () => {
+    const cli = runCli(["--help"]);
+    expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(0);
+    expect(cli.stdout()).toMatch(/^usage: corral/);
+    expect(cli.stderr()).toBe("");
+  });
+
+  test("a port in use exits 1 with one clear line", async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      blocker.once("error", reject);
+      blocker.listen(0, "127.0.0.1", resolve);
+    });
+    const { port } = blocker.address() as AddressInfo;
+    try {
+      const cli = runCli(["--port", String(port)]);
+      expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(1);
+      expect(cli.stderr()).toBe(`corral: port ${port} on 127.0.0.1 is already in use\n`);
+      expect(cli.stdout()).not.toContain("listening on");
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+  });
+
+  test("PORT from the environment is honoured, and --port wins over it", async () => {
+    const port = await freePort();
+    const fromEnv = await startCli(["--log-level", "warn"], { PORT: String(port) });
+    expect(fromEnv.url).toBe(`http://127.0.0.1:${port}/`);
+    expect((await fetch(fromEnv.url)).status).toBe(200);
+    await signalWhenServing(fromEnv.cli, fromEnv.url, "SIGTERM");
+    expect(await within(fromEnv.cli.exited, WAIT, "the CLI to exit")).toBe(0);
+
+    const other = await freePort();
+    const fromFlag = await startCli(["--port", String(other), "--log-level", "warn"], { PORT: String(port) });
+    expect(fromFlag.url).toBe(`http://127.0.0.1:${other}/`);
+    await signalWhenServing(fromFlag.cli, fromFlag.url, "SIGTERM");
+    expect(await within(fromFlag.cli.exited, WAIT, "the CLI to exit")).toBe(0);
+  });
+});
