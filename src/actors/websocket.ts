@@ -168,9 +168,7 @@ export function resolveWebSocketOptions(opts: WebSocketOptions | undefined): Res
 export interface WebSocketPort {
   /** Starts delivering to pid. Reading stays paused until resume(). */
   attach(pid: Pid): void;
-  /** Holds writes until uncork, so a callback's frames leave in one write. */
-  cork(): void;
-  uncork(): void;
+  /** Sends a frame; the frames of one turn of the run loop leave in one socket write. */
   send(frame: Exclude<Frame, { type: "close" }>, compress: boolean): void;
   /** Sends a close frame (empty when code is undefined); the socket ends after it. */
   close(code: number | undefined, reason: string | undefined): void;
@@ -349,32 +347,27 @@ class Connection<S> implements Actor {
       }
     }
     const port = this.port;
-    port.cork();
-    try {
-      for (let i = 0; i < last; i++) {
-        const cmd = cmds[i]!;
-        if ("type" in cmd) {
-          if (cmd.type === "close") {
-            port.close(cmd.code, cmd.reason);
-            this.closeSent = true;
-            this.end(p, "stop");
-            return;
-          }
-          port.send(cmd, this.deflate);
-        } else if ("active" in cmd) {
-          this.active = cmd.active;
-          if (cmd.active) port.resume();
-          else port.pause();
-        } else if ("deflate" in cmd) {
-          this.deflate = cmd.deflate;
-        } else if ("setOptions" in cmd) {
-          this.setOptions(p, cmd.setOptions);
-        } else {
-          this.shutdownReason = cmd.shutdownReason;
+    for (let i = 0; i < last; i++) {
+      const cmd = cmds[i]!;
+      if ("type" in cmd) {
+        if (cmd.type === "close") {
+          port.close(cmd.code, cmd.reason);
+          this.closeSent = true;
+          this.end(p, "stop");
+          return;
         }
+        port.send(cmd, this.deflate);
+      } else if ("active" in cmd) {
+        this.active = cmd.active;
+        if (cmd.active) port.resume();
+        else port.pause();
+      } else if ("deflate" in cmd) {
+        this.deflate = cmd.deflate;
+      } else if ("setOptions" in cmd) {
+        this.setOptions(p, cmd.setOptions);
+      } else {
+        this.shutdownReason = cmd.shutdownReason;
       }
-    } finally {
-      port.uncork();
     }
     if (port.bufferedAmount > this.maxBufferedAmount) this.end(p, { error: "backpressure" });
   }

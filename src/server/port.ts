@@ -103,15 +103,26 @@ export class WsPort implements WebSocketPort {
     if (this.early !== null) send(pid, this.early);
   }
 
-  cork(): void {
+  /** Corked until the end of this turn of the run loop (see flushCorked). */
+  private corked = false;
+
+  /** Holds this socket's writes until the current turn ends, so all its frames leave in one write. */
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
     this.socket.cork();
+    corkedPorts.push(this);
+    if (corkedPorts.length === 1) process.nextTick(flushCorked);
   }
 
-  uncork(): void {
+  /** @internal */
+  flush(): void {
+    this.corked = false;
     this.socket.uncork();
   }
 
   send(frame: Exclude<Frame, { type: "close" }>, compress: boolean): void {
+    this.cork();
     const ws = this.ws;
     switch (frame.type) {
       case "text":
@@ -166,6 +177,19 @@ export class WsPort implements WebSocketPort {
   get bufferedAmount(): number {
     return this.ws.bufferedAmount;
   }
+}
+
+/**
+ * Write coalescing: a port corks its socket at its first send in a turn of the run loop,
+ * and every corked socket is flushed once after the turn (a nextTick queued from the
+ * scheduler's microtask runs when it is done). Many frames, one syscall; raw ws makes one
+ * write per send.
+ */
+const corkedPorts: WsPort[] = [];
+
+function flushCorked(): void {
+  for (let i = 0; i < corkedPorts.length; i++) corkedPorts[i]!.flush();
+  corkedPorts.length = 0;
 }
 
 /** Frames waiting in a connection's mailbox before its socket stops being read. */
