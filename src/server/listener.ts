@@ -142,10 +142,8 @@ class ServerExchange implements Exchange {
       done(null);
       return;
     }
-    completeUpgrade(this.req, this.raw, socket, this.head!, opts, (port) => listener.ports.delete(port), (port) => {
-      if (port !== null) listener.ports.add(port);
-      done(port);
-    });
+    // The port must not hold a closure over this request: it would keep the whole request alive.
+    completeUpgrade(this.req, this.raw, socket, this.head!, opts, listener.ports, done);
   }
 
   onClientGone(callback: () => void): void {

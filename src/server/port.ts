@@ -37,36 +37,43 @@ export class WsPort implements WebSocketPort {
   /** With permessage-deflate ws may hold frames back while it compresses. */
   private readonly deflating: boolean;
 
-  constructor(ws: WebSocket, socket: Duplex, onGone: (port: WsPort) => void) {
+  /** The listener's set of open connections: the port is in it while its socket is open. */
+  private readonly ports: Set<WsPort>;
+
+  constructor(ws: WebSocket, socket: Duplex, ports: Set<WsPort>) {
     this.ws = ws;
     this.socket = socket;
+    this.ports = ports;
     this.deflating = ws.extensions.includes("permessage-deflate");
     // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
     ws.pause();
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      this.deliver(isBinary ? new ReceivedFrame("binary", data) : new ReceivedFrame("text", data.toString()));
-    });
-    ws.on("ping", (data: Buffer) => this.deliver(new ReceivedFrame("ping", data)));
-    ws.on("pong", (data: Buffer) => this.deliver(new ReceivedFrame("pong", data)));
-    ws.on("error", (err: Error) => this.closed(errorReason(err)));
+    // Shared listeners find their port through kPort: no closures per connection (memory).
     const receiver = (ws as unknown as { _receiver?: EventEmitter })._receiver;
-    // Cowboy ends the connection as soon as the client's close frame is in, not when TCP closes:
-    // ws's receiver says so with 'conclude' (ws echoes the frame itself).
-    receiver?.on("conclude", (code: number, reason: Buffer) => {
-      this.closed(code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } });
-    });
-    // Corrupt deflate data is a protocol error (1002) for Cowboy; ws would send 1007. Its own
-    // error listener reads the code from the error, so ours runs first and sets it.
-    receiver?.prependListener("error", (err: Error & { code?: string }) => {
-      if (err.code?.startsWith("Z_") === true) setStatusCode(err, 1002);
-    });
-    ws.on("close", () => {
-      this.closed({ error: "closed" });
-      onGone(this);
-    });
-    socket.on("data", () => {
-      this.lastActivity = performance.now();
-    });
+    (ws as Carrier)[kPort] = this;
+    (socket as Carrier)[kPort] = this;
+    ws.on("message", onMessage);
+    ws.on("ping", onPing);
+    ws.on("pong", onPong);
+    ws.on("error", onError);
+    ws.on("close", onClose);
+    socket.on("data", onData);
+    if (receiver !== undefined) {
+      (receiver as Carrier)[kPort] = this;
+      receiver.on("conclude", onConclude);
+      // Only inflating can fail with a zlib error.
+      if (this.deflating) receiver.prependListener("error", onReceiverError);
+    }
+  }
+
+  /** @internal The socket closed: the connection is over and leaves the listener's set. */
+  gone(): void {
+    this.closed({ error: "closed" });
+    this.ports.delete(this);
+  }
+
+  /** @internal */
+  deliverFrame(type: "text" | "binary" | "ping" | "pong", data: Buffer): void {
+    this.deliver(type === "text" ? new ReceivedFrame("text", data.toString()) : new ReceivedFrame(type, data));
   }
 
   private deliver(msg: ReceivedFrame | PortClosed): void {
@@ -92,7 +99,8 @@ export class WsPort implements WebSocketPort {
   }
 
   /** The first reason wins: a close frame or a protocol error comes before the TCP close that follows it. */
-  private closed(reason: TerminateReason): void {
+  /** @internal */
+  closed(reason: TerminateReason): void {
     if (this.early !== null) return;
     this.early = new PortClosed(reason);
     this.deliver(this.early);
@@ -195,6 +203,53 @@ function flushCorked(): void {
 /** Frames waiting in a connection's mailbox before its socket stops being read. */
 const MAILBOX_HIGH_WATER = 1024;
 
+const kPort = Symbol("corral.port");
+type Carrier = { [kPort]?: WsPort };
+
+function portOf(emitter: unknown): WsPort {
+  return (emitter as Carrier)[kPort]!;
+}
+
+function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  portOf(this).deliverFrame(isBinary ? "binary" : "text", data);
+}
+
+function onPing(this: WebSocket, data: Buffer): void {
+  portOf(this).deliverFrame("ping", data);
+}
+
+function onPong(this: WebSocket, data: Buffer): void {
+  portOf(this).deliverFrame("pong", data);
+}
+
+function onError(this: WebSocket, err: Error): void {
+  portOf(this).closed(errorReason(err));
+}
+
+function onClose(this: WebSocket): void {
+  portOf(this).gone();
+}
+
+function onData(this: Duplex): void {
+  portOf(this).lastActivity = performance.now();
+}
+
+/**
+ * Cowboy ends the connection as soon as the client's close frame is in, not when TCP closes:
+ * ws's receiver says so with 'conclude' (ws echoes the frame itself).
+ */
+function onConclude(this: EventEmitter, code: number, reason: Buffer): void {
+  portOf(this).closed(code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } });
+}
+
+/**
+ * Corrupt deflate data is a protocol error (1002) for Cowboy; ws would send 1007. Its own
+ * error listener reads the code from the error, so this one runs first and sets it.
+ */
+function onReceiverError(err: Error & { code?: string }): void {
+  if (err.code?.startsWith("Z_") === true) setStatusCode(err, 1002);
+}
+
 /** ws keeps the close code of a receiver error under its own symbol, named "status-code". */
 function setStatusCode(err: Error, code: number): void {
   for (const sym of Object.getOwnPropertySymbols(err)) {
@@ -253,7 +308,7 @@ export function completeUpgrade(
   socket: Duplex,
   head: Buffer,
   opts: ResolvedWebSocketOptions,
-  onGone: (port: WsPort) => void,
+  ports: Set<WsPort>,
   done: (port: WsPort | null) => void,
 ): void {
   let called = false;
@@ -274,6 +329,8 @@ export function completeUpgrade(
     if (called) return;
     called = true;
     req.replied = true;
-    done(new WsPort(ws, socket, onGone));
+    const port = new WsPort(ws, socket, ports);
+    ports.add(port);
+    done(port);
   });
 }
