@@ -55,3 +55,4 @@ export {
 } from "./server/router.js";
 export * from "./actors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";
+export * from "./actors/machine.js";

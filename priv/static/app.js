@@ -123,6 +123,84 @@ $("broadcast-form").addEventListener("submit", async (e) => {
   }
 });
 
+/* ---- noughts and crosses: an xstate machine as a handler ---- */
+let game = null;
+let gameDeadline = 0;
+const gameCells = [];
+for (let i = 0; i < 9; i++) {
+  const cell = document.createElement("button");
+  cell.type = "button";
+  cell.className = "cell";
+  cell.disabled = true;
+  cell.setAttribute("aria-label", `cell ${i + 1}`);
+  cell.addEventListener("click", () => game?.send(JSON.stringify({ type: "move", cell: i })));
+  $("game-board").append(cell);
+  gameCells.push(cell);
+}
+function gameUi(open) {
+  $("game-connect").disabled = open;
+  $("game-new").disabled = !open;
+  $("game-quit").disabled = !open;
+  if (!open) {
+    for (const cell of gameCells) cell.disabled = true;
+    gameDeadline = 0;
+    $("game-clock").textContent = "";
+  }
+}
+const GAME_PHASES = { yourTurn: "Your move.", serverTurn: "The server is thinking…" };
+function showGame(msg) {
+  if (msg.type === "error") return log($("game-log"), msg.message, "sys");
+  if (msg.type !== "state") return;
+  [...msg.board].forEach((mark, i) => {
+    const cell = gameCells[i];
+    cell.textContent = mark.trim();
+    cell.dataset.mark = mark;
+    cell.disabled = msg.phase !== "yourTurn" || mark !== " ";
+    cell.setAttribute("aria-label", `cell ${i + 1}${mark === " " ? "" : `: ${mark}`}`);
+  });
+  let phase = GAME_PHASES[msg.phase];
+  if (msg.phase === "over") {
+    phase = msg.winner === "X" ? "You win!" : msg.winner === "O" ? (msg.reason === "time" ? "Out of time: the server wins." : "The server wins.") : "A draw.";
+    log($("game-log"), phase, "in");
+  }
+  $("game-phase").textContent = phase;
+  gameDeadline = msg.phase === "yourTurn" ? Date.now() + msg.moveMs : 0;
+  tickGameClock();
+  const s = msg.score;
+  $("game-score").textContent = `${msg.name} ${s.you} · server ${s.server} · draws ${s.draws}`;
+}
+function tickGameClock() {
+  const left = Math.ceil((gameDeadline - Date.now()) / 1000);
+  $("game-clock").textContent = gameDeadline && left >= 0 ? `${left} s to move` : "";
+}
+setInterval(tickGameClock, 250);
+$("game-connect").addEventListener("click", () => {
+  if (game) return;
+  setStatus($("game-status"), "connecting", "connecting…");
+  game = new WebSocket(wsUrl("/game"));
+  game.addEventListener("open", () => {
+    setStatus($("game-status"), "open", "playing");
+    log($("game-log"), "connected: you are X", "sys");
+    gameUi(true);
+  });
+  game.addEventListener("message", (e) => {
+    try {
+      showGame(JSON.parse(String(e.data)));
+    } catch {
+      log($("game-log"), String(e.data), "in");
+    }
+  });
+  game.addEventListener("close", (e) => {
+    log($("game-log"), `closed (${e.code}${e.reason ? ` ${e.reason}` : ""})`, "sys");
+    setStatus($("game-status"), "closed", "disconnected");
+    $("game-phase").textContent = "Press Play to connect.";
+    gameUi(false);
+    game = null;
+  });
+});
+$("game-new").addEventListener("click", () => game?.send(JSON.stringify({ type: "new" })));
+$("game-quit").addEventListener("click", () => game?.send(JSON.stringify({ type: "quit" })));
+
 /* ---- live stats ---- */
 async function refreshStats() {
   try {

@@ -3,6 +3,7 @@ import { compileRoutes, staticDir, staticFile, type Dispatch } from "../../index
 import { broadcastHandler } from "./broadcast.js";
 import { chatHandler } from "./chat.js";
 import { echoHandler } from "./echo.js";
+import { gameHandler } from "./game.js";
 import { guideHandler } from "./guide.js";
 import { statsHandler } from "./stats.js";
 
@@ -20,6 +21,7 @@ export function demoDispatch(listener: string): Dispatch {
         ["/echo", echoHandler],
         ["/chat", chatHandler],
         ["/broadcast", broadcastHandler],
+        ["/game", gameHandler],
         ["/api/stats", statsHandler, { listener }],
         ["/static/[...]", staticDir(`${PRIV_DIR}static`, { charset: "utf-8" })],
       ],
