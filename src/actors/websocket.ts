@@ -187,9 +187,17 @@ export interface WebSocketPort {
   readonly lastActivity: number;
 }
 
-/** @internal The port's word that the connection is over: the client closed, the socket broke, or a frame was bad. */
+/**
+ * @internal The port's word that the connection is over: the client closed, the socket
+ * broke, or a frame was bad. `settle` is the transport's own answer (echo the close, send
+ * 1002…), held back until the connection reaches this point of its mailbox, so the replies
+ * to frames that came before it go out first, as in Cowboy.
+ */
 export class PortClosed {
-  constructor(readonly reason: TerminateReason) {}
+  constructor(
+    readonly reason: TerminateReason,
+    readonly settle: (() => void) | undefined = undefined,
+  ) {}
 }
 
 /* ---------------------------------------------------------------- the connection process */
@@ -293,6 +301,7 @@ class Connection<S> implements Actor {
       if (msg.type === "ping") this.port.send({ type: "pong", data: msg.data as Uint8Array }, false);
       r = this.handler.websocketHandle(msg as InFrame, p.state as S);
     } else if (msg instanceof PortClosed) {
+      msg.settle?.();
       this.end(p, msg.reason);
       return;
     } else if (msg === IDLE_CHECK) {

@@ -3,7 +3,7 @@ import type { Process } from "./process.js";
 /** Messages one process may handle per turn before the next runnable process gets its turn. */
 export const BATCH = 64;
 /** Work units per run of the loop before it yields to I/O with setImmediate. */
-export const BUDGET = 4096;
+export const BUDGET = 1024;
 
 /** The run queue: runnable processes in order, read from `head`. */
 let queue: Process[] = [];

@@ -121,8 +121,16 @@ class ServerExchange implements Exchange {
   handshakeError(): { status: number; headers: Record<string, string> } | undefined {
     const req = this.req;
     const connection = (req.headers["connection"] ?? "").toLowerCase().split(",").map((t) => t.trim());
-    const isUpgrade = this.socket !== undefined && connection.includes("upgrade") && (req.headers["upgrade"] ?? "").toLowerCase() === "websocket";
-    if (!isUpgrade) return { status: 426, headers: { connection: "upgrade", upgrade: "websocket" } };
+    const isUpgrade =
+      this.socket !== undefined &&
+      req.version === "HTTP/1.1" &&
+      connection.includes("upgrade") &&
+      (req.headers["upgrade"] ?? "").toLowerCase() === "websocket";
+    if (!isUpgrade) {
+      // node keeps a connection alive when the response names "upgrade" only: say close when the client did.
+      const close = connection.includes("close") || (req.version !== "HTTP/1.1" && !connection.includes("keep-alive"));
+      return { status: 426, headers: { connection: close ? "upgrade, close" : "upgrade", upgrade: "websocket" } };
+    }
     if (req.method !== "GET" || req.headers["sec-websocket-key"] === undefined || req.headers["sec-websocket-version"] !== "13") {
       return { status: 400, headers: {} };
     }

@@ -59,10 +59,20 @@ export class WsPort implements WebSocketPort {
     socket.on("data", onData);
     if (receiver !== undefined) {
       (receiver as Carrier)[kPort] = this;
-      receiver.on("conclude", onConclude);
-      // Only inflating can fail with a zlib error.
-      if (this.deflating) receiver.prependListener("error", onReceiverError);
+      this.wsConclude = takeOver(receiver, "conclude", onConclude);
+      this.wsError = takeOver(receiver, "error", onReceiverError);
     }
+  }
+
+  /** ws's own handlers for a close frame and a protocol error, run when the connection gets there. */
+  private wsConclude: ReceiverListener | undefined;
+  private wsError: ReceiverListener | undefined;
+
+  /** @internal The client's close frame or a bad frame: stop reading, hold ws's answer for the connection. */
+  receiverEnded(receiver: EventEmitter, reason: TerminateReason, args: unknown[], error: boolean): void {
+    this.socket.pause();
+    const theirs = error ? this.wsError : this.wsConclude;
+    this.closed(reason, theirs === undefined ? undefined : () => theirs.apply(receiver, args));
   }
 
   /** @internal The socket closed: the connection is over and leaves the listener's set. */
@@ -92,17 +102,30 @@ export class WsPort implements WebSocketPort {
   /** Stopped by the handler's {active: false} (reading starts paused until websocketInit is done). */
   private userPaused = true;
 
-  /** The connection drained its mailbox: read again unless the handler asked not to. */
+  /**
+   * The connection drained its mailbox: read again unless the handler asked not to. On a
+   * later turn of the event loop, so other sockets are read before this one floods again.
+   */
   unthrottle(): void {
+    if (this.resuming) return;
+    this.resuming = true;
+    setImmediate(resumeAfterThrottle, this);
+  }
+
+  private resuming = false;
+
+  /** @internal */
+  resumeReading(): void {
+    this.resuming = false;
     this.throttled = false;
     if (!this.userPaused) this.ws.resume();
   }
 
   /** The first reason wins: a close frame or a protocol error comes before the TCP close that follows it. */
   /** @internal */
-  closed(reason: TerminateReason): void {
+  closed(reason: TerminateReason, settle?: () => void): void {
     if (this.early !== null) return;
-    this.early = new PortClosed(reason);
+    this.early = new PortClosed(reason, settle);
     this.deliver(this.early);
   }
 
@@ -239,15 +262,35 @@ function onData(this: Duplex): void {
  * ws's receiver says so with 'conclude' (ws echoes the frame itself).
  */
 function onConclude(this: EventEmitter, code: number, reason: Buffer): void {
-  portOf(this).closed(code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } });
+  const why: TerminateReason = code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } };
+  portOf(this).receiverEnded(this, why, [code, reason], false);
 }
 
-/**
- * Corrupt deflate data is a protocol error (1002) for Cowboy; ws would send 1007. Its own
- * error listener reads the code from the error, so this one runs first and sets it.
- */
-function onReceiverError(err: Error & { code?: string }): void {
+/** A protocol error from ws's receiver. Corrupt deflate data is 1002 for Cowboy, where ws would send 1007. */
+function onReceiverError(this: EventEmitter, err: Error & { code?: string }): void {
   if (err.code?.startsWith("Z_") === true) setStatusCode(err, 1002);
+  portOf(this).receiverEnded(this, errorReason(err), [err], true);
+}
+
+function resumeAfterThrottle(port: WsPort): void {
+  port.resumeReading();
+}
+
+type ReceiverListener = (...args: unknown[]) => void;
+
+/**
+ * Puts our listener in place of ws's own for one receiver event and returns ws's, to be
+ * called later by the connection. If ws ever registers other than one, it keeps its own.
+ */
+function takeOver(receiver: EventEmitter, event: string, ours: (...args: never[]) => void): ReceiverListener | undefined {
+  const theirs = receiver.listeners(event) as ReceiverListener[];
+  if (theirs.length !== 1) {
+    receiver.prependListener(event, ours as ReceiverListener);
+    return undefined;
+  }
+  receiver.removeListener(event, theirs[0]!);
+  receiver.on(event, ours as ReceiverListener);
+  return theirs[0];
 }
 
 /** ws keeps the close code of a receiver error under its own symbol, named "status-code". */

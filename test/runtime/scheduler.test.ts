@@ -320,8 +320,8 @@ describe("I/O is not starved by a busy flood", () => {
     for (let i = 0; i < BACKLOG; i++) send(c.pid, i);
     await until(() => atImmediate >= 0, 2500, "the setImmediate callback");
     expect(atImmediate).toBeLessThan(BACKLOG);
-    // The loop yields to setImmediate after 4096 units of work.
-    expect(atImmediate).toBeLessThanOrEqual(2 * 4096);
+    // The loop yields to setImmediate after 1024 units of work.
+    expect(atImmediate).toBeLessThanOrEqual(2 * 1024);
     await kill(c.pid);
   });
 
