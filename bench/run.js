@@ -5,8 +5,10 @@
  * (CI smoke, one round, under a minute).
  *
  *   --quick             1 round and smaller N where a figure allows it
- *   --only <names>      comma-separated scenario names or measurement ids (e.g. runtime, timers)
- *   --rounds <n>        override the number of rounds (default 5; 1 with --quick)
+ *   --large             also the measurements that need a big machine (50 000 WebSocket connections)
+ *   --only <names>      comma-separated scenario names, measurement ids or measurement groups
+ *                       (e.g. runtime, timers, websocket, echo, idle, hibernate, push, app-to-pid)
+ *   --rounds <n>        override the number of rounds (default: the scenario's, else 5; 1 with --quick)
  *   --cpu-prof [dir]    run every child under --cpu-prof, profiles into dir
  *                       (default: $TMPDIR/corral-cpu-prof); summarize with bench/lib/profile.js
  *   --retries <n>       redo a measurement up to n times when other work loaded the CPU
@@ -17,7 +19,8 @@
  * A full run (no --quick, no --only) writes bench/results/<date>.json and regenerates
  * docs/benchmarks.md from it; a quick, partial, profiled or CORRAL_DIST run (another build of
  * the runtime, see bench/lib/corral.js) writes its own results file and leaves the docs
- * alone, so the docs always show one complete run of dist/.
+ * alone, so the docs always show one complete run of dist/. The docs' chart (an SVG of the
+ * corral/raw ratios, bench/lib/chart.js) goes to docs/ with them, else next to the results file.
  *
  * Each measurement of each scenario runs in a fresh `node --expose-gc` child per round
  * (bench/lib/child.js). Scenario modules are listed in SCENARIOS; see bench/lib/scenario.js.
@@ -27,7 +30,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { runInChild } from "./lib/child.js";
-import { consoleTable, gitInfo, machineInfo, markdown } from "./lib/report.js";
+import { snapshotDist } from "./lib/dist.js";
+import { chartSvg } from "./lib/chart.js";
+import { comparisonRows, consoleTable, gitInfo, machineInfo, markdown } from "./lib/report.js";
 import { waitQuiet } from "./lib/load.js";
 import { summarize } from "./lib/stats.js";
 
@@ -39,17 +44,17 @@ const BUSY_CORES = 0.5;
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, "..");
 
-/** Scenario modules, in run order. WebSocket scenarios join this list. */
-const SCENARIOS = ["./runtime.js"];
+/** Scenario modules, in run order. */
+const SCENARIOS = ["./runtime.js", "./websocket.js"];
 
-const USAGE = `usage: node --expose-gc bench/run.js [--quick] [--only <names>] [--rounds <n>] [--retries <n>] [--cpu-prof [dir]] [--strict] [--out <file>]`;
+const USAGE = `usage: node --expose-gc bench/run.js [--quick] [--large] [--only <names>] [--rounds <n>] [--retries <n>] [--cpu-prof [dir]] [--strict] [--out <file>]`;
 
 /**
  * @param {string[]} argv
  */
 function parseArgs(argv) {
-  /** @type {{ quick: boolean, only: string[] | null, rounds: number | null, cpuProf: string | null, strict: boolean, out: string | null, retries: number }} */
-  const o = { quick: false, only: null, rounds: null, cpuProf: null, strict: false, out: null, retries: 2 };
+  /** @type {{ quick: boolean, large: boolean, only: string[] | null, rounds: number | null, cpuProf: string | null, strict: boolean, out: string | null, retries: number }} */
+  const o = { quick: false, large: false, only: null, rounds: null, cpuProf: null, strict: false, out: null, retries: 2 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -58,6 +63,7 @@ function parseArgs(argv) {
       return v;
     };
     if (a === "--quick") o.quick = true;
+    else if (a === "--large") o.large = true;
     else if (a === "--strict") o.strict = true;
     else if (a === "--only") o.only = value().split(",").map((s) => s.trim()).filter(Boolean);
     else if (a === "--rounds") {
@@ -87,32 +93,55 @@ function secs(ms) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const rounds = opts.rounds ?? (opts.quick ? 1 : 5);
   const startedAt = new Date();
   const date = startedAt.toISOString().slice(0, 10);
+  const paramOpts = { large: opts.large };
 
-  /** @type {{ url: string, scenario: import("./lib/scenario.js").Scenario, measurements: import("./lib/scenario.js").Measurement[] }[]} */
+  /** @type {{ url: string, scenario: import("./lib/scenario.js").Scenario, measurements: import("./lib/scenario.js").Measurement[], rounds: number, enabled: number }[]} */
   const plan = [];
   for (const rel of SCENARIOS) {
     const url = pathToFileURL(path.join(BENCH_DIR, rel)).href;
     const { scenario } = await import(url);
-    const measurements = scenario.measurements.filter(
-      (/** @type {import("./lib/scenario.js").Measurement} */ m) => opts.only === null || opts.only.includes(scenario.name) || opts.only.includes(m.id),
+    const enabled = scenario.measurements.filter(
+      (/** @type {import("./lib/scenario.js").Measurement} */ m) =>
+        (m.enabled?.(paramOpts) ?? true) && (!m.explicit || (opts.only?.includes(m.id) ?? false)),
     );
-    if (measurements.length > 0) plan.push({ url, scenario, measurements });
+    const measurements = enabled.filter(
+      (/** @type {import("./lib/scenario.js").Measurement} */ m) =>
+        opts.only === null || opts.only.includes(scenario.name) || opts.only.includes(m.id) || (m.groups ?? []).some((g) => opts.only?.includes(g)),
+    );
+    const rounds = opts.rounds ?? (opts.quick ? 1 : scenario.rounds ?? 5);
+    if (measurements.length > 0) plan.push({ url, scenario, measurements, rounds, enabled: enabled.length });
   }
-  if (plan.length === 0) throw new Error(`--only ${opts.only?.join(",")} matches no scenario or measurement`);
-  const partial = opts.only !== null && plan.some((p) => p.measurements.length !== p.scenario.measurements.length) || (opts.only !== null && plan.length !== SCENARIOS.length);
+  if (plan.length === 0) throw new Error(`--only ${opts.only?.join(",")} matches no scenario, measurement or group`);
+  const rounds = Math.max(...plan.map((p) => p.rounds));
+  const partial = opts.only !== null && plan.some((p) => p.measurements.length !== p.enabled) || (opts.only !== null && plan.length !== SCENARIOS.length);
 
   checkBuild();
+  // One build for the whole run, even if dist/ is rebuilt meanwhile (children inherit the env).
+  const snapshot = process.env.CORRAL_DIST ? null : snapshotDist(ROOT);
+  if (snapshot) {
+    process.env.CORRAL_BENCH_DIST = snapshot.index;
+    process.on("exit", snapshot.cleanup);
+    // Interrupted: remove the copy too (the children exit when their IPC channel closes).
+    for (const sig of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
+      process.once(sig, () => {
+        snapshot.cleanup();
+        process.exit(sig === "SIGINT" ? 130 : 143);
+      });
+    }
+  }
   const machine = machineInfo();
-  console.error(`corral bench: ${rounds} round(s)${opts.quick ? ", quick" : ""}; node ${machine.node}, ${machine.cpuModel} × ${machine.cores}`);
+  console.error(
+    `corral bench: ${plan.map((p) => `${p.scenario.name} ${p.rounds} round(s)`).join(", ")}${opts.quick ? ", quick" : ""}${opts.large ? ", large" : ""}; ` +
+      `node ${machine.node}, ${machine.cpuModel} × ${machine.cores}`,
+  );
   if (opts.cpuProf) {
     mkdirSync(opts.cpuProf, { recursive: true });
     console.error(`CPU profiles → ${opts.cpuProf}`);
   }
 
-  /** @type {Map<string, { round: number, attempt: number, wallMs: number, cpuMs?: number, warnings?: string[], load?: { before: number, waitedMs: number, during: number }, figures?: Record<string, number>, details?: unknown, memoryUsage?: NodeJS.MemoryUsage, error?: string }[]>} */
+  /** @type {Map<string, { round: number, attempt: number, wallMs: number, cpuMs?: number, subprocessCpuMs?: number, warnings?: string[], load?: { before: number, waitedMs: number, during: number }, figures?: Record<string, number>, details?: unknown, memoryUsage?: NodeJS.MemoryUsage, error?: string }[]>} */
   const runs = new Map();
   /** @type {object[]} */
   const discarded = [];
@@ -122,7 +151,10 @@ async function main() {
 
   for (let round = 1; round <= rounds; round++) {
     for (const p of plan) {
-      for (const m of p.measurements) {
+      if (round > p.rounds) continue;
+      // Side-by-side scenarios flip their order every round, so neither side always goes first.
+      const order = p.scenario.alternate && round % 2 === 0 ? [...p.measurements].reverse() : p.measurements;
+      for (const m of order) {
         const key = `${p.scenario.name}/${m.id}`;
         const execArgv = opts.cpuProf
           ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=${p.scenario.name}-${m.id}-r${round}.cpuprofile`]
@@ -135,13 +167,13 @@ async function main() {
           process.stderr.write(`[round ${round}/${rounds}] ${key}${attempt > 1 ? ` (retry ${attempt - 1})` : ""} … `);
           const t0 = performance.now();
           try {
-            const r = await runInChild({ module: p.url, fn: m.fn, params: m.params(opts.quick), timeoutMs: m.timeoutMs, execArgv });
+            const r = await runInChild({ module: p.url, fn: m.fn, params: m.params(opts.quick, paramOpts), timeoutMs: m.timeoutMs, execArgv });
             const { figures, details, warnings = [] } = /** @type {import("./lib/scenario.js").MeasurementResult} */ (r.value);
             for (const [id, v] of Object.entries(figures)) {
               if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${key}: figure ${id} is ${v}`);
             }
             const load = { before: quiet.load, waitedMs: quiet.waitedMs, during: r.backgroundCores };
-            const record = { round, attempt, wallMs: r.wallMs, cpuMs: r.cpuMs, load, figures, details, warnings, memoryUsage: r.memoryUsage };
+            const record = { round, attempt, wallMs: r.wallMs, cpuMs: r.cpuMs, subprocessCpuMs: r.subprocessCpuMs, load, figures, details, warnings, memoryUsage: r.memoryUsage };
             const shown = Object.entries(figures).map(([id, v]) => {
               const f = p.scenario.figures.find((x) => x.id === id);
               return `${id}=${f ? fmtShort(v, f.format) : v}`;
@@ -174,6 +206,7 @@ async function main() {
     const values = new Map();
     /** @type {Map<string, number>} */
     const errors = new Map();
+    const rounds = p.rounds;
     for (let round = 1; round <= rounds; round++) {
       /** @type {Record<string, number>} */
       const merged = {};
@@ -226,12 +259,14 @@ async function main() {
       name: p.scenario.name,
       title: p.scenario.title,
       about: p.scenario.about,
+      rounds,
       figures,
+      comparisons: p.scenario.comparisons ?? [],
       detailLines,
       measurements: p.measurements.map((m) => ({
         id: m.id,
         fn: m.fn,
-        params: m.params(opts.quick),
+        params: m.params(opts.quick, paramOpts),
         how: m.how,
         rounds: runs.get(`${p.scenario.name}/${m.id}`) ?? [],
       })),
@@ -244,6 +279,7 @@ async function main() {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     quick: opts.quick,
+    large: opts.large,
     only: opts.only,
     rounds,
     cpuProfiled: opts.cpuProf !== null,
@@ -251,6 +287,7 @@ async function main() {
     git: gitInfo(ROOT),
     harness: { node: process.version, execArgv: process.execArgv, memoryUsage: process.memoryUsage() },
     corralDist: process.env.CORRAL_DIST ? path.resolve(process.env.CORRAL_DIST) : "dist/index.js",
+    distSnapshot: snapshot ? { sha256: snapshot.sha256, builtAt: snapshot.builtAt } : null,
     load: loadSummary(runs),
     scenarios,
     discarded,
@@ -265,11 +302,29 @@ async function main() {
   console.log(consoleTable(scenarios));
   console.log(`\nresults: ${path.relative(process.cwd(), outFile)}`);
 
-  if (!opts.quick && !partial && !opts.cpuProf && !otherBuild) {
-    const docsDir = path.join(ROOT, "docs");
+  const updateDocs = !opts.quick && !partial && !opts.cpuProf && !otherBuild;
+  const docsDir = path.join(ROOT, "docs");
+  /** @type {Map<string, string>} scenario name → chart file */
+  const charts = new Map();
+  for (const s of scenarios) {
+    const rows = comparisonRows(s).filter((r) => r.ratio !== null);
+    if (rows.length === 0) continue;
+    const file = updateDocs
+      ? path.join(docsDir, `benchmarks-${s.name}.svg`)
+      : outFile.replace(/\.json$/, "") + `-${s.name}.svg`;
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, chartSvg(s.title, rows, results));
+    charts.set(s.name, file);
+    console.log(`chart:   ${path.relative(process.cwd(), file)}`);
+  }
+
+  if (updateDocs) {
     mkdirSync(docsDir, { recursive: true });
     const rel = path.relative(docsDir, outFile).split(path.sep).join("/");
-    writeFileSync(path.join(docsDir, "benchmarks.md"), markdown(results, rel));
+    /** @type {Record<string, string>} */
+    const chartLinks = {};
+    for (const [name, file] of charts) chartLinks[name] = path.relative(docsDir, file).split(path.sep).join("/");
+    writeFileSync(path.join(docsDir, "benchmarks.md"), markdown(results, rel, chartLinks));
     console.log(`docs:    ${path.relative(process.cwd(), path.join(docsDir, "benchmarks.md"))}`);
   }
 
@@ -331,10 +386,12 @@ function loadSummary(runs) {
  * @param {string} format
  */
 function fmtShort(v, format) {
-  if (format === "rate") return `${(v / 1e6).toFixed(2)}M/s`;
+  if (format === "rate") return v >= 1e6 ? `${(v / 1e6).toFixed(2)}M/s` : `${(v / 1e3).toFixed(1)}k/s`;
   if (format === "bytes") return `${Math.round(v)}B`;
   if (format === "MB") return `${v.toFixed(1)}MB`;
   if (format === "ms") return `${v.toFixed(1)}ms`;
+  if (format === "us") return `${v.toFixed(2)}µs`;
+  if (format === "cores") return `${v.toFixed(2)}cores`;
   return v.toFixed(2);
 }
 

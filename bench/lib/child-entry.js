@@ -9,6 +9,10 @@ if (typeof process.send !== "function" || typeof globalThis.gc !== "function") {
   process.exit(2);
 }
 
+// The harness is gone (killed, or it timed this child out): do not outlive it. Processes this
+// child started (bench/ws/rig.js) exit in turn when their own IPC channel closes.
+process.on("disconnect", () => process.exit(1));
+
 process.once("message", async (/** @type {any} */ job) => {
   /** @type {any} */
   let reply;

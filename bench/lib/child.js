@@ -5,8 +5,9 @@
  *
  * The child is `child-entry.js`: it imports a module, calls one of its exports with the
  * params sent over IPC and posts back what it returns. A hard timeout kills the child.
- * Later scenarios that need several processes (a server and load generators) can call
- * runInChild from inside their own measurement, or use `startNode` for long-lived helpers.
+ * Scenarios that need several processes (bench/websocket.js: a server and load generators)
+ * start them from inside their measurement (bench/ws/rig.js) and report their CPU time as
+ * `subprocessCpuMs`, so the background-load figure does not count it.
  */
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -32,6 +33,7 @@ const OUTPUT_CAP = 64 * 1024;
  * @property {NodeJS.MemoryUsage} memoryUsage   the child's process.memoryUsage() at the end
  * @property {number} wallMs                    fork to exit, parent clock
  * @property {number} cpuMs                     CPU time the child used (user + system)
+ * @property {number} subprocessCpuMs           CPU time of processes the child started and reported (value.subprocessCpuMs)
  * @property {number} backgroundCores           cores busy with other work meanwhile
  */
 
@@ -79,12 +81,17 @@ export function runInChild(job) {
       if (r?.type === "result") {
         const cpu = r.cpuUsage ?? { user: 0, system: 0 };
         const cpuMs = (cpu.user + cpu.system) / 1000;
+        // A measurement that starts processes of its own (a server, load generators) says how
+        // much CPU they used: that is the measurement's work, not background load.
+        const sub = /** @type {{ subprocessCpuMs?: unknown } | null} */ (r.value)?.subprocessCpuMs;
+        const subprocessCpuMs = typeof sub === "number" && Number.isFinite(sub) ? sub : 0;
         resolve({
           value: r.value,
           memoryUsage: /** @type {NodeJS.MemoryUsage} */ (r.memoryUsage),
           wallMs,
           cpuMs,
-          backgroundCores: busyCores(cpuBefore, cpuSnapshot(), cpuMs),
+          subprocessCpuMs,
+          backgroundCores: busyCores(cpuBefore, cpuSnapshot(), cpuMs + subprocessCpuMs),
         });
         return;
       }
