@@ -21,10 +21,17 @@ export interface StateStore {
  */
 class FrozenState {
   constructor(
-    readonly bytes: Buffer,
+    /** The serialized bytes as a one-byte string: no Buffer or ArrayBuffer objects per process. */
+    readonly bytes: string,
     readonly specials: (Pid | Ref)[] | null,
   ) {}
 }
+
+/**
+ * Below this estimated size a state stays as it is: a frozen state costs its bytes plus a
+ * wrapper, more than a handful of fields, and serializing it every time would be pure cost.
+ */
+const SMALL_STATE = 192;
 
 /** Marks where a pid or ref stood; the value is its index in `specials`. */
 const SPECIAL = "\u0000corral.special";
@@ -38,11 +45,17 @@ const SPECIAL = "\u0000corral.special";
 class Scan {
   readonly seen = new Set<object>();
   hasSpecials = false;
+  /** A rough count of the live bytes, to tell a small state from one worth evicting. */
+  size = 0;
 
   evictable(v: unknown): boolean {
-    if (typeof v !== "object") return typeof v !== "function" && typeof v !== "symbol";
+    if (typeof v !== "object") {
+      this.size += typeof v === "string" ? 16 + v.length : 8;
+      return typeof v !== "function" && typeof v !== "symbol";
+    }
     if (v === null || this.seen.has(v)) return true;
     this.seen.add(v);
+    this.size += ArrayBuffer.isView(v) ? 64 + v.byteLength : 32;
     if (v instanceof Pid || v instanceof Ref) {
       this.hasSpecials = true;
       return true;
@@ -130,22 +143,29 @@ function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>)
   return v;
 }
 
-/** Serializes a state, or returns null when serialization would change or lose it. */
-export function freezeState(state: unknown): FrozenState | null {
+/**
+ * Serializes a state: null when serialization would change or lose it, the state itself
+ * when it is too small to be worth evicting.
+ */
+export function freezeState(state: unknown): FrozenState | null | typeof KEEP {
   const scan = new Scan();
   if (!scan.evictable(state)) return null;
+  if (scan.size < SMALL_STATE) return KEEP;
   try {
-    if (!scan.hasSpecials) return new FrozenState(serialize(state), null);
+    if (!scan.hasSpecials) return new FrozenState(serialize(state).toString("latin1"), null);
     const specials: (Pid | Ref)[] = [];
-    return new FrozenState(serialize(markSpecials(state, new Map(), specials)), specials);
+    return new FrozenState(serialize(markSpecials(state, new Map(), specials)).toString("latin1"), specials);
   } catch {
     // Whatever the scan missed that v8 refuses: the state stays live, never lost.
     return null;
   }
 }
 
+/** freezeState's answer for a state small enough to stay as it is. */
+const KEEP = Symbol("keep");
+
 export function thawState(frozen: FrozenState): unknown {
-  const value: unknown = deserialize(frozen.bytes);
+  const value: unknown = deserialize(Buffer.from(frozen.bytes, "latin1"));
   return frozen.specials === null ? value : restoreSpecials(value, frozen.specials, new Set());
 }
 
@@ -162,6 +182,7 @@ export function evictState(p: Process): boolean {
   const state = p.state;
   if (typeof state !== "object" || state === null) return true;
   const frozen = freezeState(state);
+  if (frozen === KEEP) return true;
   if (frozen === null) {
     if (!warned.has(p.actor)) {
       warned.add(p.actor);
@@ -184,5 +205,5 @@ export function restoreState(p: Process): void {
 
 /** The bytes a hibernated process holds in place of its state (0 when live or in a store). */
 export function frozenSize(state: unknown): number {
-  return state instanceof FrozenState ? state.bytes.byteLength : 0;
+  return state instanceof FrozenState ? state.bytes.length : 0;
 }

@@ -50,7 +50,6 @@ export class WsPort implements WebSocketPort {
     // Shared listeners find their port through kPort: no closures per connection (memory).
     const receiver = (ws as unknown as { _receiver?: EventEmitter })._receiver;
     (ws as Carrier)[kPort] = this;
-    (socket as Carrier)[kPort] = this;
     ws.on("message", onMessage);
     ws.on("ping", onPing);
     ws.on("pong", onPong);
@@ -58,7 +57,6 @@ export class WsPort implements WebSocketPort {
     ws.on("close", onClose);
     socket.on("data", onData);
     if (receiver !== undefined) {
-      (receiver as Carrier)[kPort] = this;
       this.wsConclude = takeOver(receiver, "conclude", onConclude);
       this.wsError = takeOver(receiver, "error", onReceiverError);
     }
@@ -229,9 +227,19 @@ const MAILBOX_HIGH_WATER = 1024;
 const kPort = Symbol("corral.port");
 type Carrier = { [kPort]?: WsPort };
 
+/**
+ * The port of a ws WebSocket, or of its socket or receiver: those two point back to their
+ * WebSocket under ws's own symbol ("websocket"), so only the WebSocket carries ours (a
+ * property on the socket and the receiver would cost out-of-object storage on each).
+ */
 function portOf(emitter: unknown): WsPort {
-  return (emitter as Carrier)[kPort]!;
+  const own = (emitter as Carrier)[kPort];
+  if (own !== undefined) return own;
+  kWebSocket ??= Object.getOwnPropertySymbols(emitter).find((s) => s.description === "websocket");
+  return ((emitter as Record<symbol, Carrier>)[kWebSocket!]!)[kPort]!;
 }
+
+let kWebSocket: symbol | undefined;
 
 function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
   portOf(this).deliverFrame(isBinary ? "binary" : "text", data);

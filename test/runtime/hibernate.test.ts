@@ -133,9 +133,10 @@ afterEach(async () => {
 describe("hibernate: evict when idle, restore on the next message", () => {
   test("ok(state, { hibernate: true }) evicts the state; the next message restores it before the callback", async () => {
     const { records } = captureLogs();
-    type S = { count: number; items: string[]; nested: { deep: { x: number } } };
+    type S = { count: number; items: string[]; nested: { deep: { x: number } }; note: string };
     const rec = recorder<S>();
-    const original: S = { count: 1, items: ["a", "b"], nested: { deep: { x: 42 } } };
+    // Large enough to be worth evicting (small states stay as they are; see below).
+    const original: S = { count: 1, items: ["a", "b"], nested: { deep: { x: 42 } }, note: "n".repeat(200) };
     const pid = spawn(rec.behaviour, original);
     send(pid, "h");
     await hibernated(pid);
@@ -148,7 +149,7 @@ describe("hibernate: evict when idle, restore on the next message", () => {
     const woken = await nthState(rec.calls, 1);
     // The callback got the message and the restored state...
     expect(rec.calls[1]!.msg).toEqual({ wake: "up" });
-    expect(woken).toEqual({ count: 1, items: ["a", "b"], nested: { deep: { x: 42 } } });
+    expect(woken).toEqual({ count: 1, items: ["a", "b"], nested: { deep: { x: 42 } }, note: "n".repeat(200) });
     // ...restored from its evicted form, not the object that was kept live...
     expect(woken).not.toBe(original);
     // ...and by the time the callback ran, the process was awake.
@@ -198,14 +199,25 @@ describe("hibernate: evict when idle, restore on the next message", () => {
   });
 
   test("init may hibernate: ok(state, { hibernate: true }) from init", async () => {
-    const rec = recorder<{ fromInit: boolean }>({ initHibernate: true });
-    const original = { fromInit: true };
+    const rec = recorder<{ fromInit: boolean; pad: string }>({ initHibernate: true });
+    const original = { fromInit: true, pad: "p".repeat(300) };
     const pid = spawn(rec.behaviour, original);
     await hibernated(pid, "hibernation after init");
     send(pid, "x");
     const s = await nthState(rec.calls, 0);
-    expect(s).toEqual({ fromInit: true });
+    expect(s).toEqual({ fromInit: true, pad: "p".repeat(300) });
     expect(s).not.toBe(original);
+  });
+
+  test("a state smaller than its serialized form would be is kept as it is (hibernated, not copied)", async () => {
+    const rec = recorder<{ heartbeat: number }>();
+    const original = { heartbeat: 5000 };
+    const pid = spawn(rec.behaviour, original);
+    send(pid, "h");
+    await hibernated(pid);
+    expect(frozenSize(original)).toBe(0);
+    send(pid, "x");
+    expect(await nthState(rec.calls, 1)).toBe(original);
   });
 
   test("an async handleInfo may hibernate", async () => {
