@@ -6,7 +6,8 @@ export const BATCH = 64;
 export const BUDGET = 1024;
 
 /** The run queue: runnable processes in order, read from `head`. */
-let queue: Process[] = [];
+const queue: Process[] = [];
+const COMPACT_AT = 4096;
 let head = 0;
 /** A drain is already due (microtask or setImmediate): new work just joins the queue. */
 let due = false;
@@ -36,8 +37,11 @@ function drain(): void {
       p.crash(err, undefined);
     }
     if (budget <= 0 && head < queue.length) {
-      queue = queue.slice(head);
-      head = 0;
+      // Keep reading from `head` after the yield; copying the rest now would make a long queue quadratic.
+      if (head >= COMPACT_AT && head * 2 >= queue.length) {
+        queue.splice(0, head);
+        head = 0;
+      }
       setImmediate(drain);
       return;
     }
