@@ -33,7 +33,7 @@ import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
 import { currentProcess, self, send } from "../runtime/process.js";
-import type { Ok } from "../runtime/result.js";
+import { isThenable, type Ok } from "../runtime/result.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import { close, type CloseFrame, type Frame, type InFrame } from "./frames.js";
 import type { PartialReq, Req } from "./req.js";
@@ -455,10 +455,6 @@ class Spec {
     this.warned = true;
     runtimeLogger().warn({ machine: this.machine.id }, `machineHandler: ${msg}`);
   }
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
 }
 
 /** Brings a hibernated machine back: the actor from its snapshot, then its delays re-armed. */

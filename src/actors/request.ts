@@ -2,6 +2,7 @@ import { CorralError, badarg, describe } from "../runtime/errors.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
 import { applyResult, spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
+import { isThenable } from "../runtime/result.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import type { Loop, LoopHandler } from "./loop.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
@@ -50,9 +51,6 @@ export interface Exchange {
   readonly logger: Logger;
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
-}
 
 /** The runtime's own messages to a looping request process. */
 const LOOP_TIMEOUT = Symbol("loop timeout");

@@ -3,7 +3,7 @@ import type { StateStore } from "../runtime/hibernate.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
 import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
-import type { HibernateOption, Ok, Stop } from "../runtime/result.js";
+import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import { checkFrame, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
@@ -420,9 +420,6 @@ class Connection<S> implements Actor {
   }
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
-}
 
 function badResult(name: string, callback: string, value: unknown): CorralError {
   return new CorralError(

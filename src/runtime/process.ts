@@ -527,10 +527,6 @@ export function send(dest: Pid | string, msg: unknown): void {
   if (p) p.deliver(msg);
 }
 
-/** @internal Resolves a pid to its live local process. */
-export function processOf(pid: Pid): Process | undefined {
-  return pid.proc ?? undefined;
-}
 
 function checkPid(pid: unknown, fn: string): Pid {
   if (!(pid instanceof Pid)) throw badarg(`${fn}: expected a Pid, got ${describe(pid)}`);

@@ -34,3 +34,8 @@ export function isResult(value: unknown): value is Result<unknown> {
   const type = (value as { type?: unknown }).type;
   return type === "ok" || type === "stop";
 }
+
+/** @internal A callback's answer that is a promise (the mailbox then waits for it). */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
+}

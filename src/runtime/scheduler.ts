@@ -51,7 +51,3 @@ function drain(): void {
   due = false;
 }
 
-/** Processes waiting in the run queue (for stats and tests). */
-export function runQueueLength(): number {
-  return queue.length - head;
-}

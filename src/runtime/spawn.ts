@@ -20,13 +20,10 @@ import {
   type SpawnOptions,
   type Waiter,
 } from "./process.js";
-import { isResult } from "./result.js";
+import { isResult, isThenable } from "./result.js";
 import { BUDGET } from "./scheduler.js";
 import { sendAfter } from "./timers.js";
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
-}
 
 /** The gen_server-like callbacks of ProcessBehavior, shared by every process of one behaviour. */
 class CallbackActor implements Actor {

@@ -9,7 +9,6 @@ import type {
   HeaderValue,
   MediaRange,
   ParsedHeaders,
-  PartialReq,
   Peer,
   Req,
   SendFile,
@@ -279,11 +278,6 @@ export class HttpReq implements Req {
     if (this.streaming) void this.streamBody("", true);
   }
 
-  /** The fields terminate gets by default. */
-  partial(): PartialReq {
-    const { method, version, scheme, host, port, path, qs, peer } = this;
-    return { method, version, scheme, host, port, path, qs, peer };
-  }
 }
 
 function decodeQs(s: string): string {
