@@ -1,4 +1,5 @@
 export * from "./runtime/index.js";
+export { clusterInfo, nodes, startCluster, stopCluster, type ClusterInfo, type ClusterOptions } from "./cluster/cluster.js";
 export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./actors/frames.js";
 export type {
   Body,

@@ -14,7 +14,10 @@ export type ErrorCode =
   | "ERR_NOT_FOUND"
   | "ERR_RUNNING"
   | "ERR_RESTARTING"
-  | "ERR_START_FAILED";
+  | "ERR_START_FAILED"
+  // startCluster: Redis cannot be reached; another live node has this node's name.
+  | "ERR_CLUSTER_CONNECT"
+  | "ERR_NODE_NAME_TAKEN";
 
 export class CorralError extends Error {
   readonly code: ErrorCode;

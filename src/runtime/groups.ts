@@ -8,6 +8,27 @@ import { currentProcess, type Process } from "./process.js";
  */
 const groups = new Map<string, Set<Process>>();
 
+/**
+ * What a cluster does for groups, as Erlang's pg does between nodes: every node keeps the
+ * full membership; joins and leaves are told to all, a broadcast crosses once per node.
+ */
+export interface GroupDist {
+  joined(group: string, pid: Pid): void;
+  left(group: string, pid: Pid): void;
+  broadcast(node: string, group: string, msg: unknown, except: Pid | undefined): void;
+}
+
+let dist: GroupDist | null = null;
+
+/** Members on other nodes: group → node → pid id → pid, in join order. */
+const remote = new Map<string, Map<string, Map<number, Pid>>>();
+
+/** @internal */
+export function setGroupDist(d: GroupDist | null): void {
+  dist = d;
+  if (d === null) remote.clear();
+}
+
 function checkGroup(group: unknown, fn: string): string {
   if (typeof group !== "string" || group.length === 0) throw badarg(`${fn}: group must be a non-empty string, got ${describe(group)}`);
   return group;
@@ -36,6 +57,7 @@ export function join(group: string, pid?: Pid): void {
   if (set.has(p)) return;
   set.add(p);
   (p.groups ??= []).push(group);
+  dist?.joined(group, p.pid);
 }
 
 /** Removes pid (default: the caller) from group; true if it was a member. */
@@ -56,6 +78,7 @@ function removeMember(group: string, p: Process): void {
   if (set === undefined) return;
   set.delete(p);
   if (set.size === 0) groups.delete(group);
+  dist?.left(group, p.pid);
 }
 
 /** @internal The process ended. */
@@ -65,15 +88,51 @@ export function leaveAllGroups(p: Process): void {
   if (mine !== null) for (const g of mine) removeMember(g, p);
 }
 
-/** The pids in group, in join order. */
+/** The pids in group: this node's in join order, then each other node's. */
 export function members(group: string): Pid[] {
   const set = groups.get(checkGroup(group, "members"));
-  return set === undefined ? [] : Array.from(set, (p) => p.pid);
+  const pids = set === undefined ? [] : Array.from(set, (p) => p.pid);
+  const nodes = remote.get(group);
+  if (nodes !== undefined) for (const byId of nodes.values()) for (const pid of byId.values()) pids.push(pid);
+  return pids;
 }
 
-/** Every group with at least one member. */
+/** Every group with at least one member, on any node. */
 export function whichGroups(): string[] {
-  return Array.from(groups.keys());
+  const names = new Set(groups.keys());
+  for (const group of remote.keys()) names.add(group);
+  return Array.from(names);
+}
+
+/** @internal Every local membership, for a node that has just come up: group → pids. */
+export function localMemberships(): [string, Pid[]][] {
+  return Array.from(groups, ([group, set]) => [group, Array.from(set, (p) => p.pid)]);
+}
+
+/** @internal Pids of another node joined group. */
+export function remoteJoin(node: string, group: string, pids: Pid[]): void {
+  let nodes = remote.get(group);
+  if (nodes === undefined) remote.set(group, (nodes = new Map()));
+  let byId = nodes.get(node);
+  if (byId === undefined) nodes.set(node, (byId = new Map()));
+  for (const pid of pids) byId.set(pid.id, pid);
+}
+
+/** @internal Pids of another node left group. */
+export function remoteLeave(node: string, group: string, pids: Pid[]): void {
+  const nodes = remote.get(group);
+  const byId = nodes?.get(node);
+  if (nodes === undefined || byId === undefined) return;
+  for (const pid of pids) byId.delete(pid.id);
+  if (byId.size === 0) nodes.delete(node);
+  if (nodes.size === 0) remote.delete(group);
+}
+
+/** @internal A node went down (or came back and will tell its groups again): forget its members. */
+export function dropNode(node: string): void {
+  for (const [group, nodes] of remote) {
+    if (nodes.delete(node) && nodes.size === 0) remote.delete(group);
+  }
 }
 
 export interface BroadcastOptions {
@@ -81,11 +140,29 @@ export interface BroadcastOptions {
   readonly except?: Pid;
 }
 
-/** Sends msg to every member of group; returns how many got it. */
+/**
+ * Sends msg to every member of group, on every node (one message per other node, fanned
+ * out there); returns how many members it was sent to.
+ */
 export function broadcast(group: string, msg: unknown, opts?: BroadcastOptions): number {
-  const set = groups.get(checkGroup(group, "broadcast"));
+  const except = opts?.except;
+  let n = localBroadcast(checkGroup(group, "broadcast"), msg, except);
+  const nodes = remote.get(group);
+  if (nodes === undefined || dist === null) return n;
+  for (const [node, byId] of nodes) {
+    const count = except !== undefined && except.node === node && byId.has(except.id) ? byId.size - 1 : byId.size;
+    if (count === 0) continue;
+    dist.broadcast(node, group, msg, except);
+    n += count;
+  }
+  return n;
+}
+
+/** @internal The local part of a broadcast; a broadcast from another node arrives here. */
+export function localBroadcast(group: string, msg: unknown, except: Pid | undefined): number {
+  const set = groups.get(group);
   if (set === undefined) return 0;
-  const skip = opts?.except?.proc ?? null;
+  const skip = except?.proc ?? null;
   let n = 0;
   for (const p of set) {
     if (p === skip) continue;

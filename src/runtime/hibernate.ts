@@ -1,4 +1,5 @@
 import { deserialize, serialize } from "node:v8";
+import { markSpecials, restoreSpecials } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
 import type { Actor, Process } from "./process.js";
@@ -32,9 +33,6 @@ class FrozenState {
  * wrapper, more than a handful of fields, and serializing it every time would be pure cost.
  */
 const SMALL_STATE = 192;
-
-/** Marks where a pid or ref stood; the value is its index in `specials`. */
-const SPECIAL = "\u0000corral.special";
 
 /**
  * Walks a state and decides whether v8 serialization gives it back unchanged. Class
@@ -77,70 +75,6 @@ class Scan {
     }
     return proto === Date.prototype || proto === RegExp.prototype || proto === ArrayBuffer.prototype || ArrayBuffer.isView(v);
   }
-}
-
-/** Copies a state, replacing each pid and ref with a marker; shared and cyclic references stay shared. */
-function markSpecials(v: unknown, copies: Map<object, unknown>, specials: (Pid | Ref)[]): unknown {
-  if (typeof v !== "object" || v === null) return v;
-  const done = copies.get(v);
-  if (done !== undefined) return done;
-  if (v instanceof Pid || v instanceof Ref) {
-    const marker = { [SPECIAL]: specials.push(v) - 1 };
-    copies.set(v, marker);
-    return marker;
-  }
-  if (Array.isArray(v)) {
-    const out: unknown[] = new Array(v.length);
-    copies.set(v, out);
-    for (let i = 0; i < v.length; i++) out[i] = markSpecials(v[i], copies, specials);
-    return out;
-  }
-  if (v instanceof Map) {
-    const out = new Map<unknown, unknown>();
-    copies.set(v, out);
-    for (const [k, val] of v) out.set(markSpecials(k, copies, specials), markSpecials(val, copies, specials));
-    return out;
-  }
-  if (v instanceof Set) {
-    const out = new Set<unknown>();
-    copies.set(v, out);
-    for (const item of v) out.add(markSpecials(item, copies, specials));
-    return out;
-  }
-  if (Object.getPrototypeOf(v) !== Object.prototype) return v;
-  const out: Record<string, unknown> = {};
-  copies.set(v, out);
-  for (const key in v) out[key] = markSpecials((v as Record<string, unknown>)[key], copies, specials);
-  return out;
-}
-
-function specialOf(v: unknown, specials: (Pid | Ref)[]): Pid | Ref | undefined {
-  if (typeof v !== "object" || v === null || !(SPECIAL in v)) return undefined;
-  return specials[(v as Record<string, number>)[SPECIAL]!];
-}
-
-/** Puts the pids and refs back where their markers stand, in place. */
-function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>): unknown {
-  const special = specialOf(v, specials);
-  if (special !== undefined) return special;
-  if (typeof v !== "object" || v === null || seen.has(v)) return v;
-  seen.add(v);
-  const proto: unknown = Object.getPrototypeOf(v);
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) v[i] = restoreSpecials(v[i], specials, seen);
-  } else if (v instanceof Map) {
-    const entries = Array.from(v);
-    v.clear();
-    for (const [k, val] of entries) v.set(restoreSpecials(k, specials, seen), restoreSpecials(val, specials, seen));
-  } else if (v instanceof Set) {
-    const items = Array.from(v);
-    v.clear();
-    for (const item of items) v.add(restoreSpecials(item, specials, seen));
-  } else if (proto === Object.prototype) {
-    const o = v as Record<string, unknown>;
-    for (const key in o) o[key] = restoreSpecials(o[key], specials, seen);
-  }
-  return v;
 }
 
 /**

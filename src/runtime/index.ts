@@ -1,5 +1,6 @@
 export { CorralError, type ErrorCode } from "./errors.js";
 export { broadcast, join, leave, members, whichGroups, type BroadcastOptions } from "./groups.js";
+export { registerGlobal, registeredGlobal, sendGlobal, unregisterGlobal, whereisGlobal } from "./global.js";
 export { frozenSize, type StateStore } from "./hibernate.js";
 export { setLogger, type Logger } from "./log.js";
 export { nodeName, setNodeName } from "./node.js";

@@ -45,12 +45,16 @@ export class Pid {
   static parse(text: string): Pid {
     const m = typeof text === "string" ? /^<(.+)\.(\d+)>$/.exec(text) : null;
     if (m === null) throw badarg(`Pid.parse: not a pid: ${JSON.stringify(text)}`);
-    const node = m[1]!;
     const id = Number(m[2]);
     if (!Number.isSafeInteger(id)) throw badarg(`Pid.parse: id out of range in ${text}`);
-    if (node === nodeName()) return livePids.get(id) ?? new Pid(node, id, null);
-    return new Pid(node, id, null);
+    return pidOf(m[1]!, id);
   }
+}
+
+/** @internal The pid named by node and id: the live local one itself, else a detached copy. */
+export function pidOf(node: string, id: number): Pid {
+  if (node === nodeName()) return livePids.get(id) ?? new Pid(node, id, null);
+  return new Pid(node, id, null);
 }
 
 /** @internal */
@@ -66,11 +70,16 @@ export class Ref {
   readonly node: string;
   readonly id: number;
 
-  /** @internal Use makeRef(). */
-  constructor() {
-    freezeNodeName();
-    this.node = nodeName();
-    this.id = nextRefId++;
+  /** @internal Use makeRef(); node and id only for a ref that came from another node. */
+  constructor(node?: string, id?: number) {
+    if (node === undefined || id === undefined) {
+      freezeNodeName();
+      this.node = nodeName();
+      this.id = nextRefId++;
+    } else {
+      this.node = node;
+      this.id = id;
+    }
   }
 
   equals(other: unknown): boolean {

@@ -1,7 +1,9 @@
 import { CorralError, badarg, describe } from "./errors.js";
+import { releaseGlobalNames } from "./global.js";
 import { leaveAllGroups } from "./groups.js";
 import { evictState, restoreState, type StateStore } from "./hibernate.js";
 import { runtimeLogger, type Logger } from "./log.js";
+import { nodeName } from "./node.js";
 import { livePids, newPid, Pid, Ref } from "./pid.js";
 import { lookupName, registerProcess, unregisterProcess } from "./registry.js";
 import { isResult, type Result } from "./result.js";
@@ -102,6 +104,10 @@ const TRAP_EXIT = 16;
 const HIBERNATE_NEXT = 32;
 const HIBERNATED = 64;
 const DEAD = 128;
+/** @internal The process has links or monitors across nodes (dist.ts keeps them). */
+export const DIST_LINKED = 256;
+/** @internal The process holds cluster-wide names (global.ts keeps them). */
+export const GLOBAL_NAMED = 512;
 
 /** A pending receive of an async-function process. */
 /** @internal */
@@ -457,11 +463,41 @@ export class Process {
         m.watcher.deliver({ type: "DOWN", ref: m, pid: this.pid, reason } satisfies DownMessage);
       }
     }
+    if (this.flags & GLOBAL_NAMED) releaseGlobalNames(this);
+    if (this.flags & DIST_LINKED) dist?.died(this, reason);
   }
 }
 
 /** The process whose callback is running; null between callbacks. */
 let current: Process | null = null;
+
+/**
+ * @internal What the runtime asks of distribution (dist.ts) for pids of other nodes:
+ * Erlang's signals, carried by a cluster transport.
+ */
+export interface Dist {
+  send(to: Pid, msg: unknown): void;
+  link(me: Process, to: Pid): void;
+  unlink(me: Process, to: Pid): void;
+  monitor(me: Process, target: Pid): Ref;
+  demonitor(me: Process, ref: Ref): boolean;
+  exit(from: Pid, to: Pid, reason: ExitReason): void;
+  /** A process marked DIST_LINKED ended. */
+  died(p: Process, reason: ExitReason): void;
+}
+
+/** Set while a cluster runs; null keeps every pid of another node unreachable, as before. */
+let dist: Dist | null = null;
+
+/** @internal */
+export function setDist(d: Dist | null): void {
+  dist = d;
+}
+
+/** @internal dist, when pid belongs to another node and a cluster runs. */
+function distFor(pid: Pid): Dist | null {
+  return dist !== null && pid.node !== nodeName() ? dist : null;
+}
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(`non-error thrown: ${describe(err)}`, { cause: err });
@@ -469,6 +505,10 @@ function toError(err: unknown): Error {
 
 /** The sender of exit signals that come from outside any process (Erlang's shell, say): `<node.0>`. */
 let outside: Pid | undefined;
+
+function outsidePid(): Pid {
+  return (outside ??= new Pid(nodeName(), 0, null));
+}
 
 /** @internal The running process, or null. */
 export function currentProcess(): Process | null {
@@ -525,6 +565,7 @@ function resolve(dest: Pid | string, fn: string): Process | undefined {
 export function send(dest: Pid | string, msg: unknown): void {
   const p = dest instanceof Pid ? dest.proc : resolve(dest, "send");
   if (p) p.deliver(msg);
+  else if (dest instanceof Pid) distFor(dest)?.send(dest, msg);
 }
 
 
@@ -543,7 +584,9 @@ export function linkFrom(me: Process, pid: Pid): void {
   const other = checkPid(pid, "link").proc;
   if (other === me) return;
   if (other === null) {
-    if (me.flags & TRAP_EXIT) me.deliver({ type: "EXIT", from: pid, reason: "noproc" } satisfies ExitMessage);
+    const remote = distFor(pid);
+    if (remote !== null) remote.link(me, pid);
+    else if (me.flags & TRAP_EXIT) me.deliver({ type: "EXIT", from: pid, reason: "noproc" } satisfies ExitMessage);
     else throw new CorralError("ERR_NOPROC", `link: ${pid} is not alive`);
     return;
   }
@@ -557,6 +600,7 @@ export function unlink(pid: Pid): void {
 /** @internal */
 export function unlinkFrom(me: Process, pid: Pid): void {
   const other = checkPid(pid, "unlink").proc;
+  if (other === null) distFor(pid)?.unlink(me, pid);
   if (other === null || other === me) return;
   me.links?.delete(other);
   other.links?.delete(me);
@@ -571,6 +615,8 @@ export function monitor(pid: Pid): Ref {
 export function monitorFrom(me: Process, pid: Pid): Ref {
   const target = checkPid(pid, "monitor").proc;
   if (target === null) {
+    const remote = distFor(pid);
+    if (remote !== null) return remote.monitor(me, pid);
     const ref = new Ref();
     const reason: ExitReason = pid.node === me.pid.node ? "noproc" : "noconnection";
     me.deliver({ type: "DOWN", ref, pid, reason } satisfies DownMessage);
@@ -594,6 +640,8 @@ export function demonitorFrom(me: Process, ref: Ref, opts?: { flush?: boolean })
   if (ref instanceof Monitor && ref.watcher === me && me.monitors?.delete(ref) === true) {
     ref.target.monitoredBy?.delete(ref);
     active = true;
+  } else if (dist !== null && !(ref instanceof Monitor)) {
+    active = dist.demonitor(me, ref);
   }
   if (opts?.flush === true) {
     me.takeMatching((msg) => isDown(msg) && msg.ref === ref);
@@ -625,8 +673,8 @@ export function exitFrom(sender: Process | null, pid: Pid, reason: ExitReason): 
     throw badarg(`exit: invalid reason ${describe(reason)}; use "normal", "shutdown", { shutdown: x }, "kill" or { crash: Error }`);
   }
   const target = pid.proc;
-  if (target === null) return;
-  target.signal(sender?.pid ?? (outside ??= new Pid(target.pid.node, 0, null)), reason, false);
+  if (target !== null) target.signal(sender?.pid ?? outsidePid(), reason, false);
+  else distFor(pid)?.exit(sender?.pid ?? outsidePid(), pid, reason);
 }
 
 /** process_flag(trap_exit, on) for the caller; returns the previous value. */

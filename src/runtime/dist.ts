@@ -1,0 +1,305 @@
+import { badarg, describe } from "./errors.js";
+import { binaryToTerm, termToBinary } from "./external.js";
+import { dropNode, localBroadcast, localMemberships, remoteJoin, remoteLeave, setGroupDist } from "./groups.js";
+import { livePids, Pid, pidOf, Ref } from "./pid.js";
+import { nodeName } from "./node.js";
+import { DIST_LINKED, setDist, type DownMessage, type ExitReason, type Process } from "./process.js";
+
+/**
+ * Erlang distribution's signals between nodes: messages, links, monitors and exit signals
+ * to pids of other nodes. A transport (src/cluster) carries the encoded signals in order
+ * per node pair; this module keeps both ends' bookkeeping and turns a lost node into
+ * "noconnection", as Erlang does.
+ */
+export interface DistTransport {
+  /** Whether node is connected now; a pid of an unknown or lost node is unreachable. */
+  isUp(node: string): boolean;
+  /** Queues an encoded signal for node, after everything queued for it before. */
+  post(node: string, signal: Buffer): void;
+  /** Queues an encoded signal for every other node, in the same order as post's. */
+  postAll(signal: Buffer): void;
+}
+
+// Signal tags: the first element of every encoded signal.
+const SEND = 0;
+const LINK = 1;
+const UNLINK = 2;
+const EXIT = 3;
+const MONITOR = 4;
+const DEMONITOR = 5;
+const DOWN = 6;
+const JOIN = 7;
+const LEAVE = 8;
+const GROUP_SEND = 9;
+/** "What follows is all my group members": the receiver forgets what it had for the sender. */
+const MEMBERS = 10;
+
+/** A monitor this node's process holds on a pid of another node. */
+class RemoteMonitor extends Ref {
+  /** @internal */
+  readonly watcher: Process;
+  /** @internal */
+  readonly target: Pid;
+
+  /** @internal */
+  constructor(watcher: Process, target: Pid) {
+    super();
+    this.watcher = watcher;
+    this.target = target;
+  }
+}
+
+/** What one local process holds across nodes. */
+interface Remote {
+  links: Pid[];
+  monitors: RemoteMonitor[];
+  /** Monitors processes of other nodes hold on this one: their refs and pids. */
+  watchers: { ref: Ref; watcher: Pid }[];
+}
+
+const remotes = new Map<Process, Remote>();
+const monitorsByRef = new Map<number, RemoteMonitor>();
+let transport: DistTransport | null = null;
+
+function remoteOf(p: Process): Remote {
+  let r = remotes.get(p);
+  if (r === undefined) {
+    r = { links: [], monitors: [], watchers: [] };
+    remotes.set(p, r);
+    p.flags |= DIST_LINKED;
+  }
+  return r;
+}
+
+function forgetIfEmpty(p: Process, r: Remote): void {
+  if (r.links.length === 0 && r.monitors.length === 0 && r.watchers.length === 0) remotes.delete(p);
+}
+
+function removePid(list: Pid[], pid: Pid): boolean {
+  const i = list.findIndex((x) => x.id === pid.id && x.node === pid.node);
+  if (i < 0) return false;
+  list.splice(i, 1);
+  return true;
+}
+
+function post(node: string, signal: unknown[]): void {
+  transport?.post(node, termToBinary(signal));
+}
+
+function down(m: RemoteMonitor, reason: ExitReason): void {
+  m.watcher.deliver({ type: "DOWN", ref: m, pid: m.target, reason } satisfies DownMessage);
+}
+
+const groupDist = {
+  joined(group: string, pid: Pid): void {
+    transport?.postAll(termToBinary([JOIN, group, [pid]]));
+  },
+  left(group: string, pid: Pid): void {
+    transport?.postAll(termToBinary([LEAVE, group, [pid]]));
+  },
+  broadcast(node: string, group: string, msg: unknown, except: Pid | undefined): void {
+    let bytes: Buffer;
+    try {
+      bytes = termToBinary([GROUP_SEND, group, msg, except]);
+    } catch (err) {
+      throw unserializable(`broadcast to ${JSON.stringify(group)}`, msg, err);
+    }
+    transport?.post(node, bytes);
+  },
+};
+
+function unserializable(what: string, msg: unknown, err: unknown): Error {
+  return badarg(`${what}: a message for another node must survive v8 serialization (no functions or symbols): ${describe(msg)} (${(err as Error).message})`);
+}
+
+const dist = {
+  send(to: Pid, msg: unknown): void {
+    if (!transport!.isUp(to.node)) return;
+    let bytes: Buffer;
+    try {
+      bytes = termToBinary([SEND, to.id, msg]);
+    } catch (err) {
+      throw unserializable(`send to ${to}`, msg, err);
+    }
+    transport!.post(to.node, bytes);
+  },
+
+  link(me: Process, to: Pid): void {
+    if (!transport!.isUp(to.node)) {
+      me.signal(to, "noconnection", true);
+      return;
+    }
+    const r = remoteOf(me);
+    if (r.links.some((x) => x.equals(to))) return;
+    r.links.push(to);
+    post(to.node, [LINK, me.pid, to.id]);
+  },
+
+  unlink(me: Process, to: Pid): void {
+    const r = remotes.get(me);
+    if (r === undefined || !removePid(r.links, to)) return;
+    forgetIfEmpty(me, r);
+    post(to.node, [UNLINK, me.pid, to.id]);
+  },
+
+  monitor(me: Process, target: Pid): Ref {
+    const m = new RemoteMonitor(me, target);
+    if (!transport!.isUp(target.node)) {
+      down(m, "noconnection");
+      return m;
+    }
+    remoteOf(me).monitors.push(m);
+    monitorsByRef.set(m.id, m);
+    post(target.node, [MONITOR, me.pid, m, target.id]);
+    return m;
+  },
+
+  demonitor(me: Process, ref: Ref): boolean {
+    if (!(ref instanceof RemoteMonitor) || ref.watcher !== me || !monitorsByRef.delete(ref.id)) return false;
+    const r = remotes.get(me);
+    if (r !== undefined) {
+      r.monitors.splice(r.monitors.indexOf(ref), 1);
+      forgetIfEmpty(me, r);
+    }
+    post(ref.target.node, [DEMONITOR, ref, ref.target.id]);
+    return true;
+  },
+
+  exit(from: Pid, to: Pid, reason: ExitReason): void {
+    if (transport!.isUp(to.node)) post(to.node, [EXIT, from, to.id, reason, false]);
+  },
+
+  died(p: Process, reason: ExitReason): void {
+    const r = remotes.get(p);
+    if (r === undefined) return;
+    remotes.delete(p);
+    for (const to of r.links) post(to.node, [EXIT, p.pid, to.id, reason, true]);
+    for (const m of r.monitors) {
+      monitorsByRef.delete(m.id);
+      post(m.target.node, [DEMONITOR, m, m.target.id]);
+    }
+    for (const w of r.watchers) post(w.watcher.node, [DOWN, w.ref, p.pid, reason]);
+  },
+};
+
+/** @internal Starts carrying signals to other nodes through transport. */
+export function startDist(t: DistTransport): void {
+  transport = t;
+  setDist(dist);
+  setGroupDist(groupDist);
+}
+
+/** @internal Stops: every remote link and monitor ends as if all other nodes were lost. */
+export function stopDist(nodes: Iterable<string>): void {
+  for (const node of nodes) nodeDown(node);
+  setDist(null);
+  setGroupDist(null);
+  transport = null;
+}
+
+/** @internal One encoded signal from node, in the order node sent it. */
+export function receiveSignal(from: string, bytes: Uint8Array): void {
+  const signal = binaryToTerm(bytes) as unknown[];
+  switch (signal[0]) {
+    case SEND:
+      livePids.get(signal[1] as number)?.proc?.deliver(signal[2]);
+      return;
+    case LINK: {
+      const [, other, id] = signal as [number, Pid, number];
+      const target = livePids.get(id)?.proc;
+      if (target === undefined || target === null) {
+        post(from, [EXIT, pidOf(nodeName(), id), other.id, "noproc", true]);
+        return;
+      }
+      const r = remoteOf(target);
+      if (!r.links.some((x) => x.equals(other))) r.links.push(other);
+      return;
+    }
+    case UNLINK: {
+      const [, other, id] = signal as [number, Pid, number];
+      const target = livePids.get(id)?.proc;
+      const r = target ? remotes.get(target) : undefined;
+      if (target && r !== undefined && removePid(r.links, other)) forgetIfEmpty(target, r);
+      return;
+    }
+    case EXIT: {
+      const [, other, id, reason, viaLink] = signal as [number, Pid, number, ExitReason, boolean];
+      const target = livePids.get(id)?.proc;
+      if (!target) return;
+      if (viaLink) {
+        // An exit signal through a link counts only while the link stands.
+        const r = remotes.get(target);
+        if (r === undefined || !removePid(r.links, other)) return;
+        forgetIfEmpty(target, r);
+      }
+      target.signal(other, reason, viaLink);
+      return;
+    }
+    case MONITOR: {
+      const [, watcher, ref, id] = signal as [number, Pid, Ref, number];
+      const target = livePids.get(id)?.proc;
+      if (!target) post(from, [DOWN, ref, pidOf(nodeName(), id), "noproc"]);
+      else remoteOf(target).watchers.push({ ref, watcher });
+      return;
+    }
+    case DEMONITOR: {
+      const [, ref, id] = signal as [number, Ref, number];
+      const target = livePids.get(id)?.proc;
+      const r = target ? remotes.get(target) : undefined;
+      if (!target || r === undefined) return;
+      const i = r.watchers.findIndex((w) => w.ref.equals(ref));
+      if (i >= 0) r.watchers.splice(i, 1);
+      forgetIfEmpty(target, r);
+      return;
+    }
+    case DOWN: {
+      const [, ref, , reason] = signal as [number, Ref, Pid, ExitReason];
+      const m = monitorsByRef.get(ref.id);
+      if (m === undefined || ref.node !== nodeName()) return;
+      monitorsByRef.delete(m.id);
+      const r = remotes.get(m.watcher);
+      if (r !== undefined) {
+        r.monitors.splice(r.monitors.indexOf(m), 1);
+        forgetIfEmpty(m.watcher, r);
+      }
+      down(m, reason);
+      return;
+    }
+    case JOIN:
+      remoteJoin(from, signal[1] as string, signal[2] as Pid[]);
+      return;
+    case LEAVE:
+      remoteLeave(from, signal[1] as string, signal[2] as Pid[]);
+      return;
+    case MEMBERS:
+      dropNode(from);
+      return;
+    case GROUP_SEND:
+      localBroadcast(signal[1] as string, signal[2], signal[3] as Pid | undefined);
+      return;
+  }
+}
+
+/** @internal node has come up: it learns this node's group members. */
+export function nodeUp(node: string): void {
+  post(node, [MEMBERS]);
+  for (const [group, pids] of localMemberships()) post(node, [JOIN, group, pids]);
+}
+
+/** @internal node is lost: links to its pids fire and monitors on them go DOWN, with "noconnection"; its group members are forgotten. */
+export function nodeDown(node: string): void {
+  dropNode(node);
+  for (const [p, r] of Array.from(remotes)) {
+    const lost = r.links.filter((pid) => pid.node === node);
+    if (lost.length > 0) r.links = r.links.filter((pid) => pid.node !== node);
+    const gone = r.monitors.filter((m) => m.target.node === node);
+    if (gone.length > 0) r.monitors = r.monitors.filter((m) => m.target.node !== node);
+    r.watchers = r.watchers.filter((w) => w.watcher.node !== node);
+    forgetIfEmpty(p, r);
+    for (const m of gone) {
+      monitorsByRef.delete(m.id);
+      down(m, "noconnection");
+    }
+    for (const pid of lost) p.signal(pid, "noconnection", true);
+  }
+}
