@@ -52,6 +52,8 @@ const BYE = 4;
 
 /** Frames stay below this size; a longer queue is published in several. */
 const MAX_FRAME = 1 << 20;
+/** A long burst in one tick (a loop over many remote pids) is published as it goes. */
+const FLUSH_AT = 4096;
 
 function redisClient(url: string, connectTimeout: number, retry: (retries: number, cause: Error) => number | Error) {
   return createClient({ url, disableOfflineQueue: true, socket: { connectTimeout, reconnectStrategy: retry } });
@@ -130,7 +132,9 @@ class Cluster implements DistTransport {
   }
 
   private queue(channel: string, signal: Buffer): void {
-    if (this.buffered >= this.maxBuffered) {
+    if (this.pub.isReady) {
+      if (this.buffered >= FLUSH_AT) this.flush();
+    } else if (this.buffered >= this.maxBuffered) {
       this.drop(1, "buffer full: Redis has been away too long");
       return;
     }
@@ -285,8 +289,9 @@ class Cluster implements DistTransport {
     this.control(HELLO, this.allChannel);
     this.timer = setInterval(() => this.beat(), this.heartbeatMs);
     this.timer.unref();
+    // A live node answers HELLO at once; one whose key outlived it (a crash) is not waited for long.
     let timeout: NodeJS.Timeout | undefined;
-    await Promise.race([welcomed, new Promise<void>((resolve) => (timeout = setTimeout(resolve, this.timeoutMs)))]);
+    await Promise.race([welcomed, new Promise<void>((resolve) => (timeout = setTimeout(resolve, 2 * this.heartbeatMs)))]);
     clearTimeout(timeout);
     this.welcomed = undefined;
     this.awaiting.clear();
