@@ -120,6 +120,16 @@ export interface Waiter {
 const EMPTY_QUEUE: unknown[] = [];
 const COMPACT_AT = 1024;
 
+/** The rarely used parts of a process: one pointer in each process instead of six fields. */
+class Extra {
+  links: Set<Process> | null = null;
+  monitors: Set<Monitor> | null = null;
+  monitoredBy: Set<Monitor> | null = null;
+  name: string | undefined = undefined;
+  groups: string[] | null = null;
+  stateStore: StateStore | undefined = undefined;
+}
+
 /** Monitor references know both ends so either end's exit can clean them up. */
 export class Monitor extends Ref {
   /** @internal */
@@ -146,23 +156,62 @@ export class Process {
   head = 0;
   /** A pending exit: set by an exit signal or a stop result, acted on by the run loop. */
   exitSignal: ExitReason | undefined = undefined;
-  links: Set<Process> | null = null;
-  /** Monitors this process holds on others. */
-  monitors: Set<Monitor> | null = null;
-  /** Monitors others hold on this process. */
-  monitoredBy: Set<Monitor> | null = null;
-  name: string | undefined = undefined;
-  groups: string[] | null = null;
   /** Head of the intrusive list of timers aimed at this process (timers.ts). */
   timers: Ref | null = null;
   waiter: Waiter | null = null;
-  stateStore: StateStore | undefined;
   handled = 0;
+  /** What most processes never use, made on first use. */
+  private extra: Extra | null = null;
 
   constructor(actor: Actor, stateStore: StateStore | undefined) {
     this.actor = actor;
-    this.stateStore = stateStore;
     this.pid = newPid(this);
+    if (stateStore !== undefined) this.more().stateStore = stateStore;
+  }
+
+  private more(): Extra {
+    return (this.extra ??= new Extra());
+  }
+
+  get links(): Set<Process> | null {
+    return this.extra === null ? null : this.extra.links;
+  }
+  set links(v: Set<Process> | null) {
+    if (v !== null || this.extra !== null) this.more().links = v;
+  }
+
+  /** Monitors this process holds on others. */
+  get monitors(): Set<Monitor> | null {
+    return this.extra === null ? null : this.extra.monitors;
+  }
+  set monitors(v: Set<Monitor> | null) {
+    if (v !== null || this.extra !== null) this.more().monitors = v;
+  }
+
+  /** Monitors others hold on this process. */
+  get monitoredBy(): Set<Monitor> | null {
+    return this.extra === null ? null : this.extra.monitoredBy;
+  }
+  set monitoredBy(v: Set<Monitor> | null) {
+    if (v !== null || this.extra !== null) this.more().monitoredBy = v;
+  }
+
+  get name(): string | undefined {
+    return this.extra === null ? undefined : this.extra.name;
+  }
+  set name(v: string | undefined) {
+    if (v !== undefined || this.extra !== null) this.more().name = v;
+  }
+
+  get groups(): string[] | null {
+    return this.extra === null ? null : this.extra.groups;
+  }
+  set groups(v: string[] | null) {
+    if (v !== null || this.extra !== null) this.more().groups = v;
+  }
+
+  get stateStore(): StateStore | undefined {
+    return this.extra === null ? undefined : this.extra.stateStore;
   }
 
   get alive(): boolean {
@@ -242,8 +291,11 @@ export class Process {
     this.flags |= STARTED | RUNNING;
     current = this;
     let pending: PromiseLike<unknown> | void;
+    // Until init runs, the state field holds the spawn argument.
+    const arg = this.state;
+    this.state = undefined;
     try {
-      pending = this.actor.start(this, this.startArg);
+      pending = this.actor.start(this, arg);
     } catch (err) {
       current = null;
       this.flags &= ~RUNNING;
@@ -252,15 +304,11 @@ export class Process {
     }
     current = null;
     this.flags &= ~RUNNING;
-    this.startArg = undefined;
     if (this.exitSignal !== undefined) this.die(this.exitSignal);
     else if (pending !== undefined) this.hold(pending, undefined);
     else this.endTurn();
     return 1;
   }
-
-  /** @internal The spawn argument, kept only until init has run. */
-  startArg: unknown = undefined;
 
   /** A callback returned a promise: the mailbox waits until it settles. */
   private hold(pending: PromiseLike<unknown>, msg: unknown): void {
@@ -534,7 +582,7 @@ export function self(): Pid {
 /** @internal Starts a process for an actor. */
 export function spawnActor(actor: Actor, arg: unknown, opts: SpawnOptions | undefined): Process {
   const p = new Process(actor, opts?.stateStore);
-  p.startArg = arg;
+  p.state = arg;
   if (opts?.trapExit === true) p.flags |= TRAP_EXIT;
   if (opts?.name !== undefined) {
     try {
