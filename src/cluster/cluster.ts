@@ -84,6 +84,8 @@ class Cluster implements DistTransport {
   private sent = 0;
   private received = 0;
   private dropped = 0;
+  private unlogged = 0;
+  private loggedAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   /** Nodes whose members startCluster waits for. */
   private awaiting = new Set<string>();
@@ -148,9 +150,15 @@ class Cluster implements DistTransport {
     }
   }
 
+  /** Counts every drop; logs the first of a burst, then at most once a second, with the count since. */
   private drop(n: number, why: string): void {
     this.dropped += n;
-    this.log.error({ dropped: n, total: this.dropped, node: this.node }, `cluster: signals dropped (${why})`);
+    this.unlogged += n;
+    const now = performance.now();
+    if (now - this.loggedAt < 1000) return;
+    this.loggedAt = now;
+    this.log.error({ dropped: this.unlogged, total: this.dropped, node: this.node }, `cluster: signals for other nodes dropped (${why})`);
+    this.unlogged = 0;
   }
 
   /** Publishes every queued signal, a frame per channel; while Redis is away they wait. */
