@@ -86,6 +86,26 @@ function post(node: string, signal: unknown[]): void {
   transport?.post(node, termToBinary(signal));
 }
 
+/**
+ * An exit reason as it can cross: one v8 cannot serialize (a function in a shutdown term,
+ * an Error whose cause is one) crosses as its description, so DOWN and links still fire.
+ */
+function portable(reason: ExitReason): ExitReason {
+  if (typeof reason === "string") return reason;
+  try {
+    termToBinary(reason);
+    return reason;
+  } catch {
+    if ("crash" in reason) {
+      const copy = new Error(reason.crash.message);
+      copy.name = reason.crash.name;
+      copy.stack = reason.crash.stack;
+      return { crash: copy };
+    }
+    return { shutdown: describe(reason.shutdown) };
+  }
+}
+
 function down(m: RemoteMonitor, reason: ExitReason): void {
   m.watcher.deliver({ type: "DOWN", ref: m, pid: m.target, reason } satisfies DownMessage);
 }
@@ -166,13 +186,14 @@ const dist = {
   },
 
   exit(from: Pid, to: Pid, reason: ExitReason): void {
-    if (transport!.isUp(to.node)) post(to.node, [EXIT, from, to.id, reason, false]);
+    if (transport!.isUp(to.node)) post(to.node, [EXIT, from, to.id, portable(reason), false]);
   },
 
-  died(p: Process, reason: ExitReason): void {
+  died(p: Process, exitReason: ExitReason): void {
     const r = remotes.get(p);
     if (r === undefined) return;
     remotes.delete(p);
+    const reason = portable(exitReason);
     for (const to of r.links) post(to.node, [EXIT, p.pid, to.id, reason, true]);
     for (const m of r.monitors) {
       monitorsByRef.delete(m.id);
