@@ -286,10 +286,8 @@ class Cluster implements DistTransport {
     await this.sub.subscribe([this.channel(this.node), this.allChannel], listener, true);
     startDist(this);
     setGlobalStore(this.names);
-    for (const node of await this.aliveNodes()) {
-      this.seen.set(node, performance.now());
-      this.awaiting.add(node);
-    }
+    // Nodes whose keys exist are met when they answer HELLO; a key that outlived its node is never seen.
+    for (const node of await this.aliveNodes()) this.awaiting.add(node);
     const welcomed = new Promise<void>((resolve) => {
       this.welcomed = resolve;
       if (this.awaiting.size === 0) resolve();

@@ -1,4 +1,4 @@
-import { listenerInfo, processInfo, processes, type HttpHandler } from "../../index.js";
+import { clusterInfo, listenerInfo, processInfo, processes, type HttpHandler } from "../../index.js";
 
 const started = Date.now();
 
@@ -7,7 +7,7 @@ export interface StatsOptions {
   readonly listener: string;
 }
 
-/** GET /api/stats: what the runtime holds right now, as JSON. */
+/** GET /api/stats: what the runtime holds right now, as JSON; in a cluster also this node's name and the other nodes up. */
 export const statsHandler: HttpHandler<null, StatsOptions> = {
   init(req, opts) {
     let hibernated = 0;
@@ -19,12 +19,14 @@ export const statsHandler: HttpHandler<null, StatsOptions> = {
       if (info.hibernated) hibernated++;
       mailbox += info.messageQueueLen;
     }
+    const cluster = clusterInfo();
     const stats = {
       processes: all.length,
       connections: listenerInfo(opts.listener)?.connections ?? 0,
       hibernated,
       mailbox,
       uptime: Math.round((Date.now() - started) / 1000),
+      ...(cluster === undefined ? {} : { node: cluster.node, nodes: cluster.nodes.sort() }),
     };
     req.reply(200, { "content-type": "application/json", "cache-control": "no-store" }, JSON.stringify(stats));
     return { type: "ok", req, state: null };

@@ -1,0 +1,443 @@
+/**
+ * `corral --workers N` as a user runs it: the built CLI (dist/server/cli.js) as a primary with
+ * worker processes sharing one port, each a cluster node, meeting in a redis-server this file
+ * starts on a free 127.0.0.1 port. Talked to over HTTP and WebSockets; workers are found as the
+ * primary's child processes in /proc (Linux, as the redis-server package is).
+ *
+ * dist/ is built as in demo.test.ts, under the cluster tests' build lock (test/cluster/harness.ts)
+ * so that the two never write dist/ at once.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { get } from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import WebSocket from "ws";
+import { freePort, haveRedis, startRedis, stopAllRedis, type RedisServer } from "../cluster/redis.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const CLI = path.join(ROOT, "dist/server/cli.js");
+/** The longest any single step may take. */
+const WAIT = 5_000;
+/** A killed worker's restart: the backoff, a fresh Node process, and startCluster waiting out the dead node's liveness key. */
+const RESTART_WAIT = 15_000;
+
+function newest(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    latest = Math.max(latest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return latest;
+}
+
+function mtime(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+async function ensureBuilt(): Promise<void> {
+  const lock = path.join(ROOT, "node_modules/.corral-cluster-build.lock");
+  const deadline = Date.now() + 150_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (Date.now() - mtime(lock) > 150_000) rmdirSync(lock);
+      if (Date.now() > deadline) throw new Error("timed out waiting for another test file to build dist/");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    const sources = Math.max(newest(path.join(ROOT, "src")), mtime(path.join(ROOT, "tsconfig.build.json")), mtime(path.join(ROOT, "tsconfig.json")));
+    if (mtime(CLI) >= sources) return;
+    const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
+    const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+    if (result.status !== 0) throw new Error(`building dist/ failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
+  } finally {
+    rmdirSync(lock);
+  }
+}
+
+/** Rejects after ms with a message naming what was awaited. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Polls pred until it returns something other than undefined/false; bounded. `what` may be computed when the wait fails. */
+async function until<T>(pred: () => Promise<T | false | undefined>, ms: number, what: string | (() => string)): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v !== false && v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "string" ? what : what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The pids of the living children of ppid, read from /proc. */
+function childPids(ppid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so read after the last ")".
+    const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(parent) === ppid && state !== "Z") found.push(Number(entry));
+  }
+  return found;
+}
+
+interface Cli {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Resolves with the exit code (or the signal's name) once the process has ended. */
+  readonly exited: Promise<number | string>;
+}
+
+const children = new Set<ChildProcess>();
+
+/** Runs the CLI with these arguments, without PORT, LOG_LEVEL or REDIS_URL from the test's environment. */
+function runCli(args: readonly string[]): Cli {
+  const env = { ...process.env };
+  delete env["PORT"];
+  delete env["LOG_LEVEL"];
+  delete env["REDIS_URL"];
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+  const exited = new Promise<number | string>((resolve) => {
+    child.once("exit", (code, signal) => {
+      children.delete(child);
+      resolve(code ?? signal ?? "unknown");
+    });
+  });
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+const LISTENING = /^corral demo listening on (http:\/\/\S+\/)$/gm;
+
+/** Waits for the "listening on" line and returns its URL. */
+async function listening(cli: Cli): Promise<string> {
+  return within(
+    new Promise<string>((resolve, reject) => {
+      const check = (): void => {
+        const m = new RegExp(LISTENING.source, "m").exec(cli.stdout());
+        if (m) {
+          cli.child.stdout!.off("data", check);
+          resolve(m[1]!);
+        }
+      };
+      cli.child.stdout!.on("data", check);
+      check();
+      void cli.exited.then((code) => reject(new Error(`the CLI exited (${code}) before listening:\n${cli.stdout()}${cli.stderr()}`)));
+    }),
+    // Two Node processes start and join the cluster before the line is printed.
+    2 * WAIT,
+    "the CLI's listening line",
+  );
+}
+
+/** The JSON log lines the CLI and its workers printed. */
+function logLines(cli: Cli): Record<string, unknown>[] {
+  return cli.stdout().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+interface Stats {
+  readonly connections: number;
+  readonly node?: string;
+  readonly nodes?: string[];
+}
+
+/** GET /api/stats on a connection of its own (no keep-alive), so successive calls spread over the workers. */
+function stats(url: string, ms = WAIT): Promise<Stats> {
+  return within(
+    new Promise<Stats>((resolve, reject) => {
+      const req = get(new URL("/api/stats", url), { agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+        res.on("end", () => {
+          try {
+            resolve(JSON.parse(body) as Stats);
+          } catch (err) {
+            reject(err);
+          }
+        });
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.setTimeout(ms, () => req.destroy(new Error(`GET /api/stats: no answer within ${ms} ms`)));
+    }),
+    ms + 1000,
+    "GET /api/stats",
+  );
+}
+
+/** Asks /api/stats until every node in `want` answered (or, with a number, that many distinct nodes); each node's latest answer. */
+async function statsByNode(url: string, want: number | readonly string[]): Promise<Map<string, Stats>> {
+  const seen = new Map<string, Stats>();
+  const done = (): boolean => (typeof want === "number" ? seen.size >= want : want.every((n) => seen.has(n)));
+  return until(
+    async () => {
+      const s = await stats(url, 2000).catch(() => undefined);
+      if (s?.node !== undefined) seen.set(s.node, s);
+      return done() ? seen : undefined;
+    },
+    RESTART_WAIT,
+    () => `/api/stats answers from ${typeof want === "number" ? `${want} nodes` : want.join(", ")} (seen: ${[...seen.keys()].join(", ")})`,
+  );
+}
+
+/** A WebSocket client that keeps every text it receives. */
+interface Client {
+  readonly ws: WebSocket;
+  /** The chat name it connected with. */
+  readonly name: string;
+  readonly texts: string[];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  /** Resolves once some text satisfies pred. */
+  readonly waitFor: (pred: (text: string) => boolean, what: string) => Promise<string>;
+}
+
+const sockets = new Set<WebSocket>();
+
+async function connect(url: string, name: string): Promise<Client> {
+  const ws = new WebSocket(url);
+  sockets.add(ws);
+  const texts: string[] = [];
+  const waiters: (() => void)[] = [];
+  ws.on("message", (data, binary) => {
+    if (!binary) texts.push(String(data));
+    for (const w of waiters.splice(0)) w();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await within(
+    new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    }),
+    WAIT,
+    `the WebSocket ${url} to open`,
+  );
+  const waitFor = (pred: (text: string) => boolean, what: string): Promise<string> =>
+    within(
+      new Promise<string>((resolve) => {
+        const check = (): void => {
+          const hit = texts.find(pred);
+          if (hit !== undefined) resolve(hit);
+          else waiters.push(check);
+        };
+        check();
+      }),
+      WAIT,
+      what,
+    );
+  return { ws, name, texts, closed, waitFor };
+}
+
+const wsUrl = (httpUrl: string, pathAndQuery: string): string => new URL(pathAndQuery, httpUrl.replace(/^http/, "ws")).href;
+
+/**
+ * Opens chat clients one by one until both workers hold some; the node that gained a
+ * connection (by /api/stats) is the one that took it. Returns the clients by node.
+ */
+async function chatOnBothWorkers(url: string, nodes: readonly string[], prefix: string): Promise<Map<string, Client[]>> {
+  const byNode = new Map<string, Client[]>(nodes.map((n) => [n, []]));
+  let counts = await statsByNode(url, nodes);
+  for (let i = 0; i < 12 && [...byNode.values()].some((list) => list.length === 0); i++) {
+    const name = `${prefix}${i}`;
+    const client = await connect(wsUrl(url, `/chat?name=${name}`), name);
+    await client.waitFor((t) => t === JSON.stringify({ type: "welcome", name }), `${name}'s welcome`);
+    const before = counts;
+    counts = await statsByNode(url, nodes);
+    const gained = nodes.filter((n) => counts.get(n)!.connections > before.get(n)!.connections);
+    expect(gained, `the node that took ${name}`).toHaveLength(1);
+    byNode.get(gained[0]!)!.push(client);
+  }
+  expect([...byNode.values()].map((list) => list.length > 0), "chat clients on both workers").toEqual([true, true]);
+  return byNode;
+}
+
+/** Closes the clients and waits until no worker counts a connection any more. */
+async function closeAll(url: string, nodes: readonly string[], clients: readonly Client[]): Promise<void> {
+  for (const c of clients) c.ws.close(1000);
+  await within(Promise.all(clients.map((c) => c.closed)), WAIT, "the chat sockets to close");
+  await until(async () => [...(await statsByNode(url, nodes)).values()].every((s) => s.connections === 0), WAIT, "every worker to count 0 connections");
+}
+
+beforeAll(async () => {
+  await ensureBuilt();
+}, 150_000);
+
+afterAll(async () => {
+  for (const ws of sockets) ws.terminate();
+  const left = [...children];
+  for (const child of left) {
+    for (const pid of child.pid === undefined ? [] : childPids(child.pid)) process.kill(pid, "SIGKILL");
+    child.kill("SIGKILL");
+  }
+  await within(
+    Promise.all(left.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve()))))),
+    WAIT,
+    "the CLI processes to end",
+  );
+  await stopAllRedis();
+});
+
+describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
+  let redis: RedisServer;
+  let cli: Cli;
+  let url = "";
+  let port = 0;
+  /** The workers' node names, as /api/stats reports them. */
+  let nodes: string[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    port = await freePort();
+    cli = runCli(["--workers", "2", "--port", String(port), "--redis", redis.url, "--log-level", "info"]);
+    url = await listening(cli);
+  }, 30_000);
+
+  afterAll(async () => {
+    if (cli.child.exitCode === null && cli.child.signalCode === null) {
+      cli.child.kill("SIGTERM");
+      await within(cli.exited, WAIT, "the CLI to exit");
+    }
+  });
+
+  test("prints the URL once, and both workers answer /api/stats as nodes of one cluster", async () => {
+    expect(url).toBe(`http://127.0.0.1:${port}/`);
+    expect(cli.stdout().match(LISTENING)).toHaveLength(1);
+    expect(childPids(cli.child.pid!)).toHaveLength(2);
+    const byNode = await statsByNode(url, 2);
+    nodes = [...byNode.keys()].sort();
+    expect(nodes[0]).toMatch(/^corral-\d+-[0-9a-f]{6}-w1@/);
+    expect(nodes[1]).toMatch(/^corral-\d+-[0-9a-f]{6}-w2@/);
+    // Each sees the other, and the fields of the single-node demo are all there.
+    expect(byNode.get(nodes[0]!)!.nodes).toEqual([nodes[1]]);
+    expect(byNode.get(nodes[1]!)!.nodes).toEqual([nodes[0]]);
+    for (const s of byNode.values()) {
+      for (const field of ["processes", "connections", "hibernated", "mailbox", "uptime"]) expect(Number.isInteger((s as unknown as Record<string, unknown>)[field]), field).toBe(true);
+    }
+    // Each worker joined the cluster under its own name.
+    const joined = logLines(cli).filter((l) => l["msg"] === "cluster: joined").map((l) => l["node"]);
+    expect(joined.sort()).toEqual(nodes);
+  });
+
+  test("a chat line and POST /broadcast reach chat clients on both workers", async () => {
+    const byNode = await chatOnBothWorkers(url, nodes, "ann");
+    const all = [...byNode.values()].flat();
+    const speaker = byNode.get(nodes[0]!)![0]!;
+    speaker.ws.send("howdy from w1");
+    const said = JSON.stringify({ type: "said", from: speaker.name, text: "howdy from w1" });
+    await Promise.all(all.map((c, i) => c.waitFor((t) => t === said, `the chat line at client ${i}`)));
+
+    const res = await fetch(new URL("/broadcast", url), { method: "POST", body: "round-up at noon" });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ reached: all.length });
+    const sent = JSON.stringify({ type: "broadcast", text: "round-up at noon" });
+    await Promise.all(all.map((c, i) => c.waitFor((t) => t === sent, `the broadcast at client ${i}`)));
+
+    await closeAll(url, nodes, all);
+  });
+
+  test("a worker killed with SIGKILL is restarted; the service keeps answering", async () => {
+    const before = childPids(cli.child.pid!);
+    expect(before).toHaveLength(2);
+    process.kill(before[0]!, "SIGKILL");
+    // The survivor answers while its sibling is down and coming back. A connection the primary
+    // hands to the worker in the moment it dies is lost (node:cluster round-robin), hence short tries.
+    let last: unknown;
+    await until(
+      async () => (await stats(url, 1000).catch((err: unknown) => void (last = err)))?.node !== undefined,
+      WAIT,
+      () => `an answer from the surviving worker (last error: ${String(last)}):\n${cli.stdout()}${cli.stderr()}`,
+    );
+    const restarted = await until(
+      async () => logLines(cli).find((l) => l["msg"] === "worker restarted"),
+      RESTART_WAIT,
+      () => `the primary's "worker restarted" line:\n${cli.stdout()}${cli.stderr()}`,
+    );
+    const died = logLines(cli).find((l) => l["msg"] === "worker died; restarting it");
+    expect(died?.["exit"]).toBe("SIGKILL");
+    const newNode = restarted["node"] as string;
+    expect(nodes).toContain(died?.["node"]);
+    expect(newNode).toBe(`${died?.["node"] as string}`.replace(/-w(\d)@/, "-w$1-2@"));
+    const after = childPids(cli.child.pid!);
+    expect(after).toHaveLength(2);
+    expect(after).not.toContain(before[0]);
+    expect(after).toContain(before[1]);
+
+    const survivor = nodes.find((n) => n !== died?.["node"])!;
+    nodes = [survivor, newNode].sort();
+    // Both answer, and the survivor sees the new node (the killed one is dropped after its heartbeat timeout).
+    const byNode = await statsByNode(url, nodes);
+    expect(byNode.get(newNode)!.nodes).toContain(survivor);
+    await until(async () => {
+      const s = (await statsByNode(url, [survivor])).get(survivor)!;
+      return s.nodes!.includes(newNode) && !s.nodes!.includes(died?.["node"] as string);
+    }, RESTART_WAIT, "the survivor to see the new node and lose the killed one");
+
+    // Chat still crosses workers, the restarted one included.
+    const chat = await chatOnBothWorkers(url, nodes, "cy");
+    const res = await fetch(new URL("/broadcast", url), { method: "POST", body: "still here" });
+    expect(await res.json()).toEqual({ reached: [...chat.values()].flat().length });
+    const sent = JSON.stringify({ type: "broadcast", text: "still here" });
+    await Promise.all([...chat.values()].flat().map((c, i) => c.waitFor((t) => t === sent, `the broadcast at client ${i}`)));
+    await closeAll(url, nodes, [...chat.values()].flat());
+  }, 60_000);
+
+  test("SIGTERM: chat sockets on both workers close with 1001, every process exits, the primary with 0", async () => {
+    const byNode = await chatOnBothWorkers(url, nodes, "dot");
+    const workers = childPids(cli.child.pid!);
+    cli.child.kill("SIGTERM");
+    for (const [node, list] of byNode) {
+      for (const c of list) expect((await within(c.closed, WAIT, `a chat socket on ${node} to close`)).code, node).toBe(1001);
+    }
+    expect(await within(cli.exited, 2 * WAIT, "the CLI to exit")).toBe(0);
+    expect(workers.filter((pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    }), "workers still alive").toEqual([]);
+    // Each worker logged its graceful stop under its node's name.
+    const stopped = logLines(cli).filter((l) => l["msg"] === "shutting down" && l["node"] !== undefined).map((l) => l["node"]);
+    expect(stopped.sort()).toEqual(nodes);
+    expect(cli.stderr()).toBe("");
+  }, 30_000);
+});
+
+describe.skipIf(!haveRedis())("Redis out of reach", () => {
+  test.each([
+    ["--workers 2", ["--workers", "2"]],
+    ["one node", []],
+  ])("%s: exit 1 with one clear line, nothing listening", async (_, extra) => {
+    const closed = await freePort();
+    const cli = runCli([...extra, "--port", "0", "--redis", `redis://127.0.0.1:${closed}`, "--log-level", "warn"]);
+    expect(await within(cli.exited, 2 * WAIT, "the CLI to exit")).toBe(1);
+    expect(cli.stderr()).toBe(`corral: cannot reach Redis at redis://127.0.0.1:${closed}: connect ECONNREFUSED 127.0.0.1:${closed}\n`);
+    expect(cli.stdout()).not.toContain("listening on");
+  });
+});
