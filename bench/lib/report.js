@@ -64,7 +64,9 @@ export function fmt(v, format) {
     case "cores":
       return `${fixed(v, 2)} cores`;
     case "ratio":
-      return fixed(v, 2);
+      // A ratio far below 1 (cross-node over local throughput) would print as 0.00 or 0.01:
+      // two significant digits instead.
+      return v !== 0 && Math.abs(v) < 0.1 ? v.toPrecision(2) : fixed(v, 2);
     default:
       return fixed(v, Math.abs(v) < 10 ? 2 : 0);
   }

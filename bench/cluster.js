@@ -1,0 +1,449 @@
+// @ts-check
+/**
+ * Cluster scenarios (issue 9): two corral nodes joined through Redis, on one machine. Each
+ * measurement runs in a fresh child (bench/lib/child.js) that coordinates, through
+ * bench/cluster/rig.js, three processes of its own:
+ *
+ *   redis-server   started on a free loopback port without persistence, stopped at the end
+ *   node A, B      bench/cluster/node.js: each a `node --expose-gc` process, a corral node
+ *                  (startCluster before its first spawn), driven over IPC
+ *
+ * Every figure has a local twin measured in the same child, on node A, with the same
+ * processes and messages: the ratio cross-node / local is what crossing Redis costs. Without
+ * a redis-server on the machine every measurement reports itself skipped (a warning with the
+ * reason, no figures) instead of failing the whole run.
+ */
+import { performance } from "node:perf_hooks";
+import { redisInfo, redisServerBinary, withCluster } from "./cluster/rig.js";
+import { median } from "./lib/stats.js";
+
+/** @typedef {import("./lib/scenario.js").Scenario} Scenario */
+/** @typedef {import("./cluster/rig.js").Cluster} Cluster */
+/** @typedef {import("./cluster/rig.js").Node} Node */
+/** @typedef {{ figures: Record<string, number>, details: Record<string, unknown>, warnings?: string[] }} Result */
+
+/**
+ * @param {unknown} cond
+ * @param {string} what
+ * @returns {asserts cond}
+ */
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+
+/**
+ * Runs `body` on a fresh Redis and two nodes, or reports the measurement skipped when this
+ * machine has no redis-server (a missing optional tool, not a broken runtime).
+ * @param {(c: Cluster) => Promise<Result>} body
+ * @returns {Promise<Result & { subprocessCpuMs?: number }>}
+ */
+async function clusterRun(body) {
+  const bin = redisServerBinary();
+  if (bin === null) {
+    const chosen = process.env.CORRAL_BENCH_REDIS_SERVER;
+    const skipped = chosen
+      ? `CORRAL_BENCH_REDIS_SERVER names ${chosen}, which does not exist`
+      : "redis-server is not installed (apt-get install redis-server): the cluster scenario needs a real one";
+    return { figures: {}, details: { skipped }, warnings: [`skipped: ${skipped}`] };
+  }
+  return withCluster(bin, async (c) => {
+    const r = await body(c);
+    // Nothing may have been dropped or left waiting: with Redis up the whole time, a dropped
+    // signal is a lost message and the figures would describe a broken run.
+    const [ia, ib] = await Promise.all([c.a.call("info"), c.b.call("info")]);
+    check(ia.dropped === 0 && ib.dropped === 0, `signals dropped: node a ${ia.dropped}, node b ${ib.dropped}`);
+    check(ia.buffered === 0 && ib.buffered === 0, `signals still buffered: node a ${ia.buffered}, node b ${ib.buffered}`);
+    return { ...r, details: { ...r.details, cluster: { a: ia, b: ib } } };
+  });
+}
+
+/**
+ * CPU of both nodes (their own process.cpuUsage(), µs resolution) and of redis-server (from
+ * /proc, whole clock ticks), with Redis's own counters, at one end of a measured window.
+ * @param {Cluster} c
+ */
+async function mark(c) {
+  const [ca, cb] = await Promise.all([c.a.call("cpu"), c.b.call("cpu")]);
+  const redisMs = c.redis.cpuMs();
+  return { at: performance.now(), aMs: (ca.user + ca.system) / 1000, bMs: (cb.user + cb.system) / 1000, redisMs };
+}
+
+/**
+ * Counters read outside the CPU window (so their own cost stays out of it): Redis's PUBLISH
+ * calls (heartbeats included: each node publishes one a second) and its CPU by its own
+ * account (getrusage, µs resolution), and the signals each node has published.
+ * @param {Cluster} c
+ */
+async function counters(c) {
+  const [stats, cpu, ia, ib] = await Promise.all([redisInfo(c.redis.port, "commandstats"), redisInfo(c.redis.port, "cpu"), c.a.call("info"), c.b.call("info")]);
+  return {
+    publishes: stats["cmdstat_publish.calls"] ?? 0,
+    redisCpuMs: ((cpu.used_cpu_user ?? 0) + (cpu.used_cpu_sys ?? 0)) * 1000,
+    signals: /** @type {number} */ (ia.sent) + /** @type {number} */ (ib.sent),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// 1 + 4. Send throughput, and the CPU per message on each side and in Redis
+
+/**
+ * @typedef {object} SendParams
+ * @property {number} batch     messages per batch; the sink acknowledges each batch
+ * @property {number} window    batches in flight (credit)
+ * @property {{ small: number, kb: number }} remote   messages per cross-node run
+ * @property {{ small: number, kb: number }} local    messages per local run
+ * @property {number} warmupDivisor   a warm-up run of n / this precedes each timed run
+ */
+
+/**
+ * One run: a sink on `to` counts n messages from a source on `from` (a local run when both
+ * are node A). The clock runs from the source's start to the sink's last message; CPU of
+ * both nodes and Redis over the same window.
+ * @param {Cluster} c
+ * @param {Node} from
+ * @param {Node} to
+ * @param {number} n
+ * @param {number} size
+ * @param {SendParams} p
+ */
+async function sendRun(c, from, to, n, size, p) {
+  const timeoutMs = 60_000;
+  const sink = await to.call("sink", { n, batch: p.batch, size, timeoutMs });
+  const r0 = await counters(c);
+  const m0 = await mark(c);
+  const { t0 } = await from.call("source", { to: sink, n, batch: p.batch, window: p.window, size });
+  const { tEnd } = await to.call("sinkDone", undefined, timeoutMs + 5000);
+  const m1 = await mark(c);
+  const r1 = await counters(c);
+  const seconds = Number(tEnd - t0) / 1e9;
+  return {
+    n,
+    size,
+    seconds,
+    rate: n / seconds,
+    /** CPU per message, µs: a and b are nodes A and B, whatever their role in the run. */
+    aUs: ((m1.aMs - m0.aMs) * 1000) / n,
+    bUs: ((m1.bMs - m0.bMs) * 1000) / n,
+    redisUs: ((m1.redisMs - m0.redisMs) * 1000) / n,
+    redisInfoUs: ((r1.redisCpuMs - r0.redisCpuMs) * 1000) / n,
+    redisMs: m1.redisMs - m0.redisMs,
+    publishes: r1.publishes - r0.publishes,
+    signals: r1.signals - r0.signals,
+    windowMs: m1.at - m0.at,
+  };
+}
+
+/**
+ * @param {SendParams} p
+ */
+export async function measureSend(p) {
+  return clusterRun(async (c) => {
+    /** @type {Record<string, number>} */
+    const figures = {};
+    /** @type {Record<string, unknown>} */
+    const details = { ...p };
+    for (const [size, key] of /** @type {const} */ ([[0, "small"], [1000, "kb"]])) {
+      const sfx = key === "kb" ? "Kb" : "";
+      // Warm-up (JIT, Redis connections' buffers), then the timed runs, each after a GC.
+      await sendRun(c, c.a, c.b, Math.ceil(p.remote[key] / p.warmupDivisor), size, p);
+      await sendRun(c, c.a, c.a, Math.ceil(p.local[key] / p.warmupDivisor), size, p);
+      await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+      const remote = await sendRun(c, c.a, c.b, p.remote[key], size, p);
+      await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+      const local = await sendRun(c, c.a, c.a, p.local[key], size, p);
+      // Every message, the hello and each acknowledgement (one per full batch but the last
+      // message's) of a cross-node run is a signal; a local run has none.
+      const acks = Math.ceil(remote.n / p.batch) - 1;
+      check(remote.signals === remote.n + 1 + acks, `the cross-node run published ${remote.signals} signals, expected ${remote.n + 1 + acks}`);
+      check(local.signals === 0, `the local run published ${local.signals} signals through Redis (local sends must not touch it)`);
+      figures[`sendRateRemote${sfx}`] = remote.rate;
+      figures[`sendRateLocal${sfx}`] = local.rate;
+      figures[`cpuSenderUs${sfx}`] = remote.aUs;
+      figures[`cpuReceiverUs${sfx}`] = remote.bUs;
+      figures[`cpuRedisUs${sfx}`] = remote.redisUs;
+      figures[`cpuLocalUs${sfx}`] = local.aUs;
+      details[key] = { remote, local, messagesPerPublish: remote.n / remote.publishes };
+    }
+    return { figures, details };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Round-trip latency
+
+/**
+ * @param {{ count: number, warmup: number }} p
+ */
+export async function measureLatency(p) {
+  return clusterRun(async (c) => {
+    const remotePonger = await c.b.call("ponger");
+    const localPonger = await c.a.call("ponger");
+    /** @param {string} to @param {number} count @param {number} warmup */
+    const ping = (to, count, warmup) => c.a.call("ping", { to, count, warmup, timeoutMs: 60_000 }, 65_000);
+    // One untimed pass of each way first (JIT), then the timed ones.
+    await ping(remotePonger, Math.min(500, p.count), 0);
+    await ping(localPonger, Math.min(500, p.count), 0);
+    await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+    const t0 = performance.now();
+    const remote = await ping(remotePonger, p.count, p.warmup);
+    const remoteMs = performance.now() - t0;
+    await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+    const local = await ping(localPonger, p.count, p.warmup);
+    return {
+      figures: { rttP50Remote: remote.p50, rttP99Remote: remote.p99, rttP50Local: local.p50, rttP99Local: local.p99 },
+      details: { ...p, remote, local, remoteMs },
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Group broadcast
+
+/**
+ * @param {{ members: number, reps: number, chunk: number }} p  members: in all (half on each node when spread)
+ */
+export async function measureBroadcast(p) {
+  return clusterRun(async (c) => {
+    const half = p.members / 2;
+    // "spread": half the members on each node; "local": all of them on node A.
+    await c.a.call("members", { group: "spread", n: half, chunk: p.chunk }, 60_000);
+    await c.b.call("members", { group: "spread", n: half, chunk: p.chunk }, 60_000);
+    await c.a.call("members", { group: "local", n: p.members, chunk: p.chunk }, 60_000);
+    // Joins reach the other node as signals: wait (bounded) until both see every member.
+    const end = performance.now() + 30_000;
+    for (;;) {
+      const [sa, sb] = await Promise.all([c.a.call("groupSize", { group: "spread" }), c.b.call("groupSize", { group: "spread" })]);
+      if (sa.total === p.members && sb.total === p.members) break;
+      check(performance.now() < end, `group members seen after 30 s: node a ${sa.total}, node b ${sb.total} of ${p.members}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+
+    /** @type {number[]} */
+    const spreadMs = [];
+    /** @type {number[]} */
+    const spreadRemoteMs = [];
+    /** @type {number[]} */
+    const remoteFirstMs = [];
+    /** @type {number[]} */
+    const localMs = [];
+    /** @type {number[]} */
+    const callMs = [];
+    for (let r = 0; r <= p.reps; r++) {
+      // Cross-node: each node's collector waits for its half.
+      await Promise.all([c.a.call("arm", { want: half, timeoutMs: 30_000 }), c.b.call("arm", { want: half, timeoutMs: 30_000 })]);
+      const s = await c.a.call("broadcast", { group: "spread", msg: { bcast: r } });
+      check(s.n === p.members, `broadcast to ${s.n} of ${p.members} members`);
+      const [ga, gb] = await Promise.all([c.a.call("collected", undefined, 35_000), c.b.call("collected", undefined, 35_000)]);
+      // Local: the same number of members, all on node A.
+      await c.a.call("arm", { want: p.members, timeoutMs: 30_000 });
+      const l = await c.a.call("broadcast", { group: "local", msg: { bcast: r } });
+      check(l.n === p.members, `local broadcast to ${l.n} of ${p.members} members`);
+      const gl = await c.a.call("collected", undefined, 35_000);
+      if (r === 0) continue; // untimed: JIT
+      const last = ga.tLast > gb.tLast ? ga.tLast : gb.tLast;
+      spreadMs.push(Number(last - s.t0) / 1e6);
+      spreadRemoteMs.push(Number(gb.tLast - s.t0) / 1e6);
+      remoteFirstMs.push(Number(gb.tFirst - s.t0) / 1e6);
+      localMs.push(Number(gl.tLast - l.t0) / 1e6);
+      callMs.push(Number(s.t1 - s.t0) / 1e6);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    return {
+      figures: { bcastMsRemote: median(spreadMs), bcastMsLocal: median(localMs) },
+      details: {
+        ...p,
+        spreadMs,
+        spreadRemoteMs,
+        remoteFirstMs,
+        localMs,
+        callMs,
+        remoteHalfMs: median(spreadRemoteMs),
+        remoteFirstMedianMs: median(remoteFirstMs),
+        broadcastCallMs: median(callMs),
+      },
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// What bench/run.js runs and reports
+
+/**
+ * @param {Record<string, number>} f
+ * @param {string} a
+ * @param {string} b
+ */
+function ratio(f, a, b) {
+  return f[a] !== undefined && f[b] !== undefined && f[b] !== 0 ? f[a] / f[b] : undefined;
+}
+
+/** @type {Scenario} */
+export const scenario = {
+  name: "cluster",
+  title: "Cluster: two nodes through Redis vs one node",
+  rounds: 3,
+  about:
+    "Two corral nodes on this machine, each its own `node --expose-gc` process (`bench/cluster/node.js`, the package from " +
+    "`dist/`: `startCluster` before the first spawn, defaults otherwise), joined through a `redis-server` the measurement " +
+    "starts itself on a free loopback port (`--save \"\" --appendonly no`) and stops at the end; a fresh Redis and fresh " +
+    "nodes for every measurement of every round. Each cross-node figure has a local twin measured in the same child, on " +
+    "node A, with the same processes and messages, so the ratio cross-node / local is what going through Redis costs. " +
+    "The machine's cores are shared by both nodes and Redis (and the coordinator, idle during a run): cross-node " +
+    "throughput is bounded by three busy processes on them, local throughput by one. Clock readings that cross processes " +
+    "use `process.hrtime` (one monotonic clock for the machine). Every run checks its result (messages in order and " +
+    "complete, every member reached exactly once) and both nodes' `clusterInfo()` afterwards: no signal dropped or left " +
+    "buffered. Without a `redis-server` the scenario reports itself skipped.",
+  measurements: [
+    {
+      id: "cluster-send",
+      fn: "measureSend",
+      params: (quick) => ({
+        batch: 256,
+        window: 16,
+        remote: quick ? { small: 50_000, kb: 20_000 } : { small: 300_000, kb: 100_000 },
+        local: quick ? { small: 200_000, kb: 200_000 } : { small: 2_000_000, kb: 1_000_000 },
+        warmupDivisor: 5,
+      }),
+      timeoutMs: 180_000,
+      how:
+        "A source process on node A sends N messages to a sink process on node B: `{ seq }` (small) or `{ seq, pad }` with a " +
+        "1 000-character string (≈1 KB serialized). Flow control by credit: the source starts with 16 batches of 256 and sends " +
+        "one more batch each time the sink acknowledges one (the acknowledgements cross Redis too), so at most 4 096 messages " +
+        "are unacknowledged, so memory in flight is bounded whatever N is; each batch is sent in one handler turn, so it leaves in one PUBLISH per tick (or a few, frames are " +
+        "capped at 1 MB). The sink checks every message arrives in order (and its pad intact). Throughput: N over the time " +
+        "from the source's start to the sink's last message. N = 300 k small / 100 k 1 KB cross-node, 2 M / 1 M local " +
+        "(50 k / 20 k and 200 k / 200 k with --quick); each timed run follows an untimed one of N/5 and a forced GC. The " +
+        "local twin runs source and sink both on node A (a node in the cluster; local sends never touch Redis, checked by " +
+        "Redis's PUBLISH count). **CPU per message** over the same window: each node's own `process.cpuUsage()` delta, " +
+        "redis-server's user + system time from `/proc/<pid>/stat` (whole clock ticks, so a window is kept ≥ 1 s in a full " +
+        "run), each / N; the local twin's is node A's.",
+    },
+    {
+      id: "cluster-latency",
+      fn: "measureLatency",
+      params: (quick) => ({ count: quick ? 2_000 : 10_000, warmup: quick ? 200 : 1_000 }),
+      timeoutMs: 120_000,
+      how:
+        "Ping-pong with one message in flight: a pinger on node A sends `{ seq }` to a ponger on node B, which sends it back; " +
+        "the pinger times each round trip (`performance.now()` in its handler, from the send to the reply's handling) and sends " +
+        "the next. 10 000 timed round trips after 1 000 untimed (2 000 / 200 with --quick), after an untimed pass; p50 and p99 " +
+        "of the round trips. The local twin: the ponger on node A.",
+    },
+    {
+      id: "cluster-broadcast",
+      fn: "measureBroadcast",
+      params: (quick) => ({ members: 10_000, reps: quick ? 3 : 10, chunk: 1_000 }),
+      timeoutMs: 120_000,
+      how:
+        "10 000 members of one group, 5 000 on each node (each joins in its `init`, which tells the other node; spawned 1 000 per " +
+        "event-loop turn). Each member, for each message, sends one count to a " +
+        "collector process on its own node; a collector notes the time its node's last count arrives. App code on node A calls " +
+        "`broadcast(group, msg)` (one message crosses to node B, which fans it out there); the figure is the time from that call " +
+        "to the later of the two nodes' last counts. The local twin: 10 000 members all on node A, same collector. Median of " +
+        "10 broadcasts each way (3 with --quick) after an untimed one; both nodes see all 10 000 members before the first.",
+    },
+  ],
+  figures: [
+    { id: "sendRateRemote", label: "Send throughput, small message, cross-node", format: "rate", unit: "msgs/s" },
+    { id: "sendRateLocal", label: "Send throughput, small message, local (same node A)", format: "rate", unit: "msgs/s" },
+    { id: "sendRatio", label: "Send throughput, small: cross-node / local", format: "ratio" },
+    { id: "sendRateRemoteKb", label: "Send throughput, 1 KB message, cross-node", format: "rate", unit: "msgs/s" },
+    { id: "sendRateLocalKb", label: "Send throughput, 1 KB message, local", format: "rate", unit: "msgs/s" },
+    { id: "sendRatioKb", label: "Send throughput, 1 KB: cross-node / local", format: "ratio" },
+    { id: "rttP50Remote", label: "Round trip p50, cross-node", format: "us", unit: "µs" },
+    { id: "rttP99Remote", label: "Round trip p99, cross-node", format: "us", unit: "µs" },
+    { id: "rttP50Local", label: "Round trip p50, local", format: "us", unit: "µs" },
+    { id: "rttP99Local", label: "Round trip p99, local", format: "us", unit: "µs" },
+    { id: "rttRatioP50", label: "Round trip p50: cross-node / local", format: "ratio" },
+    { id: "bcastMsRemote", label: "Broadcast to 10 000 members, 5 000 on each node: until all have it", format: "ms" },
+    { id: "bcastMsLocal", label: "Broadcast to 10 000 members on one node: until all have it", format: "ms" },
+    { id: "bcastRatio", label: "Broadcast: two nodes / one node", format: "ratio" },
+    { id: "cpuSenderUs", label: "CPU per cross-node message, small: sender node", format: "us", unit: "µs" },
+    { id: "cpuReceiverUs", label: "CPU per cross-node message, small: receiver node", format: "us", unit: "µs" },
+    {
+      id: "cpuRedisUs",
+      label: "CPU per cross-node message, small: redis-server",
+      format: "us",
+      unit: "µs",
+      note:
+        "From `/proc/<pid>/stat`, which counts whole clock ticks (10 ms): Redis spends only a few ticks on a whole run " +
+        "(hundreds of messages per PUBLISH), so this figure moves in steps of about 0.03 µs (the 1 KB one, 0.1 µs). Redis's own " +
+        "account (`INFO cpu`, getrusage, µs resolution) over the same runs is in the details below.",
+    },
+    { id: "cpuRemoteUs", label: "CPU per cross-node message, small: all three", format: "us", unit: "µs" },
+    { id: "cpuLocalUs", label: "CPU per local message, small (node A)", format: "us", unit: "µs" },
+    {
+      id: "cpuAddedUs",
+      label: "CPU per message that crossing Redis adds, small",
+      format: "us",
+      unit: "µs",
+      note:
+        "Sender + receiver + redis-server CPU per cross-node message minus node A's CPU per local message, same round. Both " +
+        "include the acknowledgements (one per 256 messages) and the sink's checks.",
+    },
+    { id: "cpuSenderUsKb", label: "CPU per cross-node message, 1 KB: sender node", format: "us", unit: "µs" },
+    { id: "cpuReceiverUsKb", label: "CPU per cross-node message, 1 KB: receiver node", format: "us", unit: "µs" },
+    { id: "cpuRedisUsKb", label: "CPU per cross-node message, 1 KB: redis-server", format: "us", unit: "µs" },
+    { id: "cpuRemoteUsKb", label: "CPU per cross-node message, 1 KB: all three", format: "us", unit: "µs" },
+    { id: "cpuLocalUsKb", label: "CPU per local message, 1 KB (node A)", format: "us", unit: "µs" },
+    { id: "cpuAddedUsKb", label: "CPU per message that crossing Redis adds, 1 KB", format: "us", unit: "µs" },
+  ],
+  derive: (f) => {
+    /** @type {Record<string, number | undefined>} */
+    const out = {
+      sendRatio: ratio(f, "sendRateRemote", "sendRateLocal"),
+      sendRatioKb: ratio(f, "sendRateRemoteKb", "sendRateLocalKb"),
+      rttRatioP50: ratio(f, "rttP50Remote", "rttP50Local"),
+      bcastRatio: ratio(f, "bcastMsRemote", "bcastMsLocal"),
+    };
+    for (const sfx of ["", "Kb"]) {
+      const s = f[`cpuSenderUs${sfx}`];
+      const r = f[`cpuReceiverUs${sfx}`];
+      const d = f[`cpuRedisUs${sfx}`];
+      const l = f[`cpuLocalUs${sfx}`];
+      if (s === undefined || r === undefined || d === undefined) continue;
+      out[`cpuRemoteUs${sfx}`] = s + r + d;
+      if (l !== undefined) out[`cpuAddedUs${sfx}`] = s + r + d - l;
+    }
+    /** @type {Record<string, number>} */
+    const defined = {};
+    for (const [k, v] of Object.entries(out)) if (v !== undefined && Number.isFinite(v)) defined[k] = v;
+    return defined;
+  },
+  detailLines: (d) => {
+    const all = Object.values(d).flat();
+    const skipped = all.find((x) => typeof x?.skipped === "string");
+    if (skipped) return [`Skipped: ${skipped.skipped}.`];
+    /** @param {string} m @param {(x: any) => number} pick */
+    const med = (m, pick) => (d[m]?.length ? median(d[m].map(pick)) : NaN);
+    const f1 = (/** @type {number} */ v) => (Number.isFinite(v) ? v.toFixed(1) : "—");
+    const f2 = (/** @type {number} */ v) => (Number.isFinite(v) ? v.toFixed(2) : "—");
+    const lines = [];
+    if (d["cluster-send"]?.length) {
+      for (const key of ["small", "kb"]) {
+        lines.push(
+          `send, ${key === "kb" ? "1 KB" : "small"}: ${f1(med("cluster-send", (x) => x[key].messagesPerPublish))} messages per PUBLISH ` +
+            `(Redis's count over the window, the nodes' heartbeats included); the cross-node window lasted ${f2(med("cluster-send", (x) => x[key].remote.seconds))} s; redis-server's CPU ` +
+            `by its own INFO (getrusage, µs resolution) ${f2(med("cluster-send", (x) => x[key].remote.redisInfoUs))} µs per message ` +
+            `against ${f2(med("cluster-send", (x) => x[key].remote.redisUs))} µs from /proc.`,
+        );
+      }
+    }
+    if (d["cluster-latency"]?.length) {
+      lines.push(
+        `latency: cross-node p90 ${f1(med("cluster-latency", (x) => x.remote.p90))} µs, p99.9 ${f1(med("cluster-latency", (x) => x.remote.p999))} µs, ` +
+          `max ${f1(med("cluster-latency", (x) => x.remote.max))} µs, mean ${f1(med("cluster-latency", (x) => x.remote.mean))} µs; local p90 ` +
+          `${f2(med("cluster-latency", (x) => x.local.p90))} µs, max ${f1(med("cluster-latency", (x) => x.local.max))} µs.`,
+      );
+    }
+    if (d["cluster-broadcast"]?.length) {
+      lines.push(
+        `broadcast: node B's first member had it after ${f2(med("cluster-broadcast", (x) => x.remoteFirstMedianMs))} ms, all 5 000 after ` +
+          `${f2(med("cluster-broadcast", (x) => x.remoteHalfMs))} ms; the \`broadcast()\` call ` +
+          `itself (it delivers to node A's 5 000 before it queues the one message for node B) took ${f2(med("cluster-broadcast", (x) => x.broadcastCallMs))} ms.`,
+      );
+    }
+    return lines;
+  },
+};

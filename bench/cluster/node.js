@@ -1,0 +1,376 @@
+// @ts-check
+/**
+ * One corral node of the cluster benchmark, in its own process: forked by bench/cluster/rig.js
+ * with IPC, it imports the runtime under test (bench/lib/corral.js: run.js's copy of dist/),
+ * joins the cluster when told, and runs the processes each measurement needs. The coordinator
+ * sends { id, cmd, args }; the node answers { id, ok: true, value } or { id, ok: false, error }.
+ *
+ * Nothing here runs per message except the processes' own handlers: the coordinator talks to
+ * a node between runs and once at each end of a run. Clock readings that cross processes use
+ * process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for every process on the machine).
+ * Every run has an end it reaches by itself (n messages, count round trips, one broadcast)
+ * and every wait a deadline.
+ */
+import { DIST_URL } from "../lib/corral.js";
+
+/** @type {typeof import("../../dist/index.js")} */
+const corral = await import(DIST_URL);
+const { Pid, broadcast, clusterInfo, join, members, nodeName, nodes, ok, self, send, spawn, startCluster, stop, stopCluster } = corral;
+
+/** @typedef {import("../../dist/index.js").Pid} PidT */
+/** @typedef {{ hello: PidT }} Hello   a source's or pinger's first message: where to answer */
+/** @typedef {{ seq: number, pad?: string }} Data  a numbered message, ~1 KB with its pad */
+
+if (typeof process.send !== "function") {
+  console.error("bench/cluster/node.js is started by bench/cluster/rig.js (fork with IPC)");
+  process.exit(2);
+}
+// The coordinator is gone (it failed, or the harness killed it): do not outlive it.
+process.on("disconnect", () => process.exit(3));
+
+const GO = "go";
+const ACK = "ack";
+/** The ~1 KB variant's padding: one string shared by every message (each send serializes it anyway). */
+const PAD = "x".repeat(1000);
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * @template T
+ * @typedef {{ promise: Promise<T>, resolve: (v: T) => void, reject: (e: Error) => void }} Deferred
+ */
+
+/**
+ * @template T
+ * @param {number} timeoutMs
+ * @param {string} what
+ * @returns {Deferred<T>}
+ */
+function deferred(timeoutMs, what) {
+  /** @type {(v: T) => void} */
+  let resolve = () => {};
+  /** @type {(e: Error) => void} */
+  let reject = () => {};
+  /** @type {Promise<T>} */
+  const promise = new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+    resolve = (v) => {
+      clearTimeout(timer);
+      res(v);
+    };
+    reject = (e) => {
+      clearTimeout(timer);
+      rej(e);
+    };
+  });
+  // A run that fails before anyone awaits it must not become an unhandled rejection.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+/**
+ * @param {() => boolean} pred
+ * @param {number} timeoutMs
+ * @param {string} what
+ */
+async function waitFor(pred, timeoutMs, what) {
+  const end = performance.now() + timeoutMs;
+  while (!pred()) {
+    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput: a source sends n messages to a sink, `window` batches of `batch` in flight
+
+/**
+ * @param {number} i
+ * @param {number} size  0: { seq }; else { seq, pad } with a 1 000-character pad
+ */
+function message(i, size) {
+  return size === 0 ? { seq: i } : { seq: i, pad: PAD };
+}
+
+/** @type {Deferred<{ tEnd: bigint }> | null} */
+let sinkRun = null;
+
+/**
+ * Counts n messages, each checked in order (and its pad intact), and acknowledges every
+ * `batch` of them to the source, which grants it one more batch: the source never has more
+ * than window × batch unacknowledged, so neither the transport's queue nor the sink's mailbox
+ * grows with n. The source says hello first (per sender → receiver order keeps it first).
+ * @type {import("../../dist/index.js").ProcessBehavior<{ n: number, batch: number, size: number, next: number, from: PidT | null }, Hello | Data, { n: number, batch: number, size: number }>}
+ */
+const sinkBehaviour = {
+  init: (p) => ({ n: p.n, batch: p.batch, size: p.size, next: 0, from: null }),
+  handleInfo(msg, st) {
+    if ("hello" in msg) {
+      st.from = msg.hello;
+      return ok(st);
+    }
+    if (msg.seq !== st.next || (st.size > 0 && msg.pad?.length !== PAD.length)) {
+      sinkRun?.reject(new Error(`sink: got ${JSON.stringify(msg).slice(0, 80)}, expected seq ${st.next}`));
+      return stop(st);
+    }
+    if (++st.next === st.n) {
+      sinkRun?.resolve({ tEnd: process.hrtime.bigint() });
+      return stop(st);
+    }
+    if (st.next % st.batch === 0 && st.from !== null) send(st.from, ACK);
+    return ok(st);
+  },
+};
+
+/** @type {import("../../dist/index.js").ProcessBehavior<{ to: PidT, n: number, batch: number, window: number, size: number, sent: number }, string, { to: string, n: number, batch: number, window: number, size: number }>} */
+const sourceBehaviour = {
+  init: (p) => ({ to: Pid.parse(p.to), n: p.n, batch: p.batch, window: p.window, size: p.size, sent: 0 }),
+  handleInfo(msg, st) {
+    let batches = 1;
+    if (msg === GO) {
+      send(st.to, { hello: self() });
+      batches = st.window;
+    }
+    const end = Math.min(st.sent + batches * st.batch, st.n);
+    for (let i = st.sent; i < end; i++) send(st.to, message(i, st.size));
+    st.sent = end;
+    // Done sending: the last acknowledgements go to a dead pid and are dropped, as any send to one.
+    return st.sent === st.n ? stop(st) : ok(st);
+  },
+};
+
+// ---------------------------------------------------------------------------------------
+// Latency: ping-pong, one message in flight
+
+/**
+ * Answers each message to the pid that said hello last (the same small { seq } as the
+ * throughput run); each pinger says hello first, so one ponger serves pingers in turn.
+ * @type {import("../../dist/index.js").ProcessBehavior<{ from: PidT | null }, Hello | Data, null>}
+ */
+const pongerBehaviour = {
+  init: () => ({ from: null }),
+  handleInfo(msg, st) {
+    if ("hello" in msg) st.from = msg.hello;
+    else if (st.from !== null) send(st.from, msg);
+    return ok(st);
+  },
+};
+
+/** @type {Deferred<Float64Array> | null} */
+let pingRun = null;
+
+/** @type {import("../../dist/index.js").ProcessBehavior<{ to: PidT, total: number, warmup: number, i: number, t: number, samples: Float64Array }, typeof GO | Data, { to: string, count: number, warmup: number }>} */
+const pingerBehaviour = {
+  init: (p) => ({ to: Pid.parse(p.to), total: p.warmup + p.count, warmup: p.warmup, i: 0, t: 0, samples: new Float64Array(p.count) }),
+  handleInfo(msg, st) {
+    if (msg === GO) {
+      send(st.to, { hello: self() });
+    } else {
+      const now = performance.now();
+      if (msg.seq !== st.i) {
+        pingRun?.reject(new Error(`pinger: got ${JSON.stringify(msg)}, expected seq ${st.i}`));
+        return stop(st);
+      }
+      if (st.i >= st.warmup) st.samples[st.i - st.warmup] = (now - st.t) * 1000;
+      if (++st.i === st.total) {
+        pingRun?.resolve(st.samples);
+        return stop(st);
+      }
+    }
+    st.t = performance.now();
+    send(st.to, { seq: st.i });
+    return ok(st);
+  },
+};
+
+/**
+ * @param {Float64Array} us  round trips in µs
+ */
+function latencyStats(us) {
+  const s = Float64Array.from(us).sort();
+  /** @param {number} q */
+  const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  let sum = 0;
+  for (const v of s) sum += v;
+  return { n: s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: s[s.length - 1], min: s[0], mean: sum / s.length };
+}
+
+// ---------------------------------------------------------------------------------------
+// Broadcast: members of a group report each message to this node's collector
+
+let got = 0;
+let want = 0;
+/**
+ * When the run's first member handled the message: on the far node, what crossing costs
+ * before the fan-out (the collector's own first count would come only after every member
+ * ran, since the members are ahead of it in the run queue).
+ */
+let tFirst = 0n;
+/** @type {Deferred<bigint> | null} */
+let collected = null;
+/** @type {PidT | null} */
+let collector = null;
+
+/** @type {import("../../dist/index.js").ProcessBehavior<null, number, null>} */
+const collectorBehaviour = {
+  init: () => null,
+  handleInfo(_msg, st) {
+    if (++got === want) collected?.resolve(process.hrtime.bigint());
+    return ok(st);
+  },
+};
+
+/** Joins its group in init; for each message, one count to the collector. */
+/** @type {import("../../dist/index.js").ProcessBehavior<PidT, unknown, { group: string, collector: PidT }>} */
+const memberBehaviour = {
+  init(p) {
+    join(p.group);
+    return p.collector;
+  },
+  handleInfo(_msg, to) {
+    if (tFirst === 0n) tFirst = process.hrtime.bigint();
+    send(to, 1);
+    return ok(to);
+  },
+};
+
+/** @param {string} group */
+function localMembers(group) {
+  const me = nodeName();
+  let n = 0;
+  for (const pid of members(group)) if (pid.node === me) n++;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands
+
+/**
+ * Each command's args are what the coordinator sends for it (documented on each); the table is
+ * looked up by name, so the common type cannot be narrower than the IPC channel's.
+ * @type {Record<string, (args: any) => unknown>}
+ */
+const commands = {
+  /** @param {{ redis: string, node: string }} a */
+  async start(a) {
+    // Heartbeat and timeout at their defaults: the benchmark measures the cluster as shipped.
+    const info = await startCluster({ redis: a.redis, node: a.node });
+    return { node: info.node, nodes: info.nodes };
+  },
+  /** @param {{ n: number, timeoutMs: number }} a */
+  async waitPeers(a) {
+    await waitFor(() => nodes().length >= a.n, a.timeoutMs, `${a.n} other node(s) to be up`);
+    return nodes();
+  },
+  info: () => clusterInfo(),
+  cpu: () => process.cpuUsage(),
+  gc() {
+    const gc = globalThis.gc;
+    if (typeof gc === "function") gc();
+    return null;
+  },
+
+  /** @param {{ n: number, batch: number, size: number, timeoutMs: number }} a */
+  sink(a) {
+    if (sinkRun !== null) throw new Error("a sink run is already under way");
+    sinkRun = deferred(a.timeoutMs, `the sink to receive ${a.n} messages`);
+    return String(spawn(sinkBehaviour, { n: a.n, batch: a.batch, size: a.size }));
+  },
+  /** @param {{ to: string, n: number, batch: number, window: number, size: number }} a */
+  source(a) {
+    const pid = spawn(sourceBehaviour, a);
+    const t0 = process.hrtime.bigint();
+    send(pid, GO);
+    return { t0 };
+  },
+  async sinkDone() {
+    if (sinkRun === null) throw new Error("no sink run");
+    try {
+      return await sinkRun.promise;
+    } finally {
+      sinkRun = null;
+    }
+  },
+
+  ponger: () => String(spawn(pongerBehaviour, null)),
+  /** @param {{ to: string, count: number, warmup: number, timeoutMs: number }} a */
+  async ping(a) {
+    pingRun = deferred(a.timeoutMs, `${a.warmup + a.count} round trips`);
+    send(spawn(pingerBehaviour, a), GO);
+    try {
+      return latencyStats(await pingRun.promise);
+    } finally {
+      pingRun = null;
+    }
+  },
+
+  /**
+   * Spawns n members of group, `chunk` per event-loop turn, as connections would arrive: each
+   * join is a signal to the other node, and a setup that held the event loop for all of them
+   * at once would measure a burst no application makes.
+   * @param {{ group: string, n: number, chunk: number }} a
+   */
+  async members(a) {
+    collector ??= spawn(collectorBehaviour, null);
+    const c = collector;
+    const before = localMembers(a.group);
+    for (let k = 0; k < a.n; k += a.chunk) {
+      for (let i = k; i < Math.min(k + a.chunk, a.n); i++) spawn(memberBehaviour, { group: a.group, collector: c });
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => localMembers(a.group) === before + a.n, 30_000, `${a.n} members to join ${a.group}`);
+    return localMembers(a.group);
+  },
+  /** @param {{ group: string }} a */
+  groupSize: (a) => ({ local: localMembers(a.group), total: members(a.group).length }),
+  /** @param {{ want: number, timeoutMs: number }} a */
+  arm(a) {
+    // Every run waits for exactly `want` reports, so any count beyond it is a duplicate delivery.
+    if (got !== want) throw new Error(`collector: ${got} reports for the last run, expected ${want}`);
+    got = 0;
+    want = a.want;
+    tFirst = 0n;
+    collected = deferred(a.timeoutMs, `${a.want} members to report`);
+    return null;
+  },
+  /** @param {{ group: string, msg: unknown }} a */
+  broadcast(a) {
+    const t0 = process.hrtime.bigint();
+    const n = broadcast(a.group, a.msg);
+    const t1 = process.hrtime.bigint();
+    return { t0, t1, n };
+  },
+  async collected() {
+    if (collected === null) throw new Error("not armed");
+    const tLast = await collected.promise;
+    return { tFirst, tLast, got };
+  },
+
+  async exit() {
+    // Leave properly (BYE, keys freed) so the other node does not wait out a timeout; the
+    // process exits once this answer is sent (see below).
+    await Promise.race([stopCluster(), sleep(2000)]);
+    return null;
+  },
+};
+
+process.on("message", async (/** @type {unknown} */ raw) => {
+  if (typeof raw !== "object" || raw === null || !("cmd" in raw) || typeof raw.cmd !== "string") return;
+  const m = /** @type {{ id: number, cmd: string, args?: unknown }} */ (raw);
+  /** @type {{ id: number, ok: true, value: unknown } | { id: number, ok: false, error: string }} */
+  let reply;
+  try {
+    const fn = commands[m.cmd];
+    if (fn === undefined) throw new Error(`unknown command ${m.cmd}`);
+    reply = { id: m.id, ok: true, value: await fn(m.args) };
+  } catch (err) {
+    reply = { id: m.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
+  }
+  // process.exit in the send callback: the answer is out before the process ends.
+  /** @type {NonNullable<typeof process.send>} */ (process.send)(reply, undefined, {}, () => {
+    if (m.cmd === "exit") process.exit(0);
+  });
+});
+
+/** @type {NonNullable<typeof process.send>} */ (process.send)({ id: 0, value: { ready: true, pid: process.pid } });

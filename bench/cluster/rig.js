@@ -1,0 +1,414 @@
+// @ts-check
+/**
+ * The processes of one cluster measurement, started and always stopped by the measurement
+ * child (bench/cluster.js):
+ *
+ *   redis-server   its own, on a free 127.0.0.1 port, no persistence (--save "" --appendonly no),
+ *                  so nothing of one measurement (keys, a slow fsync) reaches the next
+ *   node A, B      bench/cluster/node.js, each a forked `node --expose-gc` with IPC, each a
+ *                  corral node joined to that Redis
+ *
+ * CPU time of every one of them is read from /proc/<pid>/stat (user + system, all threads),
+ * which is also what the harness needs as subprocessCpuMs (else it counts them as background
+ * load). A node that loses the IPC channel exits by itself; a process 'exit' hook SIGKILLs
+ * whatever is still alive if the measurement child itself goes down.
+ */
+import { execFileSync, fork, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+
+const DIR = path.dirname(fileURLToPath(import.meta.url));
+/** Keep at most this much of a process's output for error messages. */
+const OUTPUT_CAP = 32 * 1024;
+const REDIS_CANDIDATES = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"];
+
+/** @type {Set<import("node:child_process").ChildProcess>} */
+const live = new Set();
+process.on("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
+
+/** @param {number} ms */
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The redis-server binary, or null when this machine has none (the scenario then reports
+ * itself skipped). CORRAL_BENCH_REDIS_SERVER names another build to measure against (and,
+ * set to a path that does not exist, shows the skipped report).
+ */
+export function redisServerBinary() {
+  const chosen = process.env.CORRAL_BENCH_REDIS_SERVER;
+  if (chosen !== undefined && chosen !== "") return existsSync(chosen) ? chosen : null;
+  for (const c of REDIS_CANDIDATES) if (existsSync(c)) return c;
+  const which = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
+  const found = (which.stdout ?? "").trim();
+  return which.status === 0 && found !== "" ? found : null;
+}
+
+let clockTicks = 0;
+function ticksPerSecond() {
+  if (clockTicks === 0) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/**
+ * CPU time (user + system, all threads) a live process has used, from /proc/<pid>/stat.
+ * (bench/ws/rig.js has the same reader; this scenario keeps its own so the two rigs can
+ * change independently.)
+ * @param {number} pid
+ * @returns {number} ms, in steps of one clock tick (10 ms at CLK_TCK 100)
+ */
+export function procCpuMs(pid) {
+  let stat;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    throw new Error(`cannot read /proc/${pid}/stat: the cluster benchmark reads CPU time from /proc (Linux)`);
+  }
+  // After the command name (which may hold spaces and parentheses): utime is field 14, stime 15.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSecond();
+}
+
+/** A port nothing listens on right now (the kernel's pick, released again). */
+function freePort() {
+  return /** @type {Promise<number>} */ (
+    new Promise((resolve, reject) => {
+      const server = createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const addr = server.address();
+        const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+        server.close(() => resolve(port));
+      });
+    })
+  );
+}
+
+/**
+ * One Redis command over a fresh connection, in raw RESP, so the coordinator needs no Redis
+ * client of its own (and its connection never shows in the nodes' traffic). Answers a simple
+ * string, an error or a bulk string; null on a timeout or a refused connection.
+ * @param {number} port
+ * @param {string[]} args
+ * @param {number} [ms]
+ * @returns {Promise<string | null>}
+ */
+export function redisCommand(port, args, ms = 2000) {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    let buf = Buffer.alloc(0);
+    /** @param {string | null} v */
+    const done = (v) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(null), ms);
+    socket.once("error", () => done(null));
+    socket.once("connect", () => {
+      socket.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(""));
+    });
+    socket.on("data", (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      const eol = buf.indexOf("\r\n");
+      if (eol < 0) return;
+      const head = buf.toString("utf8", 0, eol);
+      if (head[0] === "+" || head[0] === "-" || head[0] === ":") return done(head);
+      if (head[0] === "$") {
+        const len = Number(head.slice(1));
+        if (len < 0) return done("");
+        if (buf.length >= eol + 2 + len) done(buf.toString("utf8", eol + 2, eol + 2 + len));
+      } else done(head);
+    });
+  });
+}
+
+/**
+ * `INFO <section>` as numbers: field → value (fields that are not numbers are left out).
+ * @param {number} port
+ * @param {string} section
+ */
+export async function redisInfo(port, section) {
+  const text = await redisCommand(port, ["INFO", section]);
+  if (text === null) throw new Error(`redis-server on port ${port}: INFO ${section} got no answer`);
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const line of text.split("\r\n")) {
+    const i = line.indexOf(":");
+    if (i <= 0 || line.startsWith("#")) continue;
+    const key = line.slice(0, i);
+    const value = line.slice(i + 1);
+    // commandstats lines: cmdstat_publish:calls=12,usec=34,... → cmdstat_publish.calls etc.
+    if (value.includes("=")) {
+      for (const kv of value.split(",")) {
+        const [k, v] = kv.split("=");
+        if (k !== undefined && v !== undefined && v !== "" && Number.isFinite(Number(v))) out[`${key}.${k}`] = Number(v);
+      }
+    } else if (value !== "" && Number.isFinite(Number(value))) out[key] = Number(value);
+  }
+  return out;
+}
+
+/**
+ * @typedef {object} Redis
+ * @property {string} url
+ * @property {number} port
+ * @property {number} pid
+ * @property {() => number} cpuMs     CPU so far (the last reading once it has exited)
+ * @property {() => Promise<void>} stop
+ */
+
+/**
+ * Starts redis-server on a free loopback port and waits (bounded) until it answers PING. A
+ * free port can be taken between the check and the bind, so a few ports are tried.
+ * @param {string} bin
+ * @returns {Promise<Redis>}
+ */
+export async function startRedis(bin) {
+  /** @type {unknown} */
+  let lastErr = null;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"];
+    const proc = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    live.add(proc);
+    let output = "";
+    /** @param {Buffer} chunk */
+    const keep = (chunk) => {
+      if (output.length < OUTPUT_CAP) output += chunk.toString("utf8");
+    };
+    proc.stdout?.on("data", keep);
+    proc.stderr?.on("data", keep);
+    const exited = new Promise((resolve) => proc.once("exit", resolve));
+    proc.once("exit", () => live.delete(proc));
+    const deadline = performance.now() + 10_000;
+    let up = false;
+    while (performance.now() < deadline && proc.exitCode === null && proc.signalCode === null) {
+      if ((await redisCommand(port, ["PING"], 300)) === "+PONG") {
+        up = true;
+        break;
+      }
+      await sleep(20);
+    }
+    if (!up) {
+      proc.kill("SIGKILL");
+      await exited;
+      lastErr = new Error(`redis-server on port ${port} did not answer PING within 10 s (exit ${proc.exitCode ?? proc.signalCode}):\n${output.slice(-2000)}`);
+      continue;
+    }
+    const pid = /** @type {number} */ (proc.pid);
+    let lastCpu = 0;
+    const cpuMs = () => {
+      if (proc.exitCode === null && proc.signalCode === null) lastCpu = procCpuMs(pid);
+      return lastCpu;
+    };
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      port,
+      pid,
+      cpuMs,
+      async stop() {
+        if (proc.exitCode !== null || proc.signalCode !== null) return;
+        cpuMs();
+        proc.kill("SIGTERM");
+        await Promise.race([exited, sleep(5000)]);
+        if (proc.exitCode === null && proc.signalCode === null) {
+          proc.kill("SIGKILL");
+          await Promise.race([exited, sleep(2000)]);
+        }
+      },
+    };
+  }
+  throw lastErr instanceof Error ? lastErr : new Error("redis-server did not start");
+}
+
+/**
+ * A --cpu-prof profile for a node when the measurement child itself runs under --cpu-prof
+ * (bench/run.js --cpu-prof): same directory, the child's profile name with `-<role>`.
+ * @param {string} role
+ */
+function profileArgs(role) {
+  const argv = process.execArgv;
+  if (!argv.includes("--cpu-prof")) return [];
+  const dir = argv.find((a) => a.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
+  const name = argv.find((a) => a.startsWith("--cpu-prof-name="))?.slice("--cpu-prof-name=".length) ?? `cluster-${process.pid}.cpuprofile`;
+  return ["--cpu-prof", ...(dir ? [`--cpu-prof-dir=${dir}`] : []), `--cpu-prof-name=${name.replace(/\.cpuprofile$/, `-${role}.cpuprofile`)}`];
+}
+
+/** One corral node (bench/cluster/node.js) driven over IPC: { id, cmd, args } → { id, ok, value | error }. */
+export class Node {
+  /**
+   * @param {string} role
+   * @param {import("node:child_process").ChildProcess} proc
+   */
+  constructor(role, proc) {
+    this.role = role;
+    this.proc = proc;
+    this.pid = /** @type {number} */ (proc.pid);
+    this.output = "";
+    /** @type {Map<number, { resolve: (v: any) => void, reject: (e: Error) => void, timer: NodeJS.Timeout, cmd: string }>} */
+    this.calls = new Map();
+    this.nextId = 1;
+    /** @type {Error | null} */
+    this.gone = null;
+    this.lastCpu = 0;
+    /** @type {Promise<void>} */
+    this.exited = new Promise((resolve) => proc.once("exit", () => resolve()));
+  }
+
+  /**
+   * Forks a node and waits for its ready message (the runtime imported, no cluster yet).
+   * @param {string} role  "a" or "b": its node name is `<role>@bench`
+   * @returns {Promise<Node>}
+   */
+  static start(role) {
+    const proc = fork(path.join(DIR, "node.js"), [], {
+      execArgv: ["--expose-gc", ...profileArgs(role)],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "advanced",
+      // The runtime logs "node up" and the like at info: not what a benchmark wants to pay for.
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" },
+    });
+    live.add(proc);
+    const node = new Node(role, proc);
+    /** @param {Buffer} chunk */
+    const keep = (chunk) => {
+      if (node.output.length < OUTPUT_CAP) node.output += chunk.toString("utf8").slice(0, OUTPUT_CAP - node.output.length);
+    };
+    proc.stdout?.on("data", keep);
+    proc.stderr?.on("data", keep);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.kill("SIGKILL");
+        reject(new Error(`node ${role}: not ready after 20 s${node.tail()}`));
+      }, 20_000);
+      proc.on("message", (/** @type {any} */ m) => {
+        if (m?.id === 0 && m.value?.ready) {
+          clearTimeout(timer);
+          resolve(node);
+          return;
+        }
+        const c = node.calls.get(m?.id);
+        if (!c) return;
+        node.calls.delete(m.id);
+        clearTimeout(c.timer);
+        if (m.ok) c.resolve(m.value);
+        else c.reject(new Error(`node ${role} ${c.cmd}: ${m.error}${node.tail()}`));
+      });
+      proc.once("exit", (code, signal) => {
+        live.delete(proc);
+        clearTimeout(timer);
+        node.gone = new Error(`node ${role} exited (code ${code}, signal ${signal})${node.tail()}`);
+        for (const c of node.calls.values()) {
+          clearTimeout(c.timer);
+          c.reject(node.gone);
+        }
+        node.calls.clear();
+        reject(node.gone);
+      });
+    });
+  }
+
+  tail() {
+    const t = this.output.trim();
+    return t ? `\n--- node ${this.role} output ---\n${t.slice(-4000)}` : "";
+  }
+
+  /**
+   * @param {string} cmd
+   * @param {unknown} [args]
+   * @param {number} [timeoutMs]
+   * @returns {Promise<any>}
+   */
+  call(cmd, args, timeoutMs = 30_000) {
+    if (this.gone) return Promise.reject(this.gone);
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.calls.delete(id);
+        reject(new Error(`node ${this.role} ${cmd}: no answer after ${timeoutMs} ms${this.tail()}`));
+      }, timeoutMs);
+      this.calls.set(id, { resolve, reject, timer, cmd });
+      this.proc.send({ id, cmd, args });
+    });
+  }
+
+  /** CPU so far from /proc (the last reading once the node has exited). */
+  cpuMs() {
+    if (!this.gone) {
+      try {
+        this.lastCpu = procCpuMs(this.pid);
+      } catch {
+        // exited between the check and the read: keep the last reading
+      }
+    }
+    return this.lastCpu;
+  }
+
+  /** Asks the node to leave the cluster and exit (so a --cpu-prof profile is written), then makes sure with SIGKILL. */
+  async stop() {
+    if (this.gone) return;
+    this.cpuMs();
+    try {
+      await this.call("exit", undefined, 5000);
+      await Promise.race([this.exited, sleep(5000)]);
+    } catch {
+      // fall through to the kill
+    }
+    if (!this.gone) {
+      this.proc.kill("SIGKILL");
+      await Promise.race([this.exited, sleep(2000)]);
+    }
+  }
+}
+
+/**
+ * @typedef {object} Cluster
+ * @property {Redis} redis
+ * @property {Node} a
+ * @property {Node} b
+ * @property {() => number} subprocessCpuMs   CPU of Redis and both nodes so far
+ */
+
+/**
+ * Redis plus two nodes that see each other; `body` runs with them; everything is stopped
+ * afterwards, also when `body` throws. The CPU all three used is added to the result as
+ * subprocessCpuMs.
+ * @template {{ figures: Record<string, number>, details?: Record<string, unknown>, warnings?: string[] }} R
+ * @param {string} bin   redis-server
+ * @param {(c: Cluster) => Promise<R>} body
+ * @returns {Promise<R & { subprocessCpuMs: number }>}
+ */
+export async function withCluster(bin, body) {
+  const redis = await startRedis(bin);
+  /** @type {Node[]} */
+  const nodes = [];
+  const subprocessCpuMs = () => redis.cpuMs() + nodes.reduce((s, n) => s + n.cpuMs(), 0);
+  /** @type {R} */
+  let r;
+  try {
+    for (const role of ["a", "b"]) nodes.push(await Node.start(role));
+    const [a, b] = /** @type {[Node, Node]} */ (nodes);
+    // One after the other: B's startCluster then finds A's liveness key and waits for A's
+    // group members (WELCOME), so both are fully joined when it returns.
+    await a.call("start", { redis: redis.url, node: "a@bench" }, 20_000);
+    await b.call("start", { redis: redis.url, node: "b@bench" }, 20_000);
+    await Promise.all([a.call("waitPeers", { n: 1, timeoutMs: 10_000 }, 15_000), b.call("waitPeers", { n: 1, timeoutMs: 10_000 }, 15_000)]);
+    r = await body({ redis, a, b, subprocessCpuMs });
+  } finally {
+    // Nodes first (they say BYE through Redis), then Redis; each keeps its last CPU reading.
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis.stop();
+  }
+  return { ...r, subprocessCpuMs: subprocessCpuMs() };
+}
