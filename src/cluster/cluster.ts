@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createClient } from "redis";
-import { nodeDown, nodeUp, receiveSignal, startDist, stopDist, type DistTransport } from "../runtime/dist.js";
+import { deserialize, serialize } from "node:v8";
+import { nodeDown, nodeUp, receiveSignal, restoreSignal, startDist, stopDist, type DistTransport } from "../runtime/dist.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { localGlobalNames, setGlobalStore } from "../runtime/global.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
@@ -50,10 +51,14 @@ const HELLO = 2;
 const WELCOME = 3;
 const BYE = 4;
 
-/** Frames stay below this size; a longer queue is published in several. */
-const MAX_FRAME = 1 << 20;
-/** A long burst in one tick (a loop over many remote pids) is published as it goes. */
-const FLUSH_AT = 4096;
+/** Signals per frame: a long burst in one tick (a loop over many remote pids) leaves as it goes. */
+const FRAME_SIGNALS = 1024;
+
+/** Signals queued for one channel; `marked` when any of them carries wire markers. */
+interface Outbox {
+  readonly signals: unknown[][];
+  marked: boolean;
+}
 
 function redisClient(url: string, connectTimeout: number, retry: (retries: number, cause: Error) => number | Error) {
   return createClient({ url, disableOfflineQueue: true, socket: { connectTimeout, reconnectStrategy: retry } });
@@ -77,8 +82,8 @@ class Cluster implements DistTransport {
   private readonly names: RedisNames;
   /** Other nodes that are up: when each was last heard from. */
   private readonly seen = new Map<string, number>();
-  /** Encoded signals waiting, per channel, in order. */
-  private readonly queues = new Map<string, Buffer[]>();
+  /** Signals waiting, per channel, in order. */
+  private readonly queues = new Map<string, Outbox>();
   private buffered = 0;
   private flushing = false;
   private sent = 0;
@@ -125,24 +130,27 @@ class Cluster implements DistTransport {
     return this.seen.has(node);
   }
 
-  post(node: string, signal: Buffer): void {
-    this.queue(this.channel(node), signal);
+  post(node: string, signal: unknown[], marked: boolean): void {
+    this.queue(this.channel(node), signal, marked);
   }
 
-  postAll(signal: Buffer): void {
-    this.queue(this.allChannel, signal);
+  postAll(signal: unknown[], marked: boolean): void {
+    this.queue(this.allChannel, signal, marked);
   }
 
-  private queue(channel: string, signal: Buffer): void {
+  private queue(channel: string, signal: unknown[], marked: boolean): void {
     if (this.pub.isReady) {
-      if (this.buffered >= FLUSH_AT) this.flush();
+      if (this.buffered >= FRAME_SIGNALS) this.flush();
     } else if (this.buffered >= this.maxBuffered) {
       this.drop(1, "buffer full: Redis has been away too long");
       return;
     }
-    const list = this.queues.get(channel);
-    if (list === undefined) this.queues.set(channel, [signal]);
-    else list.push(signal);
+    const box = this.queues.get(channel);
+    if (box === undefined) this.queues.set(channel, { signals: [signal], marked });
+    else {
+      box.signals.push(signal);
+      if (marked) box.marked = true;
+    }
     this.buffered++;
     if (!this.flushing) {
       this.flushing = true;
@@ -165,37 +173,46 @@ class Cluster implements DistTransport {
   private flush(): void {
     this.flushing = false;
     if (!this.pub.isReady) return;
-    for (const [channel, list] of this.queues) {
+    for (const [channel, box] of this.queues) {
       this.queues.delete(channel);
-      this.buffered -= list.length;
-      let start = 0;
-      while (start < list.length) {
-        let end = start;
-        let size = this.header.length;
-        while (end < list.length && (end === start || size + 4 + list[end]!.length <= MAX_FRAME)) size += 4 + list[end++]!.length;
-        this.publish(channel, this.frame(SIGNALS, list, start, end, size), end - start);
-        start = end;
+      const { signals } = box;
+      this.buffered -= signals.length;
+      for (let start = 0; start < signals.length; start += FRAME_SIGNALS) {
+        const chunk = signals.length <= FRAME_SIGNALS ? signals : signals.slice(start, start + FRAME_SIGNALS);
+        this.publish(channel, this.frame(SIGNALS, this.encode(chunk, box.marked)), chunk.length);
       }
     }
   }
 
-  private frame(kind: number, list: Buffer[], start: number, end: number, size: number): Buffer {
-    const out = Buffer.allocUnsafe(size);
+  /** One v8 serialization per frame; a signal it refuses (checks at the call catch most) is dropped alone. */
+  private encode(signals: unknown[][], marked: boolean): Buffer {
+    try {
+      return serialize([signals, marked]);
+    } catch {
+      const good = signals.filter((signal) => {
+        try {
+          serialize(signal);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      this.drop(signals.length - good.length, "v8 could not serialize a message");
+      return serialize([good, marked]);
+    }
+  }
+
+  private frame(kind: number, body: Buffer | null): Buffer {
+    const out = Buffer.allocUnsafe(this.header.length + (body === null ? 0 : body.length));
     this.header.copy(out);
     out[0] = kind;
-    let at = this.header.length;
-    for (let i = start; i < end; i++) {
-      const b = list[i]!;
-      out.writeUInt32BE(b.length, at);
-      b.copy(out, at + 4);
-      at += 4 + b.length;
-    }
+    body?.copy(out, this.header.length);
     return out;
   }
 
   private control(kind: number, channel: string): void {
     if (!this.pub.isReady) return;
-    this.publish(channel, this.frame(kind, [], 0, 0, this.header.length), 0);
+    this.publish(channel, this.frame(kind, null), 0);
   }
 
   private publish(channel: string, frame: Buffer, count: number): void {
@@ -220,23 +237,31 @@ class Cluster implements DistTransport {
     this.seen.set(from, performance.now());
     if (!known) this.meet(from);
     if (kind === SIGNALS) {
-      let at = nameEnd;
-      while (at + 4 <= frame.length) {
-        const len = frame.readUInt32BE(at);
-        const bytes = frame.subarray(at + 4, at + 4 + len);
-        at += 4 + len;
-        this.received++;
-        try {
-          receiveSignal(from, bytes);
-        } catch (err) {
-          this.log.error({ err, from }, "cluster: a signal could not be decoded");
-        }
-      }
+      this.signals(from, frame.subarray(nameEnd));
     } else if (kind === HELLO) {
       this.welcome(from);
     } else if (kind === WELCOME) {
       this.awaiting.delete(from);
       if (this.awaiting.size === 0) this.welcomed?.();
+    }
+  }
+
+  private signals(from: string, body: Buffer): void {
+    let signals: unknown[][];
+    let marked: boolean;
+    try {
+      [signals, marked] = deserialize(body) as [unknown[][], boolean];
+    } catch (err) {
+      this.log.error({ err, from }, "cluster: a frame could not be decoded");
+      return;
+    }
+    this.received += signals.length;
+    for (const signal of signals) {
+      try {
+        receiveSignal(from, marked ? restoreSignal(signal) : signal);
+      } catch (err) {
+        this.log.error({ err, from }, "cluster: a signal could not be delivered");
+      }
     }
   }
 
@@ -257,11 +282,11 @@ class Cluster implements DistTransport {
   private lose(node: string, why: string): void {
     if (!this.seen.delete(node)) return;
     this.log.warn({ node: this.node, peer: node, why }, "cluster: node down");
-    const list = this.queues.get(this.channel(node));
-    if (list !== undefined) {
+    const box = this.queues.get(this.channel(node));
+    if (box !== undefined) {
       this.queues.delete(this.channel(node));
-      this.buffered -= list.length;
-      this.drop(list.length, `node ${node} is down`);
+      this.buffered -= box.signals.length;
+      this.drop(box.signals.length, `node ${node} is down`);
     }
     nodeDown(node);
     if (this.awaiting.delete(node) && this.awaiting.size === 0) this.welcomed?.();

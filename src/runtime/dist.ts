@@ -1,5 +1,6 @@
+import { serialize } from "node:v8";
 import { badarg, describe } from "./errors.js";
-import { binaryToTerm, termToBinary } from "./external.js";
+import { checkPortable, markForWire, restoreFromWire } from "./external.js";
 import { dropNode, localBroadcast, localMemberships, remoteJoin, remoteLeave, setGroupDist } from "./groups.js";
 import { livePids, Pid, pidOf, Ref } from "./pid.js";
 import { nodeName } from "./node.js";
@@ -7,17 +8,20 @@ import { DIST_LINKED, setDist, type DownMessage, type ExitReason, type Process }
 
 /**
  * Erlang distribution's signals between nodes: messages, links, monitors and exit signals
- * to pids of other nodes. A transport (src/cluster) carries the encoded signals in order
- * per node pair; this module keeps both ends' bookkeeping and turns a lost node into
- * "noconnection", as Erlang does.
+ * to pids of other nodes. A transport (src/cluster) serializes the signals and carries them
+ * in order per node pair; this module keeps both ends' bookkeeping and turns a lost node
+ * into "noconnection", as Erlang does.
+ *
+ * A signal is an array whose first element is its tag. `marked` says its pids and refs were
+ * replaced by wire markers (external.ts), which the receiver turns back with restoreSignal.
  */
 export interface DistTransport {
   /** Whether node is connected now; a pid of an unknown or lost node is unreachable. */
   isUp(node: string): boolean;
-  /** Queues an encoded signal for node, after everything queued for it before. */
-  post(node: string, signal: Buffer): void;
-  /** Queues an encoded signal for every other node, in the same order as post's. */
-  postAll(signal: Buffer): void;
+  /** Queues a signal for node, after everything queued for it before. */
+  post(node: string, signal: unknown[], marked: boolean): void;
+  /** Queues a signal for every other node, in the same order as post's. */
+  postAll(signal: unknown[], marked: boolean): void;
 }
 
 // Signal tags: the first element of every encoded signal.
@@ -82,8 +86,20 @@ function removePid(list: Pid[], pid: Pid): boolean {
   return true;
 }
 
+/** Runtime signals carry pids or refs: always marked. */
 function post(node: string, signal: unknown[]): void {
-  transport?.post(node, termToBinary(signal));
+  transport?.post(node, markForWire(signal) as unknown[], true);
+}
+
+/** A user's message, checked at the call so a bad one fails there, not when the batch leaves. */
+function userSignal(what: string, msg: unknown, signal: (payload: unknown) => unknown[]): { signal: unknown[]; marked: boolean } {
+  let marked: boolean;
+  try {
+    marked = checkPortable(msg);
+  } catch (err) {
+    throw badarg(`${what}: a message for another node must survive v8 serialization (no functions or symbols): ${describe(msg)} (${(err as Error).message})`);
+  }
+  return { signal: signal(marked ? markForWire(msg) : msg), marked };
 }
 
 /**
@@ -92,16 +108,21 @@ function post(node: string, signal: unknown[]): void {
  */
 function portable(reason: ExitReason): ExitReason {
   if (typeof reason === "string") return reason;
-  try {
-    termToBinary(reason);
-    return reason;
-  } catch {
-    if ("crash" in reason) {
+  if ("crash" in reason) {
+    try {
+      serialize(reason.crash);
+      return reason;
+    } catch {
       const copy = new Error(reason.crash.message);
       copy.name = reason.crash.name;
       copy.stack = reason.crash.stack;
       return { crash: copy };
     }
+  }
+  try {
+    checkPortable(reason.shutdown);
+    return reason;
+  } catch {
     return { shutdown: describe(reason.shutdown) };
   }
 }
@@ -112,36 +133,22 @@ function down(m: RemoteMonitor, reason: ExitReason): void {
 
 const groupDist = {
   joined(group: string, pid: Pid): void {
-    transport?.postAll(termToBinary([JOIN, group, [pid]]));
+    transport?.postAll(markForWire([JOIN, group, [pid]]) as unknown[], true);
   },
   left(group: string, pid: Pid): void {
-    transport?.postAll(termToBinary([LEAVE, group, [pid]]));
+    transport?.postAll(markForWire([LEAVE, group, [pid]]) as unknown[], true);
   },
   broadcast(node: string, group: string, msg: unknown, except: Pid | undefined): void {
-    let bytes: Buffer;
-    try {
-      bytes = termToBinary([GROUP_SEND, group, msg, except]);
-    } catch (err) {
-      throw unserializable(`broadcast to ${JSON.stringify(group)}`, msg, err);
-    }
-    transport?.post(node, bytes);
+    const { signal, marked } = userSignal(`broadcast to ${JSON.stringify(group)}`, msg, (payload) => [GROUP_SEND, group, payload, except === undefined ? -1 : except.node === node ? except.id : -1]);
+    transport?.post(node, signal, marked);
   },
 };
-
-function unserializable(what: string, msg: unknown, err: unknown): Error {
-  return badarg(`${what}: a message for another node must survive v8 serialization (no functions or symbols): ${describe(msg)} (${(err as Error).message})`);
-}
 
 const dist = {
   send(to: Pid, msg: unknown): void {
     if (!transport!.isUp(to.node)) return;
-    let bytes: Buffer;
-    try {
-      bytes = termToBinary([SEND, to.id, msg]);
-    } catch (err) {
-      throw unserializable(`send to ${to}`, msg, err);
-    }
-    transport!.post(to.node, bytes);
+    const { signal, marked } = userSignal(`send to ${to}`, msg, (payload) => [SEND, to.id, payload]);
+    transport!.post(to.node, signal, marked);
   },
 
   link(me: Process, to: Pid): void {
@@ -218,9 +225,13 @@ export function stopDist(nodes: Iterable<string>): void {
   transport = null;
 }
 
-/** @internal One encoded signal from node, in the order node sent it. */
-export function receiveSignal(from: string, bytes: Uint8Array): void {
-  const signal = binaryToTerm(bytes) as unknown[];
+/** @internal Puts back the pids and refs of a signal that came marked. */
+export function restoreSignal(signal: unknown[]): unknown[] {
+  return restoreFromWire(signal) as unknown[];
+}
+
+/** @internal One signal from node, in the order node sent it. */
+export function receiveSignal(from: string, signal: unknown[]): void {
   switch (signal[0]) {
     case SEND:
       livePids.get(signal[1] as number)?.proc?.deliver(signal[2]);
@@ -295,9 +306,11 @@ export function receiveSignal(from: string, bytes: Uint8Array): void {
     case MEMBERS:
       dropNode(from);
       return;
-    case GROUP_SEND:
-      localBroadcast(signal[1] as string, signal[2], signal[3] as Pid | undefined);
+    case GROUP_SEND: {
+      const except = signal[3] as number;
+      localBroadcast(signal[1] as string, signal[2], except < 0 ? undefined : livePids.get(except));
       return;
+    }
   }
 }
 

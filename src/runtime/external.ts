@@ -1,119 +1,148 @@
-import { deserialize, serialize } from "node:v8";
 import { Pid, pidOf, Ref } from "./pid.js";
 
 /**
  * Erlang's external term format, on v8 serialization: what hibernation stores and what a
  * cluster transport puts on the wire. v8 keeps plain data, Maps, Sets, Dates, Errors and
- * typed arrays; pids and refs, which it would flatten, are carried beside the value.
+ * typed arrays; pids and refs, which it would flatten, are replaced by markers first.
  */
 
-/** Marks where a pid or ref stood; the value is its index in `specials`. */
+/**
+ * Marks where a pid or ref stood: the value is its index in a list kept beside the value
+ * (hibernation, where they are kept by identity) or [kind, node, id] (the wire).
+ */
 const SPECIAL = "\u0000corral.special";
 
-/** Copies a state, replacing each pid and ref with a marker; shared and cyclic references stay shared. */
-export function markSpecials(v: unknown, copies: Map<object, unknown>, specials: (Pid | Ref)[]): unknown {
+type Marker = (special: Pid | Ref) => object;
+type Unmarker = (mark: unknown) => Pid | Ref | undefined;
+
+/** Copies a value, replacing each pid and ref with a marker; shared and cyclic references stay shared. */
+function markSpecials(v: unknown, copies: Map<object, unknown>, marker: Marker): unknown {
   if (typeof v !== "object" || v === null) return v;
   const done = copies.get(v);
   if (done !== undefined) return done;
   if (v instanceof Pid || v instanceof Ref) {
-    const marker = { [SPECIAL]: specials.push(v) - 1 };
-    copies.set(v, marker);
-    return marker;
+    const mark = marker(v);
+    copies.set(v, mark);
+    return mark;
   }
   if (Array.isArray(v)) {
     const out: unknown[] = new Array(v.length);
     copies.set(v, out);
-    for (let i = 0; i < v.length; i++) out[i] = markSpecials(v[i], copies, specials);
+    for (let i = 0; i < v.length; i++) out[i] = markSpecials(v[i], copies, marker);
     return out;
   }
   if (v instanceof Map) {
     const out = new Map<unknown, unknown>();
     copies.set(v, out);
-    for (const [k, val] of v) out.set(markSpecials(k, copies, specials), markSpecials(val, copies, specials));
+    for (const [k, val] of v) out.set(markSpecials(k, copies, marker), markSpecials(val, copies, marker));
     return out;
   }
   if (v instanceof Set) {
     const out = new Set<unknown>();
     copies.set(v, out);
-    for (const item of v) out.add(markSpecials(item, copies, specials));
+    for (const item of v) out.add(markSpecials(item, copies, marker));
     return out;
   }
   if (Object.getPrototypeOf(v) !== Object.prototype) return v;
   const out: Record<string, unknown> = {};
   copies.set(v, out);
-  for (const key in v) out[key] = markSpecials((v as Record<string, unknown>)[key], copies, specials);
+  for (const key in v) out[key] = markSpecials((v as Record<string, unknown>)[key], copies, marker);
   return out;
 }
 
-function specialOf(v: unknown, specials: (Pid | Ref)[]): Pid | Ref | undefined {
+function specialOf(v: unknown, unmarker: Unmarker): Pid | Ref | undefined {
   if (typeof v !== "object" || v === null || !(SPECIAL in v)) return undefined;
-  return specials[(v as Record<string, number>)[SPECIAL]!];
+  return unmarker((v as Record<string, unknown>)[SPECIAL]);
 }
 
 /** Puts the pids and refs back where their markers stand, in place. */
-export function restoreSpecials(v: unknown, specials: (Pid | Ref)[], seen: Set<object>): unknown {
-  const special = specialOf(v, specials);
+function restoreSpecials(v: unknown, unmarker: Unmarker, seen: Set<object>): unknown {
+  const special = specialOf(v, unmarker);
   if (special !== undefined) return special;
   if (typeof v !== "object" || v === null || seen.has(v)) return v;
   seen.add(v);
   const proto: unknown = Object.getPrototypeOf(v);
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) v[i] = restoreSpecials(v[i], specials, seen);
+    for (let i = 0; i < v.length; i++) v[i] = restoreSpecials(v[i], unmarker, seen);
   } else if (v instanceof Map) {
     const entries = Array.from(v);
     v.clear();
-    for (const [k, val] of entries) v.set(restoreSpecials(k, specials, seen), restoreSpecials(val, specials, seen));
+    for (const [k, val] of entries) v.set(restoreSpecials(k, unmarker, seen), restoreSpecials(val, unmarker, seen));
   } else if (v instanceof Set) {
     const items = Array.from(v);
     v.clear();
-    for (const item of items) v.add(restoreSpecials(item, specials, seen));
+    for (const item of items) v.add(restoreSpecials(item, unmarker, seen));
   } else if (proto === Object.prototype) {
     const o = v as Record<string, unknown>;
-    for (const key in o) o[key] = restoreSpecials(o[key], specials, seen);
+    for (const key in o) o[key] = restoreSpecials(o[key], unmarker, seen);
   }
   return v;
 }
 
-/** Whether a pid or ref stands anywhere in v: only then is a marked copy worth making. */
-function holdsSpecials(v: unknown, seen: Set<object>): boolean {
-  if (typeof v !== "object" || v === null || seen.has(v)) return false;
-  if (v instanceof Pid || v instanceof Ref) return true;
-  seen.add(v);
-  if (v instanceof Map) {
-    for (const [k, val] of v) if (holdsSpecials(k, seen) || holdsSpecials(val, seen)) return true;
-    return false;
-  }
-  if (v instanceof Set) {
-    for (const item of v) if (holdsSpecials(item, seen)) return true;
-    return false;
-  }
-  if (ArrayBuffer.isView(v)) return false;
-  for (const key in v) if (holdsSpecials((v as Record<string, unknown>)[key], seen)) return true;
-  return false;
+/** Hibernation: pids and refs by their index in `specials`, which keeps them by identity. */
+export function markByIndex(v: unknown, specials: (Pid | Ref)[]): unknown {
+  return markSpecials(v, new Map(), (special) => ({ [SPECIAL]: specials.push(special) - 1 }));
+}
+
+export function restoreByIndex(v: unknown, specials: (Pid | Ref)[]): unknown {
+  return restoreSpecials(v, (mark) => (typeof mark === "number" ? specials[mark] : undefined), new Set());
 }
 
 const PID = 0;
 const REF = 1;
 
-/** Erlang's term_to_binary: throws v8's DataCloneError for what cannot cross (functions, symbols). */
-export function termToBinary(term: unknown): Buffer {
-  if (typeof term !== "object" || term === null || !holdsSpecials(term, new Set())) return serialize([term]);
-  const specials: (Pid | Ref)[] = [];
-  const marked = markSpecials(term, new Map(), specials);
-  const names: (string | number)[] = [];
-  for (const s of specials) names.push(s instanceof Pid ? PID : REF, s.node, s.id);
-  return serialize([marked, names]);
+/** The wire: each marker names its pid or ref by node and id. */
+export function markForWire(v: unknown): unknown {
+  return markSpecials(v, new Map(), (special) => ({ [SPECIAL]: [special instanceof Pid ? PID : REF, special.node, special.id] }));
 }
 
-/** Erlang's binary_to_term: a pid of this node comes back as the live pid itself. */
-export function binaryToTerm(bytes: Uint8Array): unknown {
-  const [value, names] = deserialize(bytes) as [unknown, (string | number)[] | undefined];
-  if (names === undefined) return value;
-  const specials: (Pid | Ref)[] = [];
-  for (let i = 0; i + 2 < names.length; i += 3) {
-    const node = String(names[i + 1]);
-    const id = Number(names[i + 2]);
-    specials.push(names[i] === PID ? pidOf(node, id) : new Ref(node, id));
+/** In place; a pid of this node comes back as the live pid itself. */
+export function restoreFromWire(v: unknown): unknown {
+  return restoreSpecials(
+    v,
+    (mark) => {
+      if (!Array.isArray(mark) || mark.length !== 3) return undefined;
+      const node = String(mark[1]);
+      const id = Number(mark[2]);
+      return mark[0] === PID ? pidOf(node, id) : new Ref(node, id);
+    },
+    new Set(),
+  );
+}
+
+/** Past this depth a walk tracks what it has seen, so cycles end; shallow data allocates nothing. */
+const TRACK_DEPTH = 16;
+
+/**
+ * Checks that v can cross to another node and tells whether it holds pids or refs. Throws a
+ * TypeError naming a function or symbol; anything subtler v8 refuses is caught when sent.
+ */
+export function checkPortable(v: unknown): boolean {
+  return holds(v, 0, null);
+}
+
+function holds(v: unknown, depth: number, seen: Set<object> | null): boolean {
+  const type = typeof v;
+  if (type === "function" || type === "symbol") throw new TypeError(`a ${type} cannot cross to another node`);
+  if (type !== "object" || v === null) return false;
+  const o = v as object;
+  if (o instanceof Pid || o instanceof Ref) return true;
+  if (ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp) return false;
+  if (depth >= TRACK_DEPTH) {
+    seen ??= new Set();
+    if (seen.has(o)) return false;
+    seen.add(o);
   }
-  return restoreSpecials(value, specials, new Set());
+  let found = false;
+  if (o instanceof Map) {
+    for (const [k, x] of o) {
+      const inKey = holds(k, depth + 1, seen);
+      if (holds(x, depth + 1, seen) || inKey) found = true;
+    }
+  } else if (o instanceof Set) {
+    for (const x of o) if (holds(x, depth + 1, seen)) found = true;
+  } else {
+    for (const key in o) if (holds((o as Record<string, unknown>)[key], depth + 1, seen)) found = true;
+  }
+  return found;
 }

@@ -1,5 +1,5 @@
 import { deserialize, serialize } from "node:v8";
-import { markSpecials, restoreSpecials } from "./external.js";
+import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
 import type { Actor, Process } from "./process.js";
@@ -88,7 +88,7 @@ export function freezeState(state: unknown): FrozenState | null | typeof KEEP {
   try {
     if (!scan.hasSpecials) return new FrozenState(serialize(state).toString("latin1"), null);
     const specials: (Pid | Ref)[] = [];
-    return new FrozenState(serialize(markSpecials(state, new Map(), specials)).toString("latin1"), specials);
+    return new FrozenState(serialize(markByIndex(state, specials)).toString("latin1"), specials);
   } catch {
     // Whatever the scan missed that v8 refuses: the state stays live, never lost.
     return null;
@@ -100,7 +100,7 @@ const KEEP = Symbol("keep");
 
 export function thawState(frozen: FrozenState): unknown {
   const value: unknown = deserialize(Buffer.from(frozen.bytes, "latin1"));
-  return frozen.specials === null ? value : restoreSpecials(value, frozen.specials, new Set());
+  return frozen.specials === null ? value : restoreByIndex(value, frozen.specials);
 }
 
 /** Behaviours already warned about a state that cannot be evicted: one warning each. */
