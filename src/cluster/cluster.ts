@@ -7,6 +7,7 @@ import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { localGlobalNames, setGlobalStore } from "../runtime/global.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { nodeName, setNodeName } from "../runtime/node.js";
+import { setCreation } from "../runtime/pid.js";
 import { RedisNames } from "./names.js";
 
 export interface ClusterOptions {
@@ -56,6 +57,8 @@ const FRAME_SIGNALS = 1024;
 
 /** Signals queued for one channel; `marked` when any of them carries wire markers. */
 interface Outbox {
+  /** The node whose channel this is; null for the shared channel. */
+  readonly node: string | null;
   readonly signals: unknown[][];
   marked: boolean;
 }
@@ -84,6 +87,11 @@ class Cluster implements DistTransport {
   private readonly seen = new Map<string, number>();
   /** Signals waiting, per channel, in order. */
   private readonly queues = new Map<string, Outbox>();
+  /**
+   * Nodes whose signals wait after an outage until they show they are subscribed again
+   * (a HELLO or WELCOME from them): pub/sub keeps nothing for a subscriber that is away.
+   */
+  private readonly held = new Set<string>();
   private buffered = 0;
   private flushing = false;
   private sent = 0;
@@ -131,22 +139,22 @@ class Cluster implements DistTransport {
   }
 
   post(node: string, signal: unknown[], marked: boolean): void {
-    this.queue(this.channel(node), signal, marked);
+    this.queue(this.channel(node), node, signal, marked);
   }
 
   postAll(signal: unknown[], marked: boolean): void {
-    this.queue(this.allChannel, signal, marked);
+    this.queue(this.allChannel, null, signal, marked);
   }
 
-  private queue(channel: string, signal: unknown[], marked: boolean): void {
-    if (this.pub.isReady) {
+  private queue(channel: string, node: string | null, signal: unknown[], marked: boolean): void {
+    if (this.pub.isReady && (node === null || !this.held.has(node))) {
       if (this.buffered >= FRAME_SIGNALS) this.flush();
     } else if (this.buffered >= this.maxBuffered) {
       this.drop(1, "buffer full: Redis has been away too long");
       return;
     }
     const box = this.queues.get(channel);
-    if (box === undefined) this.queues.set(channel, { signals: [signal], marked });
+    if (box === undefined) this.queues.set(channel, { node, signals: [signal], marked });
     else {
       box.signals.push(signal);
       if (marked) box.marked = true;
@@ -174,6 +182,7 @@ class Cluster implements DistTransport {
     this.flushing = false;
     if (!this.pub.isReady) return;
     for (const [channel, box] of this.queues) {
+      if (box.node !== null && this.held.has(box.node)) continue;
       this.queues.delete(channel);
       const { signals } = box;
       this.buffered -= signals.length;
@@ -241,6 +250,7 @@ class Cluster implements DistTransport {
     } else if (kind === HELLO) {
       this.welcome(from);
     } else if (kind === WELCOME) {
+      if (this.held.delete(from)) this.flush();
       this.awaiting.delete(from);
       if (this.awaiting.size === 0) this.welcomed?.();
     }
@@ -274,6 +284,7 @@ class Cluster implements DistTransport {
 
   /** Answers HELLO: this node's members, then WELCOME, in that order on one connection. */
   private welcome(node: string): void {
+    this.held.delete(node);
     nodeUp(node);
     this.flush();
     this.control(WELCOME, this.channel(node));
@@ -281,6 +292,7 @@ class Cluster implements DistTransport {
 
   private lose(node: string, why: string): void {
     if (!this.seen.delete(node)) return;
+    this.held.delete(node);
     this.log.warn({ node: this.node, peer: node, why }, "cluster: node down");
     const box = this.queues.get(this.channel(node));
     if (box !== undefined) {
@@ -299,6 +311,8 @@ class Cluster implements DistTransport {
     if (!this.pub.isReady) return;
     this.pub.set(this.aliveKey, "1", { PX: this.timeoutMs }).catch(() => {});
     this.control(HEARTBEAT, this.allChannel);
+    // A held node that missed this node's HELLO is asked again.
+    if (!this.outage) for (const node of this.held) this.control(HELLO, this.channel(node));
   }
 
   /** Joins: claims the name, subscribes, meets the nodes already there and waits for their members. */
@@ -340,9 +354,12 @@ class Cluster implements DistTransport {
     return nodes;
   }
 
-  /** Redis lost, then back: the key, the names and the group members are told again. */
+  /**
+   * Redis lost, then back on both connections: the key and the names are put back, and
+   * HELLO asks every node for its members; their answers release what waits for them.
+   */
   reconnected(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.outage || !this.pub.isReady || !this.sub.isReady) return;
     this.outage = false;
     this.log.info({ node: this.node }, "cluster: Redis is back");
     this.pub.set(this.aliveKey, "1", { PX: this.timeoutMs }).catch(() => {});
@@ -353,13 +370,13 @@ class Cluster implements DistTransport {
       })
       .catch((err: unknown) => this.log.warn({ err }, "cluster: reasserting global names failed"));
     this.control(HELLO, this.allChannel);
-    for (const node of this.seen.keys()) this.welcome(node);
     this.flush();
   }
 
   lost(err: unknown): void {
     if (this.outage || this.stopped) return;
     this.outage = true;
+    for (const node of this.seen.keys()) this.held.add(node);
     this.log.error({ node: this.node, err }, "cluster: Redis connection lost; local work goes on, signals to other nodes are buffered");
   }
 
@@ -430,9 +447,8 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
   const pub = redisClient(opts.redis, Math.max(1000, nodeTimeoutMs), (retries, cause) => (connectedOnce ? Math.min(50 * 2 ** retries, 1000) : cause));
   let cluster: Cluster | undefined;
   pub.on("error", (err: unknown) => cluster?.lost(err));
-  pub.on("ready", () => {
-    if (connectedOnce) cluster?.reconnected();
-  });
+  pub.on("reconnecting", () => cluster?.lost(new Error("reconnecting to Redis")));
+  pub.on("ready", () => cluster?.reconnected());
   try {
     await pub.connect();
   } catch (err) {
@@ -441,6 +457,8 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
   }
   const sub = pub.duplicate();
   sub.on("error", (err: unknown) => cluster?.lost(err));
+  sub.on("reconnecting", () => cluster?.lost(new Error("reconnecting to Redis")));
+  sub.on("ready", () => cluster?.reconnected());
   try {
     await sub.connect();
   } catch (err) {
@@ -449,6 +467,9 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
     throw new CorralError("ERR_CLUSTER_CONNECT", `startCluster: cannot reach Redis at ${opts.redis}: ${(err as Error).message || describe(err)}`);
   }
   connectedOnce = true;
+  // The first run of a name keeps ids from 1; a later run (after a crash, say) starts past them.
+  const creation = Number(await pub.incr(`${prefix}:creation:${node}`)) - 1;
+  if (!setCreation(creation) && creation > 0) logger.debug({ node }, "cluster: ids already in use; this run keeps counting from them");
   cluster = new Cluster(pub, sub, { node, heartbeatMs, nodeTimeoutMs, maxBuffered, prefix, logger });
   try {
     await cluster.start();

@@ -57,6 +57,22 @@ export function pidOf(node: string, id: number): Pid {
   return new Pid(node, id, null);
 }
 
+/** Ids one incarnation of a node may use before the next one's begin. */
+const INCARNATION_IDS = 2 ** 36;
+
+/**
+ * @internal Erlang's creation: a node that restarts under the same name starts its ids past
+ * every earlier run's, so a pid saved from the last run can never reach a new process.
+ * Only before the first pid or ref exists; false when too late.
+ */
+export function setCreation(creation: number): boolean {
+  if (nextPidId !== 1 || nextRefId !== 1) return false;
+  const base = (creation % Math.floor(Number.MAX_SAFE_INTEGER / INCARNATION_IDS)) * INCARNATION_IDS;
+  nextPidId = base + 1;
+  nextRefId = base + 1;
+  return true;
+}
+
 /** @internal */
 export function newPid(proc: Process): Pid {
   freezeNodeName();

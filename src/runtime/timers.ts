@@ -1,8 +1,10 @@
 import { performance } from "node:perf_hooks";
 import { badarg, describe } from "./errors.js";
+import { runtimeLogger } from "./log.js";
 import { lookupName } from "./registry.js";
 import { Pid, Ref } from "./pid.js";
-import type { Process } from "./process.js";
+import { nodeName } from "./node.js";
+import { send, type Process } from "./process.js";
 
 /** What startTimer delivers: Erlang's {timeout, Ref, Msg}. */
 export interface TimeoutMessage<M = unknown> {
@@ -104,12 +106,16 @@ function arm(ms: number, dest: Pid | string, msg: unknown, wrap: boolean): Timer
   const t = new Timer(dest, msg, due, wrap);
   if (dest instanceof Pid) {
     const owner = dest.proc;
-    // A timer aimed at a dead pid would deliver nowhere: it is born cancelled (readTimer → false).
-    if (owner === null) return t;
-    const head = owner.timers as Timer | null;
-    t.next = head;
-    if (head !== null) head.prev = t;
-    owner.timers = t;
+    if (owner !== null) {
+      const head = owner.timers as Timer | null;
+      t.next = head;
+      if (head !== null) head.prev = t;
+      owner.timers = t;
+    } else if (dest.node === nodeName()) {
+      // A timer aimed at a dead pid would deliver nowhere: it is born cancelled (readTimer → false).
+      return t;
+    }
+    // A pid of another node: the timer runs here and its message crosses when it fires.
   }
   let bucket = buckets.get(due);
   if (bucket === undefined) {
@@ -208,9 +214,16 @@ function resumeFiring(): void {
 function deliverTimer(t: Timer): void {
   const dest = t.dest;
   const p: Process | undefined = dest instanceof Pid ? (dest.proc ?? undefined) : lookupName(dest);
-  if (p === undefined) return;
-  p.deliver(t.wrap ? ({ type: "timeout", ref: t, msg: t.msg } satisfies TimeoutMessage) : t.msg);
+  const msg = t.wrap ? ({ type: "timeout", ref: t, msg: t.msg } satisfies TimeoutMessage) : t.msg;
   t.msg = undefined;
+  if (p !== undefined) p.deliver(msg);
+  else if (dest instanceof Pid && dest.node !== nodeName()) {
+    try {
+      send(dest, msg);
+    } catch (err) {
+      runtimeLogger().error({ err, dest: dest.toString() }, "timer message for another node could not be sent");
+    }
+  }
 }
 
 /** Erlang's start_timer: after ms, dest gets { type: "timeout", ref, msg }. */
