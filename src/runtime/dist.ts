@@ -196,6 +196,8 @@ const dist = {
     if (transport!.isUp(to.node)) post(to.node, [EXIT, from, to.id, portable(reason), false]);
   },
 
+  remotes: remotesOf,
+
   died(p: Process, exitReason: ExitReason): void {
     const r = remotes.get(p);
     if (r === undefined) return;
@@ -209,6 +211,13 @@ const dist = {
     for (const w of r.watchers) post(w.watcher.node, [DOWN, w.ref, p.pid, reason]);
   },
 };
+
+/** What a process holds across nodes; undefined when nothing. */
+function remotesOf(p: Process): { links: Pid[]; monitors: Ref[]; monitoredBy: Pid[] } | undefined {
+  const r = remotes.get(p);
+  if (r === undefined) return undefined;
+  return { links: [...r.links], monitors: [...r.monitors], monitoredBy: r.watchers.map((w) => w.watcher) };
+}
 
 /** @internal Starts carrying signals to other nodes through transport. */
 export function startDist(t: DistTransport): void {

@@ -532,6 +532,8 @@ export interface Dist {
   exit(from: Pid, to: Pid, reason: ExitReason): void;
   /** A process marked DIST_LINKED ended. */
   died(p: Process, reason: ExitReason): void;
+  /** What a process holds across nodes, for processInfo. */
+  remotes(p: Process): { links: Pid[]; monitors: Ref[]; monitoredBy: Pid[] } | undefined;
 }
 
 /** Set while a cluster runs; null keeps every pid of another node unreachable, as before. */
@@ -783,6 +785,7 @@ export function processInfo(pid: Pid): ProcessInfo | undefined {
   const p = checkPid(pid, "processInfo").proc;
   if (p === null) return undefined;
   const f = p.flags;
+  const remote = f & DIST_LINKED ? dist?.remotes(p) : undefined;
   const status: ProcessStatus =
     p.exitSignal !== undefined ? "exiting"
     : f & RUNNING ? "running"
@@ -797,9 +800,9 @@ export function processInfo(pid: Pid): ProcessInfo | undefined {
     messageQueueLen: p.queueLength,
     messagesHandled: p.handled,
     registeredName: p.name,
-    links: p.links === null ? [] : Array.from(p.links, (l) => l.pid),
-    monitors: p.monitors === null ? [] : Array.from(p.monitors),
-    monitoredBy: p.monitoredBy === null ? [] : Array.from(p.monitoredBy, (m) => m.watcher.pid),
+    links: [...(p.links === null ? [] : Array.from(p.links, (l) => l.pid)), ...(remote?.links ?? [])],
+    monitors: [...(p.monitors === null ? [] : Array.from(p.monitors)), ...(remote?.monitors ?? [])],
+    monitoredBy: [...(p.monitoredBy === null ? [] : Array.from(p.monitoredBy, (m) => m.watcher.pid)), ...(remote?.monitoredBy ?? [])],
     groups: p.groups === null ? [] : [...p.groups],
     trapExit: (f & TRAP_EXIT) !== 0,
     hibernated: (f & HIBERNATED) !== 0,

@@ -3,7 +3,7 @@
  * stopCluster must be seen at once, not after the 5 s timeout).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { exit, isAlive, monitor, nodes, Pid, Ref, send, spawn, startCluster, stopCluster, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
+import { exit, isAlive, monitor, nodes, Pid, processInfo, Ref, send, spawn, startCluster, stopCluster, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
 import { collector, ensureBuilt, isDownMsg, isExitMsg, killAllNodes, RUN, sleep, startNode, until, within, type ChildNode, type Collector } from "./harness.js";
 import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
 
@@ -228,6 +228,23 @@ describe.skipIf(!enabled)("monitors and links across nodes", () => {
     const got = await b.waitReceived(watcherThere, (m) => m.length >= 1, 5_000, "the linked remote process to die");
     expect(got[0]).toMatchObject({ type: "DOWN", ref, pid: { $pid: there }, reason: { crash: { $error: { message: "local boom" } } } });
     expect(await b.call("alive", { pid: there })).toBe(false);
+  });
+
+  test("processInfo lists links and monitors across nodes, and forgets them with the remote end", async () => {
+    const local = collector();
+    const there = await b.spawn();
+    const watcherThere = await b.spawn();
+    await localDo(local, there, (ctx, p) => ctx.link(p));
+    const ref = await localDo(local, watcherThere, (ctx, p) => ctx.monitor(p));
+    const info = processInfo(local.pid)!;
+    expect(info.links.map(String)).toEqual([there]);
+    expect(info.monitors).toEqual([ref]);
+    await remoteDo("monitor", there, local);
+    expect(processInfo(local.pid)!.monitoredBy.map(String)).toEqual([there]);
+    await b.call("stop", { pid: watcherThere });
+    await local.waitFor((m) => isDownMsg(m) && m.ref.equals(ref), 5_000, "the DOWN of the monitored remote process");
+    expect(processInfo(local.pid)!.monitors).toEqual([]);
+    expect(processInfo(local.pid)!.links.map(String)).toEqual([there]);
   });
 
   test("link is both ways: linked from here, a local exit kills the remote process", async () => {
