@@ -392,6 +392,14 @@ class Cluster implements DistTransport {
     };
   }
 
+  /** A start that failed halfway: the runtime goes back to one node. */
+  abandon(): void {
+    clearInterval(this.timer);
+    this.stopped = true;
+    stopDist([]);
+    setGlobalStore(null);
+  }
+
   /** Leaves: says BYE so the others act at once, frees the name and this node's names. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
@@ -446,34 +454,28 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
   // The first connection fails at once with one clear error; later ones retry with a backoff.
   const pub = redisClient(opts.redis, Math.max(1000, nodeTimeoutMs), (retries, cause) => (connectedOnce ? Math.min(50 * 2 ** retries, 1000) : cause));
   let cluster: Cluster | undefined;
-  pub.on("error", (err: unknown) => cluster?.lost(err));
-  pub.on("reconnecting", () => cluster?.lost(new Error("reconnecting to Redis")));
-  pub.on("ready", () => cluster?.reconnected());
+  const watch = (client: Client): Client =>
+    client
+      .on("error", (err: unknown) => cluster?.lost(err))
+      .on("reconnecting", () => cluster?.lost(new Error("reconnecting to Redis")))
+      .on("ready", () => cluster?.reconnected());
+  watch(pub);
+  const sub = watch(pub.duplicate());
   try {
-    await pub.connect();
-  } catch (err) {
-    pub.destroy();
-    throw new CorralError("ERR_CLUSTER_CONNECT", `startCluster: cannot reach Redis at ${opts.redis}: ${(err as Error).message || describe(err)}`);
-  }
-  const sub = pub.duplicate();
-  sub.on("error", (err: unknown) => cluster?.lost(err));
-  sub.on("reconnecting", () => cluster?.lost(new Error("reconnecting to Redis")));
-  sub.on("ready", () => cluster?.reconnected());
-  try {
-    await sub.connect();
-  } catch (err) {
-    pub.destroy();
-    sub.destroy();
-    throw new CorralError("ERR_CLUSTER_CONNECT", `startCluster: cannot reach Redis at ${opts.redis}: ${(err as Error).message || describe(err)}`);
-  }
-  connectedOnce = true;
-  // The first run of a name keeps ids from 1; a later run (after a crash, say) starts past them.
-  const creation = Number(await pub.incr(`${prefix}:creation:${node}`)) - 1;
-  if (!setCreation(creation) && creation > 0) logger.debug({ node }, "cluster: ids already in use; this run keeps counting from them");
-  cluster = new Cluster(pub, sub, { node, heartbeatMs, nodeTimeoutMs, maxBuffered, prefix, logger });
-  try {
+    try {
+      await pub.connect();
+      await sub.connect();
+    } catch (err) {
+      throw new CorralError("ERR_CLUSTER_CONNECT", `startCluster: cannot reach Redis at ${opts.redis}: ${(err as Error).message || describe(err)}`);
+    }
+    connectedOnce = true;
+    // The first run of a name keeps ids from 1; a later run (after a crash, say) starts past them.
+    const creation = Number(await pub.incr(`${prefix}:creation:${node}`)) - 1;
+    if (!setCreation(creation) && creation > 0) logger.debug({ node }, "cluster: ids already in use; this run keeps counting from them");
+    cluster = new Cluster(pub, sub, { node, heartbeatMs, nodeTimeoutMs, maxBuffered, prefix, logger });
     await cluster.start();
   } catch (err) {
+    cluster?.abandon();
     pub.destroy();
     sub.destroy();
     throw err;
