@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { clusterInfo, nodes, Pid, registerGlobal, send, startCluster, stopCluster, whereisGlobal, members, join, type ClusterInfo } from "../../src/index.js";
 import { captureLogs, type LogRecord } from "../helpers.js";
 import { collector, ensureBuilt, isDownMsg, killAllNodes, launchNode, RUN, sleep, startNode, until, within, type ChildNode } from "./harness.js";
-import { freePort, haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { freePort } from "../support/dist.js";
 
 const enabled = haveRedis();
 

@@ -3,103 +3,16 @@
  * (test/cluster/node.mjs, driven over IPC) and gives the test process its own recording
  * processes. Every wait is bounded and names what it waited for.
  */
-import { fork, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, rmdirSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Pid, send, spawn, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const NODE_SCRIPT = fileURLToPath(new URL("./node.mjs", import.meta.url));
-const DIST_INDEX = path.join(ROOT, "dist/index.js");
 
-// ---------------------------------------------------------------------------------------
-// dist/
+import { until, within } from "../support/dist.js";
 
-function newest(dir: string): number {
-  let latest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile()) continue;
-    latest = Math.max(latest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
-  }
-  return latest;
-}
-
-function mtime(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
-let builtOnce: Promise<void> | undefined;
-
-/**
- * Rebuilds dist/ (tsc -p tsconfig.build.json) when anything under src/ or the tsconfigs is
- * newer than dist/index.js. Test files run in parallel: a lock directory keeps it to one build.
- * Once per test file: the test process runs src/ and the forked nodes dist/, so both stay the
- * same code for the whole file.
- */
-export function ensureBuilt(): Promise<void> {
-  builtOnce ??= build();
-  return builtOnce;
-}
-
-async function build(): Promise<void> {
-  // outside the checkout: one lock per checkout path
-  const lock = path.join(tmpdir(), `corral-cluster-build-${createHash("sha1").update(ROOT).digest("hex").slice(0, 12)}.lock`);
-  const deadline = Date.now() + 150_000;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      // Another file is building; a lock older than the deadline is stale.
-      if (Date.now() - mtime(lock) > 150_000) rmdirSync(lock);
-      if (Date.now() > deadline) throw new Error("timed out waiting for another test file to build dist/");
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  try {
-    const sources = Math.max(newest(path.join(ROOT, "src")), mtime(path.join(ROOT, "tsconfig.build.json")), mtime(path.join(ROOT, "tsconfig.json")));
-    if (mtime(DIST_INDEX) >= sources) return;
-    const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
-    const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-    if (result.status !== 0) throw new Error(`building dist/ failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
-  } finally {
-    rmdirSync(lock);
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// waiting
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Rejects after ms with a message naming what was awaited. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Polls (async) pred until it returns a value other than undefined/false; bounded. */
-export async function until<T>(pred: () => T | false | undefined | Promise<T | false | undefined>, ms: number, what: string | (() => string), every = 10): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    const v = await pred();
-    if (v !== false && v !== undefined) return v;
-    last = v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what} (last: ${String(last)})`);
-    await sleep(every);
-  }
-}
+export { ensureBuilt, sleep, until, within } from "../support/dist.js";
 
 // ---------------------------------------------------------------------------------------
 // child nodes

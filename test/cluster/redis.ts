@@ -7,7 +7,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createConnection, createServer, type AddressInfo } from "node:net";
+import { createConnection } from "node:net";
+import { freePort } from "../support/dist.js";
 
 const CANDIDATES = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"];
 
@@ -29,18 +30,6 @@ export function haveRedis(): boolean {
   if (process.env["CI"]) throw new Error(`${why}; under CI they must not be skipped`);
   console.warn(`SKIPPING test/cluster: ${why}`);
   return false;
-}
-
-/** A port nothing listens on right now (the kernel's pick, released again). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** One raw RESP PING; resolves true on +PONG, false on any error or after ms. */

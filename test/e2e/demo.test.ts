@@ -2,68 +2,19 @@
  * The demo as a user runs it: the built CLI (dist/server/cli.js) in its own process, talked to
  * over HTTP and WebSockets on 127.0.0.1. No browser here (see browser.test.ts).
  *
- * dist/ is built by `npm ci` (prepare); if dist/server/cli.js is missing or older than
- * anything under src/, beforeAll builds it once (`tsc -p tsconfig.build.json`).
+ * dist/ is built by `npm ci` (prepare); if anything under src/ is newer, beforeAll builds it
+ * once, one build at a time across test files (test/support/dist.ts).
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
+import { ensureBuilt, freePort, ROOT, within } from "../support/dist.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = path.join(ROOT, "dist/server/cli.js");
 /** The longest any single step may take. */
 const WAIT = 5_000;
-
-/** The newest modification time of any file under dir (0 when there is none). */
-function newest(dir: string): number {
-  let latest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile()) continue;
-    latest = Math.max(latest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
-  }
-  return latest;
-}
-
-function ensureBuilt(): void {
-  let built = 0;
-  try {
-    built = statSync(CLI).mtimeMs;
-  } catch {
-    built = 0;
-  }
-  const sources = Math.max(newest(path.join(ROOT, "src")), statSync(path.join(ROOT, "tsconfig.build.json")).mtimeMs, statSync(path.join(ROOT, "tsconfig.json")).mtimeMs);
-  if (built >= sources) return;
-  const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
-  const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-  if (result.status !== 0) {
-    throw new Error(`building dist/ failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
-  }
-}
-
-/** Rejects after ms with a message naming what was awaited. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** A port nothing listens on right now (the kernel's pick, released again). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 interface Cli {
   readonly child: ChildProcess;
@@ -181,8 +132,8 @@ const track = (client: Client): Client => {
   return client;
 };
 
-beforeAll(() => {
-  ensureBuilt();
+beforeAll(async () => {
+  await ensureBuilt();
 }, 150_000);
 
 afterAll(async () => {

@@ -4,85 +4,22 @@
  * starts on a free 127.0.0.1 port. Talked to over HTTP and WebSockets; workers are found as the
  * primary's child processes in /proc (Linux, as the redis-server package is).
  *
- * dist/ is built as in demo.test.ts, under the cluster tests' build lock (test/cluster/harness.ts)
- * so that the two never write dist/ at once.
+ * dist/ is built when src/ is newer, one build at a time across test files (test/support/dist.ts).
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { freePort, haveRedis, startRedis, stopAllRedis, type RedisServer } from "../cluster/redis.js";
+import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../cluster/redis.js";
+import { ensureBuilt, freePort, ROOT, until, within } from "../support/dist.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = path.join(ROOT, "dist/server/cli.js");
 /** The longest any single step may take. */
 const WAIT = 5_000;
 /** A killed worker's restart: the backoff, a fresh Node process, and startCluster waiting out the dead node's liveness key. */
 const RESTART_WAIT = 15_000;
-
-function newest(dir: string): number {
-  let latest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile()) continue;
-    latest = Math.max(latest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
-  }
-  return latest;
-}
-
-function mtime(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
-async function ensureBuilt(): Promise<void> {
-  const lock = path.join(ROOT, "node_modules/.corral-cluster-build.lock");
-  const deadline = Date.now() + 150_000;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      if (Date.now() - mtime(lock) > 150_000) rmdirSync(lock);
-      if (Date.now() > deadline) throw new Error("timed out waiting for another test file to build dist/");
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  try {
-    const sources = Math.max(newest(path.join(ROOT, "src")), mtime(path.join(ROOT, "tsconfig.build.json")), mtime(path.join(ROOT, "tsconfig.json")));
-    if (mtime(CLI) >= sources) return;
-    const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
-    const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-    if (result.status !== 0) throw new Error(`building dist/ failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
-  } finally {
-    rmdirSync(lock);
-  }
-}
-
-/** Rejects after ms with a message naming what was awaited. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Polls pred until it returns something other than undefined/false; bounded. `what` may be computed when the wait fails. */
-async function until<T>(pred: () => Promise<T | false | undefined>, ms: number, what: string | (() => string)): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v !== false && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "string" ? what : what()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The pids of the living children of ppid, read from /proc. */
 function childPids(ppid: number): number[] {
