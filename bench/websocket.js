@@ -205,7 +205,7 @@ export async function measureIdle(p) {
       const pre = p.kind === "state" ? "stateLive" : "stateHib";
       figures[`${pre}Rss`] = d.rss;
       figures[`${pre}Js`] = js;
-      if (p.kind === "hibernate") figures.stateSerialized = await rig.server.call("serializedSize");
+      if (p.kind === "hibernate") figures.stateSerialized = await rig.server.call("serializedSize", { count: p.conns }, 60_000);
       const c = await rig.server.call("check", { timeoutMs: 60_000 }, 90_000);
       check(c.checked === p.conns && c.mismatches === 0, `state check: ${c.checked} of ${p.conns} checked, ${c.mismatches} differ from what was built`);
     }
@@ -397,7 +397,7 @@ export const scenario = {
         "Memory per connection: the server's `rss`, `heapUsed` and `external` after 4 forced " +
         "full GCs (with event-loop turns between), minus the same before the N connections, / N. corral's idle handler " +
         "keeps each pid in an app-level Set in `websocketInit` (raw ws: its `wss.clients`, on by default); its " +
-        "default idle timeout (60 s) arms one timer per connection. **App → pid**, on the same server afterwards: app " +
+        "default idle timeout (60 s) is kept by one sweep timer per listener and timeout, not a timer per connection. **App → pid**, on the same server afterwards: app " +
         "code sends one 37-byte text to each connection, corral by `send(pid, msg)` for each pid (its `websocketInfo` " +
         "returns `reply(text(msg), state)`), raw ws by `ws.send(msg)` for each of `wss.clients`; then each pid joins a " +
         "group and app code calls `broadcast(group, msg)` (raw: the same loop again). The time runs from the server's " +
@@ -414,7 +414,7 @@ export const scenario = {
         "As **idle**, with a handler whose `websocketInit` builds a ~2 KB chat-connection state (`makeState` of " +
         "bench/runtime.js: nested objects, per-connection strings, an array of 8 records and a Map of 8 entries) and " +
         "returns `ok(state)`; **hibernate-corral** returns `ok(state, { hibernate: true })` from every callback. The " +
-        "serialized size is `v8.serialize` of the held state, mean of 1 000. The hibernated figure is compared with " +
+        "serialized size is `v8.serialize` of the states the N measured connections hold, their mean. The hibernated figure is compared with " +
         "raw ws idle memory plus that size, and with corral holding the same state live. Checked: every connection is " +
         "hibernated before the memory reading; afterwards every state, woken by a message, is deep-equal to a freshly " +
         "built one.",

@@ -1,10 +1,9 @@
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import type { StateStore } from "../runtime/hibernate.js";
 import type { Logger } from "../runtime/log.js";
-import type { Pid, Ref } from "../runtime/pid.js";
+import type { Pid } from "../runtime/pid.js";
 import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
-import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import { checkFrame, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 
@@ -166,32 +165,42 @@ export function resolveWebSocketOptions(opts: WebSocketOptions | undefined): Res
  * port delivers ReceivedFrame and PortClosed messages to the connection's pid.
  */
 export interface WebSocketPort {
-  /** Starts delivering to pid. Reading stays paused until resume(). */
+  /** Starts delivering to pid. Nothing is read before startReading(). */
   attach(pid: Pid): void;
+  /** Reading starts, unless pauseReading() came first. */
+  startReading(): void;
   /** Sends a frame; the frames of one turn of the run loop leave in one socket write. */
-  send(frame: Exclude<Frame, { type: "close" }>, compress: boolean): void;
-  /** Sends a close frame (empty when code is undefined); the socket ends after it. */
-  close(code: number | undefined, reason: string | undefined): void;
+  sendFrame(frame: Exclude<Frame, { type: "close" }>): void;
+  /** Compress the data frames sent from now on (with permessage-deflate negotiated); starts as the compress option. */
+  setDeflate(on: boolean): void;
+  /** Sends a close frame (empty when code is undefined); the socket ends after it. Only the first is sent. */
+  sendClose(code: number | undefined, reason: string | undefined): void;
   /** Drops the socket without a close frame. */
   destroy(): void;
-  pause(): void;
-  resume(): void;
+  /** The handler's {active: false}. */
+  pauseReading(): void;
+  /** The handler's {active: true}. */
+  resumeReading(): void;
   /** Reading stopped because the mailbox passed its high-water mark (inbound flow control). */
   readonly throttled: boolean;
   /** The mailbox drained: reading may go on. */
   unthrottle(): void;
   setMaxFrameSize(bytes: number): void;
+  /**
+   * After this many ms without receiving a byte, the port delivers PortClosed("timeout");
+   * Infinity: never. The port starts with the upgrade's idleTimeout.
+   */
+  setIdleTimeout(ms: number): void;
   /** Bytes queued but not yet written to the socket. */
   readonly bufferedAmount: number;
-  /** performance.now() when bytes last arrived. */
-  readonly lastActivity: number;
 }
 
 /**
  * @internal The port's word that the connection is over: the client closed, the socket
- * broke, or a frame was bad. `settle` is the transport's own answer (echo the close, send
- * 1002…), held back until the connection reaches this point of its mailbox, so the replies
- * to frames that came before it go out first, as in Cowboy.
+ * broke, a frame was bad, or nothing came for the idle timeout. `settle` is the transport's
+ * own answer (echo the close, send 1002…), held back until the connection reaches this
+ * point of its mailbox, so the replies to frames that came before it go out first, as in
+ * Cowboy.
  */
 export class PortClosed {
   constructor(
@@ -204,9 +213,6 @@ export class PortClosed {
 
 /** A throttled socket is read again once the mailbox is down to this. */
 const MAILBOX_LOW_WATER = 256;
-
-/** The runtime's own message: time to look at the idle clock. */
-const IDLE_CHECK = Symbol("idle check");
 
 /** Cowboy's close codes by terminate reason (COWBOY.md); undefined: nothing to send. */
 function closeCodeFor(reason: TerminateReason): number | "destroy" | undefined {
@@ -227,9 +233,57 @@ function fromExit(reason: ExitReason): TerminateReason {
   return { shutdown: reason.shutdown };
 }
 
-function defaultFilter(req: Req): PartialReq {
+/** Between the fields of a packed Req: HTTP/1.1 allows no line feed in any of them. */
+const SEP = "\n";
+
+/**
+ * The default filtered Req, packed into one flat string (about a fifth of the memory of
+ * the objects) until terminate asks for it: "method version scheme" (empty for an upgrade's usual
+ * GET, HTTP/1.1, http), host, port, path?qs, peer address, peer port. A field that holds a
+ * separator keeps the object form.
+ */
+function packReq(req: Req): string | PartialReq {
   const { method, version, scheme, host, port, path, qs, peer } = req;
-  return { method, version, scheme, host, port, path, qs, peer };
+  if ([method, version, host, path, qs, peer.address].some((t) => t.includes(SEP)) || [method, version].some((t) => t === "" || t.includes(" ")) || path.includes("?")) {
+    return { method, version, scheme, host, port, path, qs, peer: { address: peer.address, port: peer.port } };
+  }
+  const head = method === "GET" && version === "HTTP/1.1" && scheme === "http" ? "" : `${method} ${version} ${scheme}`;
+  return [head, host, port, qs === "" ? path : `${path}?${qs}`, peer.address, peer.port].join(SEP);
+}
+
+function unpackReq(packed: string): PartialReq {
+  const [head, host, port, url, address, peerPort] = packed.split(SEP) as [string, string, string, string, string, string];
+  const [method, version, scheme]: [string, string, "http" | "https"] = head === "" ? ["GET", "HTTP/1.1", "http"] : (head.split(" ") as [string, string, "http" | "https"]);
+  const q = url.indexOf("?");
+  const path = q < 0 ? url : url.slice(0, q);
+  const qs = q < 0 ? "" : url.slice(q + 1);
+  return { method, version, scheme, host, port: Number(port), path, qs, peer: { address, port: Number(peerPort) } };
+}
+
+/** What every connection of one route shares: one object instead of four fields each. */
+interface ConnectionSpec {
+  readonly handler: WebSocketHandler<unknown, unknown, unknown>;
+  readonly name: string;
+  readonly logger: Logger;
+  readonly maxBufferedAmount: number;
+}
+
+/** The last spec made for each handler, reused while name, logger and limit stay the same. */
+const specs = new WeakMap<object, ConnectionSpec>();
+
+function specFor(handler: WebSocketHandler<unknown, unknown, unknown>, name: string, logger: Logger, maxBufferedAmount: number): ConnectionSpec {
+  const known = specs.get(handler);
+  if (known !== undefined && known.name === name && known.logger === logger && known.maxBufferedAmount === maxBufferedAmount) return known;
+  const spec = { handler, name, logger, maxBufferedAmount };
+  specs.set(handler, spec);
+  return spec;
+}
+
+/** The filtered Req, why the connection is ending and the handler's shutdownReason: read at the end only. */
+class ExitNote {
+  reason: TerminateReason | undefined = undefined;
+  shutdownReason: unknown = undefined;
+  constructor(readonly req: PartialReq | string) {}
 }
 
 /**
@@ -237,50 +291,43 @@ function defaultFilter(req: Req): PartialReq {
  * results turned into socket writes, every way out gathered in terminate.
  */
 class Connection<S> implements Actor {
-  readonly receiveLoop = false;
-  readonly name: string;
-  readonly logger: Logger;
-  private readonly handler: WebSocketHandler<S, unknown, unknown>;
+  private readonly spec: ConnectionSpec;
   private readonly port: WebSocketPort;
-  private readonly req: PartialReq;
-  private idleTimeout: number;
-  private readonly maxBufferedAmount: number;
-  private idleTimer: Ref | null = null;
-  private deflate: boolean;
-  /** Why the connection is ending, once known; terminate reads it. */
-  private ending: TerminateReason | undefined = undefined;
-  private closeSent = false;
-  private shutdownReason: unknown = undefined;
-  private active = true;
+  /** What terminate gets (the reqFilter's result, or the default one packed by packReq), in an ExitNote once one is needed. */
+  private cold: PartialReq | string | ExitNote;
 
-  constructor(
-    handler: WebSocketHandler<S, unknown, unknown>,
-    name: string,
-    port: WebSocketPort,
-    req: Req,
-    opts: ResolvedWebSocketOptions,
-    logger: Logger,
-  ) {
-    this.handler = handler;
-    this.name = name;
-    this.logger = logger;
+  constructor(spec: ConnectionSpec, port: WebSocketPort, req: Req, opts: ResolvedWebSocketOptions) {
+    this.spec = spec;
     this.port = port;
-    this.req = (opts.reqFilter ?? defaultFilter)(req);
-    this.idleTimeout = opts.idleTimeout;
-    this.maxBufferedAmount = opts.maxBufferedAmount;
-    this.deflate = opts.compress;
+    this.cold = opts.reqFilter === undefined ? packReq(req) : opts.reqFilter(req);
+  }
+
+  get receiveLoop(): boolean {
+    return false;
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get logger(): Logger {
+    return this.spec.logger;
+  }
+
+  private get handler(): WebSocketHandler<S, unknown, unknown> {
+    return this.spec.handler as WebSocketHandler<S, unknown, unknown>;
   }
 
   start(p: Process, state: unknown): PromiseLike<unknown> | void {
     p.state = state;
     this.port.attach(p.pid);
-    this.armIdle(p, this.idleTimeout);
-    const init = this.handler.websocketInit;
+    const handler = this.handler;
+    const init = handler.websocketInit;
     if (init === undefined) {
-      this.port.resume();
+      this.port.startReading();
       return;
     }
-    const r = init.call(this.handler, state as S);
+    const r = init.call(handler, state as S);
     if (isThenable(r)) return r.then((v) => this.afterInit(p, v));
     this.afterInit(p, r);
   }
@@ -288,30 +335,28 @@ class Connection<S> implements Actor {
   /** Reading starts only now, so websocketInit can answer {active: false} first. */
   private afterInit(p: Process, r: unknown): void {
     this.apply(p, r, "websocketInit");
-    if (this.active && this.ending === undefined) this.port.resume();
+    if (!this.ending) this.port.startReading();
   }
 
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void {
     if (this.port.throttled && p.queueLength <= MAILBOX_LOW_WATER) this.port.unthrottle();
+    const handler = this.handler;
     let r: CallResult<S>;
     let callback: string;
     if (msg instanceof ReceivedFrame) {
       callback = "websocketHandle";
       // Answered here, not by ws on arrival, so the pong follows the replies to earlier frames.
-      if (msg.type === "ping") this.port.send({ type: "pong", data: msg.data as Uint8Array }, false);
-      r = this.handler.websocketHandle(msg as InFrame, p.state as S);
+      if (msg.type === "ping") this.port.sendFrame({ type: "pong", data: msg.data as Uint8Array });
+      r = handler.websocketHandle(msg as InFrame, p.state as S);
     } else if (msg instanceof PortClosed) {
       msg.settle?.();
       this.end(p, msg.reason);
       return;
-    } else if (msg === IDLE_CHECK) {
-      this.checkIdle(p);
-      return;
     } else {
-      const info = this.handler.websocketInfo;
+      const info = handler.websocketInfo;
       if (info === undefined) return;
       callback = "websocketInfo";
-      r = info.call(this.handler, msg, p.state as S);
+      r = info.call(handler, msg, p.state as S);
     }
     if (isThenable(r)) return r.then((v) => this.apply(p, v, callback));
     this.apply(p, r, callback);
@@ -319,7 +364,7 @@ class Connection<S> implements Actor {
 
   /** Applies a callback's result: new state, frames and commands in order, hibernate. */
   private apply(p: Process, r: unknown, callback: string): void {
-    if (this.ending !== undefined) return;
+    if (this.ending) return;
     if (typeof r !== "object" || r === null || !("state" in r)) throw badResult(this.name, callback, r);
     const result = r as WebSocketResult<S>;
     switch (result.type) {
@@ -342,7 +387,7 @@ class Connection<S> implements Actor {
       default:
         throw badResult(this.name, callback, r);
     }
-    if (result.hibernate === true && this.ending === undefined) p.requestHibernate();
+    if (result.hibernate === true && !this.ending) p.requestHibernate();
   }
 
   /** Runs commands in list order; checked first, so a bad one sends nothing. */
@@ -360,63 +405,58 @@ class Connection<S> implements Actor {
       const cmd = cmds[i]!;
       if ("type" in cmd) {
         if (cmd.type === "close") {
-          port.close(cmd.code, cmd.reason);
-          this.closeSent = true;
+          port.sendClose(cmd.code, cmd.reason);
           this.end(p, "stop");
           return;
         }
-        port.send(cmd, this.deflate);
+        port.sendFrame(cmd);
       } else if ("active" in cmd) {
-        this.active = cmd.active;
-        if (cmd.active) port.resume();
-        else port.pause();
+        if (cmd.active) port.resumeReading();
+        else port.pauseReading();
       } else if ("deflate" in cmd) {
-        this.deflate = cmd.deflate;
+        port.setDeflate(cmd.deflate);
       } else if ("setOptions" in cmd) {
-        this.setOptions(p, cmd.setOptions);
+        const opts = cmd.setOptions;
+        if (opts.maxFrameSize !== undefined) port.setMaxFrameSize(opts.maxFrameSize);
+        if (opts.idleTimeout !== undefined) port.setIdleTimeout(opts.idleTimeout);
       } else {
-        this.shutdownReason = cmd.shutdownReason;
+        this.note().shutdownReason = cmd.shutdownReason;
       }
     }
-    if (port.bufferedAmount > this.maxBufferedAmount) this.end(p, { error: "backpressure" });
+    if (port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
   }
 
-  private setOptions(p: Process, opts: { readonly idleTimeout?: number; readonly maxFrameSize?: number }): void {
-    if (opts.maxFrameSize !== undefined) this.port.setMaxFrameSize(opts.maxFrameSize);
-    if (opts.idleTimeout !== undefined) {
-      this.idleTimeout = opts.idleTimeout;
-      this.armIdle(p, opts.idleTimeout);
-    }
+  /** end() ran: results and hibernation are ignored from then on. */
+  private get ending(): boolean {
+    const cold = this.cold;
+    return cold instanceof ExitNote && cold.reason !== undefined;
   }
 
-  /** One timer per connection, re-armed from the port's clock: received bytes cost no timer work. */
-  private armIdle(p: Process, ms: number): void {
-    if (this.idleTimer !== null) cancelTimer(this.idleTimer);
-    this.idleTimer = ms === Infinity ? null : sendAfter(ms, p.pid, IDLE_CHECK);
-  }
-
-  private checkIdle(p: Process): void {
-    this.idleTimer = null;
-    if (this.idleTimeout === Infinity) return;
-    const idle = performance.now() - this.port.lastActivity;
-    if (idle >= this.idleTimeout) this.end(p, "timeout");
-    else this.armIdle(p, Math.ceil(this.idleTimeout - idle));
+  private note(): ExitNote {
+    const cold = this.cold;
+    return cold instanceof ExitNote ? cold : (this.cold = new ExitNote(cold));
   }
 
   /** Every way out comes here first: remember why, then let the runtime end the process. */
   private end(p: Process, reason: TerminateReason): void {
-    if (this.ending !== undefined) return;
-    this.ending = reason;
-    p.stopSelf(this.shutdownReason === undefined ? "normal" : { shutdown: this.shutdownReason });
+    if (this.ending) return;
+    const note = this.note();
+    note.reason = reason;
+    p.stopSelf(note.shutdownReason === undefined ? "normal" : { shutdown: note.shutdownReason });
   }
 
   /** The close paths, gathered: the frame Cowboy sends for the reason, then the handler's terminate. */
   terminate(p: Process, exit: ExitReason): void {
-    const reason = this.ending ?? fromExit(exit);
+    const cold = this.cold;
+    const note = cold instanceof ExitNote ? cold : undefined;
+    const reason = note?.reason ?? fromExit(exit);
     const code = exit === "killed" ? "destroy" : closeCodeFor(reason);
     if (code === "destroy") this.port.destroy();
-    else if (code !== undefined && !this.closeSent) this.port.close(code, undefined);
-    if (exit !== "killed") this.handler.terminate?.(reason, this.req, p.liveState() as S);
+    else if (code !== undefined) this.port.sendClose(code, undefined);
+    if (exit === "killed") return;
+    const filtered = note === undefined ? (cold as PartialReq | string) : note.req;
+    const req = typeof filtered === "string" ? unpackReq(filtered) : filtered;
+    this.handler.terminate?.(reason, req, p.liveState() as S);
   }
 }
 
@@ -480,6 +520,7 @@ export function spawnConnection<S>(
   opts: ResolvedWebSocketOptions,
   logger: Logger,
 ): Pid {
-  const conn = new Connection(handler, name, port, req, opts, logger);
+  const spec = specFor(handler as WebSocketHandler<unknown, unknown, unknown>, name, logger, opts.maxBufferedAmount);
+  const conn = new Connection<S>(spec, port, req, opts);
   return spawnActor(conn, state, { stateStore: opts.stateStore }).pid;
 }

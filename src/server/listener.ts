@@ -8,7 +8,7 @@ import type { ResolvedWebSocketOptions, WebSocketPort } from "../actors/websocke
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { exit } from "../runtime/process.js";
-import { completeUpgrade, type WsPort } from "./port.js";
+import { completeUpgrade, PortSet } from "./port.js";
 import { DEFAULT_MAX_BODY_SIZE, HttpReq } from "./req.js";
 import { matchRoute, type Dispatch } from "./router.js";
 
@@ -72,7 +72,7 @@ class ListenerState implements Listener {
   readonly dispatch: Dispatch;
   readonly logger: Logger;
   readonly limits: Limits;
-  readonly ports = new Set<WsPort>();
+  readonly ports = new PortSet();
   port = 0;
   readonly host: string;
   stopping: Promise<void> | undefined = undefined;
@@ -285,9 +285,9 @@ export function stopListener(name: string): Promise<void> {
 async function stop(listener: ListenerState): Promise<void> {
   const server = listener.server;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  for (const port of listener.ports) {
+  for (const port of listener.ports.all()) {
     if (port.pid !== null) exit(port.pid, "shutdown");
-    else port.close(1001, undefined);
+    else port.sendClose(1001, undefined);
   }
   server.closeIdleConnections();
   // Keep-alive connections become idle as their last request finishes: close them as they do.
@@ -297,7 +297,7 @@ async function stop(listener: ListenerState): Promise<void> {
     timer = setTimeout(() => resolve("timeout"), listener.limits.shutdownTimeout);
   });
   if ((await Promise.race([closed, deadline])) === "timeout") {
-    for (const port of listener.ports) port.destroy();
+    for (const port of listener.ports.all()) port.destroy();
     server.closeAllConnections();
     await closed;
   }

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from "node:http";
 import type { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type ServerOptions, type WebSocket } from "ws";
+import { WebSocket, WebSocketServer, type ServerOptions } from "ws";
 import { ReceivedFrame, type Frame } from "../actors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
@@ -26,175 +27,271 @@ function errorReason(err: Error & { code?: string }): TerminateReason {
   }
 }
 
-/** A WebSocket connection's socket, implemented with ws (DESIGN.md: the port). */
-export class WsPort implements WebSocketPort {
-  lastActivity = performance.now();
-  pid: Pid | null = null;
-  /** What happened before attach (only an early close can): delivered on attach. */
-  private early: PortClosed | null = null;
-  private readonly ws: WebSocket;
-  private readonly socket: Duplex;
-  /** With permessage-deflate ws may hold frames back while it compresses. */
-  private readonly deflating: boolean;
+// Port flags: one small integer instead of a field per boolean keeps a port small.
+const THROTTLED = 1;
+/** The handler's {active: false}. */
+const USER_PAUSED = 2;
+const RESUMING = 4;
+const CORKED = 8;
+const DEFLATING = 16;
+/** ws's receiver listeners for a close frame and a protocol error were taken over (takeOver). */
+const HOLDS_CONCLUDE = 32;
+const HOLDS_ERROR = 64;
+/** The socket closed: the port left its idle group for good. */
+const GONE = 128;
+/** attach() ran: `target` is the connection's pid. */
+const ATTACHED = 256;
+/** The port delivered (or holds) its PortClosed. */
+const CLOSED = 512;
+/** Joined its idle group since the last sweep, which therefore does not count. */
+const FRESH = 1024;
+/** startReading() ran: reading goes on whenever neither the handler nor the throttle stops it. */
+const STARTED = 2048;
+/** Data frames go out compressed (the handler's deflate toggle). */
+const COMPRESS = 4096;
+const CLOSE_SENT = 8192;
+/** The idle sweeps since a byte was last received count in the bits from here up. */
+const SWEEP_SHIFT = 14;
+const SWEEP = 1 << SWEEP_SHIFT;
+/** The most sweeps the flags can count: a timeout needing more (thousands of years) never comes. */
+const MAX_SWEEPS = 2 ** (31 - SWEEP_SHIFT) - 1;
 
-  /** The listener's set of open connections: the port is in it while its socket is open. */
-  private readonly ports: Set<WsPort>;
+/** One frozen empty extensions object for every connection without one (ws makes one per connection). */
+const NO_EXTENSIONS = Object.freeze({});
 
-  constructor(ws: WebSocket, socket: Duplex, ports: Set<WsPort>) {
-    this.ws = ws;
-    this.socket = socket;
-    this.ports = ports;
-    this.deflating = ws.extensions.includes("permessage-deflate");
+/**
+ * A WebSocket connection's socket (DESIGN.md: the port): ws's WebSocket itself, extended,
+ * so a connection costs no object of its own for the port. Events reach the port through
+ * an overridden emit: no listener is registered, so ws's listener table is never made.
+ */
+export class WsPort extends WebSocket implements WebSocketPort {
+  /** The connection's pid once attached; before, what happened already (only an early close can). */
+  private target: Pid | PortClosed | null = null;
+  private portFlags = 0;
+  /** The listener's ports with this port's idle timeout: the port is in it while its socket is open. */
+  private idleGroup: IdleGroup | null = null;
+  /** @internal The group's intrusive list. */
+  idlePrev: WsPort | null = null;
+  /** @internal */
+  idleNext: WsPort | null = null;
+  /** socket.bytesRead (as an int32) at the last idle sweep. */
+  private idleRead = 0;
+  declare readonly _socket: Socket;
+
+  constructor(...args: unknown[]) {
+    super(...(args as [null]));
+    // EventEmitter creates its listener table again on the first on(); the port needs none.
+    (this as unknown as { _events: unknown })._events = undefined;
+    // ws replaces it (never writes into it) when an extension is negotiated.
+    (this as unknown as { _extensions: object })._extensions = NO_EXTENSIONS;
+  }
+
+  /** @internal The handshake is done: start as a port, not reading yet, in the group of its idle timeout. */
+  open(group: IdleGroup, compress: boolean): void {
+    if (this.extensions.includes("permessage-deflate")) this.portFlags |= DEFLATING;
+    if (compress) this.portFlags |= COMPRESS;
     // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
-    ws.pause();
-    // Shared listeners find their port through kPort: no closures per connection (memory).
-    const receiver = (ws as unknown as { _receiver?: EventEmitter })._receiver;
-    (ws as Carrier)[kPort] = this;
-    ws.on("message", onMessage);
-    ws.on("ping", onPing);
-    ws.on("pong", onPong);
-    ws.on("error", onError);
-    ws.on("close", onClose);
-    socket.on("data", onData);
+    this.pause();
+    const receiver = (this as unknown as { _receiver?: EventEmitter })._receiver;
     if (receiver !== undefined) {
-      this.wsConclude = takeOver(receiver, "conclude", onConclude);
-      this.wsError = takeOver(receiver, "error", onReceiverError);
+      if (takeOver(receiver, "conclude", onConclude)) this.portFlags |= HOLDS_CONCLUDE;
+      if (takeOver(receiver, "error", onReceiverError)) this.portFlags |= HOLDS_ERROR;
+    }
+    this.join(group);
+  }
+
+  override emit(event: string | symbol, a?: unknown, b?: unknown): boolean {
+    if (this.idleGroup === null) return super.emit(event, a, b);
+    switch (event) {
+      case "message":
+        this.deliverFrame(b === true ? "binary" : "text", a as Buffer);
+        return true;
+      case "ping":
+      case "pong":
+        this.deliverFrame(event, a as Buffer);
+        return true;
+      case "error":
+        this.closed(errorReason(a as Error));
+        return true;
+      case "close":
+        this.gone();
+        return true;
+      default:
+        return super.emit(event, a, b);
     }
   }
 
-  /** ws's own handlers for a close frame and a protocol error, run when the connection gets there. */
-  private wsConclude: ReceiverListener | undefined;
-  private wsError: ReceiverListener | undefined;
-
   /** @internal The client's close frame or a bad frame: stop reading, hold ws's answer for the connection. */
   receiverEnded(receiver: EventEmitter, reason: TerminateReason, args: unknown[], error: boolean): void {
-    this.socket.pause();
-    const theirs = error ? this.wsError : this.wsConclude;
+    this._socket.pause();
+    const theirs = (this.portFlags & (error ? HOLDS_ERROR : HOLDS_CONCLUDE)) === 0 ? undefined : error ? wsOnError : wsOnConclude;
     this.closed(reason, theirs === undefined ? undefined : () => theirs.apply(receiver, args));
   }
 
-  /** @internal The socket closed: the connection is over and leaves the listener's set. */
-  gone(): void {
+  /** The socket closed: the connection is over and leaves the listener's set. */
+  private gone(): void {
     this.closed({ error: "closed" });
-    this.ports.delete(this);
+    this.portFlags |= GONE;
+    this.idleGroup?.delete(this);
   }
 
-  /** @internal */
-  deliverFrame(type: "text" | "binary" | "ping" | "pong", data: Buffer): void {
+  private join(group: IdleGroup): void {
+    this.idleGroup = group;
+    group.add(this);
+    this.idleRead = this._socket.bytesRead | 0;
+    // The group's next sweep comes less than a period from now: it does not count.
+    this.portFlags = (this.portFlags & (SWEEP - 1)) | FRESH;
+  }
+
+  /** @internal One idle sweep of the port's group: a byte received since the last one counts as activity. */
+  sweep(limit: number): void {
+    const read = this._socket.bytesRead | 0;
+    const flags = this.portFlags;
+    if (read !== this.idleRead || (flags & FRESH) !== 0) {
+      this.idleRead = read;
+      this.portFlags = flags & (SWEEP - 1) & ~FRESH;
+    } else if ((flags & CLOSED) === 0) {
+      this.portFlags = flags + SWEEP;
+      if (this.portFlags >>> SWEEP_SHIFT >= limit) this.closed("timeout");
+    }
+  }
+
+  setIdleTimeout(ms: number): void {
+    const current = this.idleGroup;
+    if (current === null || (this.portFlags & GONE) !== 0) return;
+    // Left first: a group that empties is dropped, and the new one must be the owner's.
+    current.delete(this);
+    this.join(current.owner.group(ms));
+  }
+
+  private deliverFrame(type: "text" | "binary" | "ping" | "pong", data: Buffer): void {
     this.deliver(type === "text" ? new ReceivedFrame("text", data.toString()) : new ReceivedFrame(type, data));
   }
 
+  /** The connection's pid, once attached. */
+  get pid(): Pid | null {
+    return (this.portFlags & ATTACHED) !== 0 ? (this.target as Pid) : null;
+  }
+
   private deliver(msg: ReceivedFrame | PortClosed): void {
-    const pid = this.pid;
-    if (pid === null) return;
+    if ((this.portFlags & ATTACHED) === 0) return;
+    const pid = this.target as Pid;
     send(pid, msg);
     // Inbound flow control: a mailbox past the high-water mark stops reading until the connection drains it.
-    if (!this.throttled && (pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER) {
-      this.throttled = true;
-      this.ws.pause();
+    if ((this.portFlags & THROTTLED) === 0 && (pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER) {
+      this.portFlags |= THROTTLED;
+      this.pause();
     }
   }
 
   /** True while reading is stopped because the mailbox is too full. */
-  throttled = false;
-  /** Stopped by the handler's {active: false} (reading starts paused until websocketInit is done). */
-  private userPaused = true;
+  get throttled(): boolean {
+    return (this.portFlags & THROTTLED) !== 0;
+  }
 
   /**
    * The connection drained its mailbox: read again unless the handler asked not to. On a
    * later turn of the event loop, so other sockets are read before this one floods again.
    */
   unthrottle(): void {
-    if (this.resuming) return;
-    this.resuming = true;
+    if ((this.portFlags & RESUMING) !== 0) return;
+    this.portFlags |= RESUMING;
     setImmediate(resumeAfterThrottle, this);
   }
 
-  private resuming = false;
-
   /** @internal */
-  resumeReading(): void {
-    this.resuming = false;
-    this.throttled = false;
-    if (!this.userPaused) this.ws.resume();
+  afterThrottle(): void {
+    this.portFlags &= ~(RESUMING | THROTTLED);
+    if ((this.portFlags & (STARTED | USER_PAUSED)) === STARTED) this.resume();
   }
 
   /** The first reason wins: a close frame or a protocol error comes before the TCP close that follows it. */
-  /** @internal */
-  closed(reason: TerminateReason, settle?: () => void): void {
-    if (this.early !== null) return;
-    this.early = new PortClosed(reason, settle);
-    this.deliver(this.early);
+  private closed(reason: TerminateReason, settle?: () => void): void {
+    if ((this.portFlags & CLOSED) !== 0) return;
+    this.portFlags |= CLOSED;
+    const msg = new PortClosed(reason, settle);
+    if ((this.portFlags & ATTACHED) !== 0) this.deliver(msg);
+    else this.target = msg;
   }
 
   attach(pid: Pid): void {
-    this.pid = pid;
-    if (this.early !== null) send(pid, this.early);
+    const early = this.target;
+    this.target = pid;
+    this.portFlags |= ATTACHED;
+    if (early instanceof PortClosed) send(pid, early);
   }
-
-  /** Corked until the end of this turn of the run loop (see flushCorked). */
-  private corked = false;
 
   /** Holds this socket's writes until the current turn ends, so all its frames leave in one write. */
   private cork(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.socket.cork();
+    if ((this.portFlags & CORKED) !== 0) return;
+    this.portFlags |= CORKED;
+    this._socket.cork();
     corkedPorts.push(this);
     if (corkedPorts.length === 1) process.nextTick(flushCorked);
   }
 
   /** @internal */
   flush(): void {
-    this.corked = false;
-    this.socket.uncork();
+    this.portFlags &= ~CORKED;
+    this._socket.uncork();
   }
 
-  send(frame: Exclude<Frame, { type: "close" }>, compress: boolean): void {
+  sendFrame(frame: Exclude<Frame, { type: "close" }>): void {
     this.cork();
-    const ws = this.ws;
+    const compress = (this.portFlags & COMPRESS) !== 0;
     switch (frame.type) {
       case "text":
-        ws.send(frame.data, compress ? TEXT_DEFLATE : TEXT);
+        this.send(frame.data, compress ? TEXT_DEFLATE : TEXT);
         return;
       case "binary":
-        ws.send(frame.data, compress ? BINARY_DEFLATE : BINARY);
+        this.send(frame.data, compress ? BINARY_DEFLATE : BINARY);
         return;
       case "ping":
-        ws.ping(frame.data);
+        this.ping(frame.data);
         return;
       case "pong":
-        ws.pong(frame.data);
+        this.pong(frame.data);
         return;
     }
   }
 
   /** Cowboy does not wait for the client's closing reply: the socket ends once the frame is out. */
-  close(code: number | undefined, reason: string | undefined): void {
-    if (code === undefined) this.ws.close();
-    else this.ws.close(code, reason);
+  setDeflate(on: boolean): void {
+    this.portFlags = on ? this.portFlags | COMPRESS : this.portFlags & ~COMPRESS;
+  }
+
+  sendClose(code: number | undefined, reason: string | undefined): void {
+    if ((this.portFlags & CLOSE_SENT) !== 0) return;
+    this.portFlags |= CLOSE_SENT;
+    if (code === undefined) this.close();
+    else this.close(code, reason);
     // Without compression ws has written the frame already; with it, ws's close timer ends the socket.
-    if (!this.deflating) this.socket.end();
+    if ((this.portFlags & DEFLATING) === 0) this._socket.end();
   }
 
   destroy(): void {
-    this.ws.terminate();
+    this.terminate();
   }
 
-  pause(): void {
-    this.userPaused = true;
-    this.ws.pause();
+  pauseReading(): void {
+    this.portFlags |= USER_PAUSED;
+    this.pause();
   }
 
-  resume(): void {
-    this.userPaused = false;
-    if (!this.throttled) this.ws.resume();
+  resumeReading(): void {
+    this.portFlags &= ~USER_PAUSED;
+    if ((this.portFlags & (STARTED | THROTTLED)) === STARTED) this.resume();
+  }
+
+  startReading(): void {
+    this.portFlags |= STARTED;
+    if ((this.portFlags & (USER_PAUSED | THROTTLED)) === 0) this.resume();
   }
 
   setMaxFrameSize(bytes: number): void {
     const max = bytes === Infinity ? 0 : bytes;
     // ws fixes maxPayload per server; a runtime change reaches into its receiver and inflater.
-    const internals = this.ws as unknown as {
+    const internals = this as unknown as {
       _receiver?: { _maxPayload: number };
       _extensions?: Record<string, { _maxPayload?: number }>;
     };
@@ -202,10 +299,107 @@ export class WsPort implements WebSocketPort {
     const deflate = internals._extensions?.["permessage-deflate"];
     if (deflate !== undefined) deflate._maxPayload = max;
   }
+}
 
-  get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+/**
+ * Idle timeouts without a timer per connection: the ports of a listener are grouped by
+ * idle timeout, and each group sweeps its ports IDLE_SWEEPS times per timeout, comparing
+ * socket.bytesRead with the previous sweep. A connection closes between idleTimeout and
+ * idleTimeout × (1 + 1 / IDLE_SWEEPS) (at least 1 ms more) after the last byte it received.
+ */
+const IDLE_SWEEPS = 10;
+/** The longest delay a Node timer takes. */
+const TIMER_MAX = 2 ** 31 - 1;
+
+/** The open ports of one listener, by idle timeout. */
+export class PortSet {
+  private readonly groups = new Map<number, IdleGroup>();
+  size = 0;
+
+  /** The group of ports with this idle timeout (Infinity: never swept). */
+  group(timeout: number): IdleGroup {
+    let g = this.groups.get(timeout);
+    if (g === undefined) {
+      g = new IdleGroup(this, timeout);
+      this.groups.set(timeout, g);
+    }
+    return g;
   }
+
+  /** @internal */
+  drop(group: IdleGroup): void {
+    if (this.groups.get(group.timeout) === group) this.groups.delete(group.timeout);
+  }
+
+  /** Every open port, taken at the time of the call. */
+  all(): WsPort[] {
+    const out: WsPort[] = [];
+    for (const g of this.groups.values()) g.collect(out);
+    return out;
+  }
+}
+
+/** @internal The ports of one listener with one idle timeout (an intrusive list), and their sweep timer. */
+export class IdleGroup {
+  private head: WsPort | null = null;
+  /** Sweeps without a received byte that make the timeout. */
+  private readonly limit: number;
+  private readonly period: number;
+  /** False for Infinity, and for timeouts beyond what the sweeps count (thousands of years). */
+  private readonly swept: boolean;
+  private timer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(
+    readonly owner: PortSet,
+    readonly timeout: number,
+  ) {
+    // Timers count whole milliseconds: a timeout under IDLE_SWEEPS ms takes a sweep per millisecond.
+    this.limit = Math.max(Math.min(IDLE_SWEEPS, Math.ceil(timeout)), Math.ceil(timeout / TIMER_MAX));
+    // Rounded up, so limit × period is never shorter than the timeout.
+    this.period = Math.ceil(timeout / this.limit);
+    this.swept = this.limit <= MAX_SWEEPS;
+  }
+
+  add(port: WsPort): void {
+    port.idleNext = this.head;
+    if (this.head !== null) this.head.idlePrev = port;
+    this.head = port;
+    this.owner.size++;
+    if (this.timer === undefined && this.swept) {
+      this.timer = setInterval(sweepGroup, this.period, this);
+      // The sockets keep the process running, never the sweep.
+      this.timer.unref();
+    }
+  }
+
+  delete(port: WsPort): void {
+    const { idlePrev: prev, idleNext: next } = port;
+    if (prev === null && this.head !== port) return;
+    if (prev === null) this.head = next;
+    else prev.idleNext = next;
+    if (next !== null) next.idlePrev = prev;
+    port.idlePrev = port.idleNext = null;
+    this.owner.size--;
+    if (this.head !== null) return;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.owner.drop(this);
+  }
+
+  /** Appends every port of the group to `into`. */
+  collect(into: WsPort[]): void {
+    for (let port = this.head; port !== null; port = port.idleNext) into.push(port);
+  }
+
+  /** @internal */
+  sweep(): void {
+    const limit = this.limit;
+    for (let port = this.head; port !== null; port = port.idleNext) port.sweep(limit);
+  }
+}
+
+function sweepGroup(group: IdleGroup): void {
+  group.sweep();
 }
 
 /**
@@ -224,46 +418,13 @@ function flushCorked(): void {
 /** Frames waiting in a connection's mailbox before its socket stops being read. */
 const MAILBOX_HIGH_WATER = 1024;
 
-const kPort = Symbol("corral.port");
-type Carrier = { [kPort]?: WsPort };
-
-/**
- * The port of a ws WebSocket, or of its socket or receiver: those two point back to their
- * WebSocket under ws's own symbol ("websocket"), so only the WebSocket carries ours (a
- * property on the socket and the receiver would cost out-of-object storage on each).
- */
-function portOf(emitter: unknown): WsPort {
-  const own = (emitter as Carrier)[kPort];
-  if (own !== undefined) return own;
-  kWebSocket ??= Object.getOwnPropertySymbols(emitter).find((s) => s.description === "websocket");
-  return ((emitter as Record<symbol, Carrier>)[kWebSocket!]!)[kPort]!;
+/** The port of a ws receiver: it points back to its WebSocket under ws's own symbol ("websocket"). */
+function portOf(receiver: EventEmitter): WsPort {
+  kWebSocket ??= Object.getOwnPropertySymbols(receiver).find((s) => s.description === "websocket");
+  return (receiver as unknown as Record<symbol, WsPort>)[kWebSocket!]!;
 }
 
 let kWebSocket: symbol | undefined;
-
-function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  portOf(this).deliverFrame(isBinary ? "binary" : "text", data);
-}
-
-function onPing(this: WebSocket, data: Buffer): void {
-  portOf(this).deliverFrame("ping", data);
-}
-
-function onPong(this: WebSocket, data: Buffer): void {
-  portOf(this).deliverFrame("pong", data);
-}
-
-function onError(this: WebSocket, err: Error): void {
-  portOf(this).closed(errorReason(err));
-}
-
-function onClose(this: WebSocket): void {
-  portOf(this).gone();
-}
-
-function onData(this: Duplex): void {
-  portOf(this).lastActivity = performance.now();
-}
 
 /**
  * Cowboy ends the connection as soon as the client's close frame is in, not when TCP closes:
@@ -281,24 +442,31 @@ function onReceiverError(this: EventEmitter, err: Error & { code?: string }): vo
 }
 
 function resumeAfterThrottle(port: WsPort): void {
-  port.resumeReading();
+  port.afterThrottle();
 }
 
 type ReceiverListener = (...args: unknown[]) => void;
 
+/** ws's own receiver listeners for 'conclude' and 'error' (module functions, the same for every receiver). */
+let wsOnConclude: ReceiverListener | undefined;
+let wsOnError: ReceiverListener | undefined;
+
 /**
- * Puts our listener in place of ws's own for one receiver event and returns ws's, to be
- * called later by the connection. If ws ever registers other than one, it keeps its own.
+ * Puts our listener in place of ws's own for one receiver event, in the same slot of the
+ * listener table (no new property on it), and keeps ws's, to be called later by the
+ * connection. If ws ever registers other than one, it keeps its own: returns false.
  */
-function takeOver(receiver: EventEmitter, event: string, ours: (...args: never[]) => void): ReceiverListener | undefined {
-  const theirs = receiver.listeners(event) as ReceiverListener[];
-  if (theirs.length !== 1) {
+function takeOver(receiver: EventEmitter, event: "conclude" | "error", ours: (...args: never[]) => void): boolean {
+  const events = (receiver as unknown as { _events?: Record<string, unknown> })._events;
+  const theirs = events?.[event];
+  if (typeof theirs !== "function" || (event === "conclude" ? wsOnConclude ?? theirs : wsOnError ?? theirs) !== theirs) {
     receiver.prependListener(event, ours as ReceiverListener);
-    return undefined;
+    return false;
   }
-  receiver.removeListener(event, theirs[0]!);
-  receiver.on(event, ours as ReceiverListener);
-  return theirs[0];
+  if (event === "conclude") wsOnConclude = theirs as ReceiverListener;
+  else wsOnError = theirs as ReceiverListener;
+  events![event] = ours;
+  return true;
 }
 
 /** ws keeps the close code of a receiver error under its own symbol, named "status-code". */
@@ -323,6 +491,7 @@ function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
   // closeTimeout and autoPong are newer than @types/ws knows.
   const options: ServerOptions & { closeTimeout: number; autoPong: boolean } = {
     noServer: true,
+    WebSocket: WsPort,
     clientTracking: false,
     closeTimeout: CLOSE_TIMEOUT,
     // The connection process answers pings itself, in frame order (COWBOY.md, Ping).
@@ -359,7 +528,7 @@ export function completeUpgrade(
   socket: Duplex,
   head: Buffer,
   opts: ResolvedWebSocketOptions,
-  ports: Set<WsPort>,
+  ports: PortSet,
   done: (port: WsPort | null) => void,
 ): void {
   let called = false;
@@ -380,8 +549,10 @@ export function completeUpgrade(
     if (called) return;
     called = true;
     req.replied = true;
-    const port = new WsPort(ws, socket, ports);
-    ports.add(port);
+    // node caches getpeername's answer on the socket for its lifetime; the Req has its copy.
+    (socket as { _peername?: unknown })._peername = undefined;
+    const port = ws as WsPort;
+    port.open(ports.group(opts.idleTimeout), opts.compress);
     done(port);
   });
 }

@@ -21,6 +21,7 @@ import {
   upgrade,
   type HttpHandler,
   type Listener,
+  type PartialReq,
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
@@ -90,6 +91,16 @@ const echo: WebSocketHandler<null> = {
   },
 };
 
+/** An echo with a short idle timeout that records what terminate gets. */
+const idleTerminated: { reason: TerminateReason; req: PartialReq }[] = [];
+const idle: WebSocketHandler<null> = {
+  init: (req) => upgrade(req, null, { idleTimeout: 150 }),
+  websocketHandle: (frame, state) => (frame.type === "text" ? reply(text(frame.data), state) : ok(state)),
+  terminate(reason, req) {
+    idleTerminated.push({ reason, req });
+  },
+};
+
 let tls: Listener;
 let mtls: Listener;
 
@@ -104,6 +115,7 @@ beforeAll(async () => {
       paths: [
         ["/hello", hello],
         ["/ws", echo],
+        ["/idle", idle],
       ],
     },
   ]);
@@ -177,6 +189,47 @@ describe("startTls", () => {
       const until = Date.now() + 2000;
       while (wsTerminated.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
       expect(wsTerminated).toEqual([{ remote: { code: 1000, reason: "done" } }]);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  test("wss:// with an idle timeout: received pings keep it open, silence closes it with 1000; terminate gets 'timeout' and the https req", async () => {
+    idleTerminated.length = 0;
+    const ws = new WebSocket(`wss://127.0.0.1:${tls.port}/idle?q=1?2`, { rejectUnauthorized: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ws.once("open", () => resolve());
+        ws.once("error", reject);
+      });
+      const closed = new Promise<number>((resolve) => ws.once("close", (c) => resolve(c)));
+      let lastPing = 0;
+      for (let i = 0; i < 8; i++) {
+        ws.ping();
+        lastPing = Date.now();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // 400 ms, more than twice the timeout
+      expect(ws.readyState).toBe(WebSocket.OPEN);
+      expect(await closed).toBe(1000);
+      // Date.now() counts whole milliseconds: 1 ms of slack.
+      expect(Date.now() - lastPing).toBeGreaterThanOrEqual(149);
+      const until = Date.now() + 2000;
+      while (idleTerminated.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+      expect(idleTerminated).toHaveLength(1);
+      const { reason, req } = idleTerminated[0]!;
+      expect(reason).toBe("timeout");
+      expect(req).toEqual({
+        method: "GET",
+        version: "HTTP/1.1",
+        scheme: "https",
+        host: "127.0.0.1",
+        port: tls.port,
+        path: "/idle",
+        qs: "q=1?2",
+        peer: { address: "127.0.0.1", port: req.peer.port },
+      });
+      expect(req.peer.port).toBeGreaterThan(0);
     } finally {
       ws.terminate();
     }

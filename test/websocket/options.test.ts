@@ -254,6 +254,25 @@ describe("idleTimeout", () => {
     expect(reason).toBe("timeout");
   });
 
+  test("setOptions { idleTimeout: Infinity } disables it; setting the same timeout again re-arms it from then", async () => {
+    const { c, id } = await open("/idle");
+    const counted = listener.connections;
+    await c.sendText("cmd:idle:Infinity");
+    expect(textOf(await c.next())).toBe("idle Infinity");
+    await sleep(450);
+    expect(reasons.has(id)).toBe(false);
+    await c.sendText("cmd:idle:150");
+    expect(textOf(await c.next())).toBe("idle 150");
+    await c.sendText("cmd:idle:150");
+    expect(textOf(await c.next())).toBe("idle 150");
+    const t0 = Date.now();
+    const { reason } = await expectClose(c, id, 1000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(reason).toBe("timeout");
+    expect(await c.waitClosed(2000)).toBe(true);
+    await until(() => listener.connections < counted, 2000, "the listener to count the connection out");
+  });
+
   test("a handler that always hibernates still closes on the idle timeout", async () => {
     const { c, id } = await open("/hib");
     await c.sendText("wake up");
