@@ -1,8 +1,9 @@
 import { deserialize, serialize } from "node:v8";
+import { badarg, describe } from "./errors.js";
 import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
-import type { Actor, Process } from "./process.js";
+import { FROZEN_BYTES, type Actor, type Process } from "./process.js";
 
 /**
  * Where hibernated state goes instead of the default in-process buffer: an LRU, a file, a
@@ -16,15 +17,16 @@ export interface StateStore {
 }
 
 /**
- * A state evicted from the live heap: v8-serialized bytes, plus the pids and refs it held,
- * kept by identity (v8 would turn them into plain objects and a timer ref could no longer
- * be cancelled).
+ * A state evicted from the live heap that held pids or refs: its v8-serialized bytes, plus
+ * those pids and refs, kept by identity (v8 would turn them into plain objects and a timer
+ * ref could no longer be cancelled). A state without any is kept as the bare byte string,
+ * and the process's FROZEN_BYTES flag says so.
  */
 class FrozenState {
   constructor(
     /** The serialized bytes as a one-byte string: no Buffer or ArrayBuffer objects per process. */
     readonly bytes: string,
-    readonly specials: (Pid | Ref)[] | null,
+    readonly specials: (Pid | Ref)[],
   ) {}
 }
 
@@ -81,12 +83,12 @@ class Scan {
  * Serializes a state: null when serialization would change or lose it, the state itself
  * when it is too small to be worth evicting.
  */
-export function freezeState(state: unknown): FrozenState | null | typeof KEEP {
+function freezeState(state: unknown): FrozenState | string | null | typeof KEEP {
   const scan = new Scan();
   if (!scan.evictable(state)) return null;
   if (scan.size < SMALL_STATE) return KEEP;
   try {
-    if (!scan.hasSpecials) return new FrozenState(serialize(state).toString("latin1"), null);
+    if (!scan.hasSpecials) return serialize(state).toString("latin1");
     const specials: (Pid | Ref)[] = [];
     return new FrozenState(serialize(markByIndex(state, specials)).toString("latin1"), specials);
   } catch {
@@ -98,9 +100,8 @@ export function freezeState(state: unknown): FrozenState | null | typeof KEEP {
 /** freezeState's answer for a state small enough to stay as it is. */
 const KEEP = Symbol("keep");
 
-export function thawState(frozen: FrozenState): unknown {
-  const value: unknown = deserialize(Buffer.from(frozen.bytes, "latin1"));
-  return frozen.specials === null ? value : restoreByIndex(value, frozen.specials);
+function thaw(bytes: string): unknown {
+  return deserialize(Buffer.from(bytes, "latin1"));
 }
 
 /** Behaviours already warned about a state that cannot be evicted: one warning each. */
@@ -128,16 +129,27 @@ export function evictState(p: Process): boolean {
     return false;
   }
   p.state = frozen;
+  if (typeof frozen === "string") p.flags |= FROZEN_BYTES;
   return true;
 }
 
 /** @internal Brings a hibernated state back before the next callback. */
 export function restoreState(p: Process): void {
-  if (p.stateStore !== undefined) p.state = p.stateStore.take(p.pid);
-  else if (p.state instanceof FrozenState) p.state = thawState(p.state);
+  if (p.stateStore !== undefined) {
+    p.state = p.stateStore.take(p.pid);
+  } else if (p.flags & FROZEN_BYTES) {
+    p.flags &= ~FROZEN_BYTES;
+    p.state = thaw(p.state as string);
+  } else if (p.state instanceof FrozenState) {
+    p.state = restoreByIndex(thaw(p.state.bytes), p.state.specials);
+  }
 }
 
-/** The bytes a hibernated process holds in place of its state (0 when live or in a store). */
-export function frozenSize(state: unknown): number {
-  return state instanceof FrozenState ? state.bytes.length : 0;
+/** The bytes a hibernated process holds in place of its state: 0 when live, in a StateStore, small enough to stay as it was, or not alive. */
+export function frozenSize(pid: Pid): number {
+  if (!(pid instanceof Pid)) throw badarg(`frozenSize: expected a Pid, got ${describe(pid)}`);
+  const p = pid.proc;
+  if (p === null || !p.hibernated) return 0;
+  if (p.flags & FROZEN_BYTES) return (p.state as string).length;
+  return p.state instanceof FrozenState ? p.state.bytes.length : 0;
 }

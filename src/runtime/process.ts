@@ -108,6 +108,8 @@ const DEAD = 128;
 export const DIST_LINKED = 256;
 /** @internal The process holds cluster-wide names (global.ts keeps them). */
 export const GLOBAL_NAMED = 512;
+/** @internal The hibernated state is a bare serialized string (hibernate.ts). */
+export const FROZEN_BYTES = 1024;
 
 /** A pending receive of an async-function process. */
 /** @internal */

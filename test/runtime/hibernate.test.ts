@@ -215,7 +215,7 @@ describe("hibernate: evict when idle, restore on the next message", () => {
     const pid = spawn(rec.behaviour, original);
     send(pid, "h");
     await hibernated(pid);
-    expect(frozenSize(original)).toBe(0);
+    expect(frozenSize(pid)).toBe(0);
     send(pid, "x");
     expect(await nthState(rec.calls, 1)).toBe(original);
   });
@@ -810,10 +810,33 @@ describe("hibernate: Buffers next to pids", () => {
 });
 
 describe("frozenSize", () => {
-  test("is 0 for anything that is not an evicted state", () => {
-    expect(frozenSize({ a: 1 })).toBe(0);
-    expect(frozenSize(undefined)).toBe(0);
-    expect(frozenSize(new Uint8Array(100))).toBe(0);
-    expect(frozenSize(Buffer.alloc(10))).toBe(0);
+  test("is the serialized size while hibernated, with or without pids in the state, and 0 once awake", async () => {
+    const plain = { pad: "p".repeat(2000) };
+    const rec = recorder<typeof plain>();
+    const pid = spawn(rec.behaviour, plain);
+    expect(frozenSize(pid)).toBe(0);
+    send(pid, "h");
+    await hibernated(pid);
+    const size = frozenSize(pid);
+    expect(size).toBeGreaterThan(2000);
+    expect(size).toBeLessThan(2100);
+    send(pid, "x");
+    expect(await nthState(rec.calls, 1)).toEqual(plain);
+    expect(frozenSize(pid)).toBe(0);
+
+    const withPid = recorder<{ pad: string; me: Pid | null }>();
+    const other = spawn(withPid.behaviour, { pad: "q".repeat(2000), me: pid });
+    send(other, "h");
+    await hibernated(other);
+    expect(frozenSize(other)).toBeGreaterThan(2000);
+  });
+
+  test("is 0 for a dead pid and throws for anything that is not a pid", async () => {
+    const rec = recorder<{ pad: string }>();
+    const pid = spawn(rec.behaviour, { pad: "p".repeat(2000) });
+    send(pid, "stop");
+    await until(() => !isAlive(pid), 2000, "the process to end");
+    expect(frozenSize(pid)).toBe(0);
+    expect(() => frozenSize({ a: 1 } as unknown as Pid)).toThrow(/frozenSize: expected a Pid/);
   });
 });
