@@ -80,10 +80,30 @@ class Scan {
 }
 
 /**
+ * The common state of a pushing connection ({ heartbeat: 5000 }): a plain object of a few
+ * primitives, known small without a Scan and the Set it allocates. Anything else says false.
+ */
+function smallAndFlat(state: unknown): boolean {
+  if (typeof state !== "object" || state === null || Object.getPrototypeOf(state) !== Object.prototype) return false;
+  if (Object.getOwnPropertySymbols(state).length > 0) return false;
+  let size = 32;
+  for (const key in state) {
+    const v: unknown = (state as Record<string, unknown>)[key];
+    const type = typeof v;
+    if (type === "string") size += 16 + (v as string).length;
+    else if (type === "number" || type === "boolean" || type === "undefined" || v === null) size += 8;
+    else return false;
+    if (size >= SMALL_STATE) return false;
+  }
+  return true;
+}
+
+/**
  * Serializes a state: null when serialization would change or lose it, the state itself
  * when it is too small to be worth evicting.
  */
 function freezeState(state: unknown): FrozenState | string | null | typeof KEEP {
+  if (smallAndFlat(state)) return KEEP;
   const scan = new Scan();
   if (!scan.evictable(state)) return null;
   if (scan.size < SMALL_STATE) return KEEP;
