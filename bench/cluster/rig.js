@@ -13,12 +13,13 @@
  * load). A node that loses the IPC channel exits by itself; a process 'exit' hook SIGKILLs
  * whatever is still alive if the measurement child itself goes down.
  */
-import { execFileSync, fork, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { fork, spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { procCpuMs } from "../lib/proc.js";
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
 /** Keep at most this much of a process's output for error messages. */
@@ -46,37 +47,6 @@ export function redisServerBinary() {
   const which = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
   const found = (which.stdout ?? "").trim();
   return which.status === 0 && found !== "" ? found : null;
-}
-
-let clockTicks = 0;
-function ticksPerSecond() {
-  if (clockTicks === 0) {
-    try {
-      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/**
- * CPU time (user + system, all threads) a live process has used, from /proc/<pid>/stat.
- * (bench/ws/rig.js has the same reader; this scenario keeps its own so the two rigs can
- * change independently.)
- * @param {number} pid
- * @returns {number} ms, in steps of one clock tick (10 ms at CLK_TCK 100)
- */
-export function procCpuMs(pid) {
-  let stat;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    throw new Error(`cannot read /proc/${pid}/stat: the cluster benchmark reads CPU time from /proc (Linux)`);
-  }
-  // After the command name (which may hold spaces and parentheses): utime is field 14, stime 15.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSecond();
 }
 
 /** A port nothing listens on right now (the kernel's pick, released again). */

@@ -8,11 +8,12 @@
  * coordinator itself goes down. Children also exit on their own when the IPC channel to
  * the coordinator closes.
  */
-import { execFileSync, fork } from "node:child_process";
+import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { procCpuMs } from "../lib/proc.js";
 import { merge, newHist } from "./hist.js";
 
 const WS_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -25,35 +26,6 @@ const live = new Set();
 process.on("exit", () => {
   for (const c of live) c.kill("SIGKILL");
 });
-
-let clockTicks = 0;
-function ticksPerSecond() {
-  if (clockTicks === 0) {
-    try {
-      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/**
- * CPU time (user + system, all threads) a live process has used, from /proc/<pid>/stat.
- * @param {number} pid
- * @returns {number} ms
- */
-export function procCpuMs(pid) {
-  let stat;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    throw new Error(`cannot read /proc/${pid}/stat: the WebSocket benchmarks measure server CPU from /proc (Linux)`);
-  }
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSecond();
-}
 
 /**
  * The fd limit children inherit, from /proc/self/limits: { soft, hard }.
