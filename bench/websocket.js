@@ -533,7 +533,7 @@ export const scenario = {
       note:
         "\"Clearly below corral without hibernate\", read as bench/runtime.js does (at least a quarter less), applied to what " +
         "the state costs on top of an idle corral connection (same round): hibernation can only shrink the state, not the " +
-        "socket, ws and connection (about 3.5 KB of heap per connection), which would otherwise dilute the ratio. The ratio " +
+        "socket, ws and connection (about 2.4 KB of heap per connection), which would otherwise dilute the ratio. The ratio " +
         "of the totals (hibernated / live connection) is in the results file as hibOverLiveJs / hibOverLiveRss.",
     },
 
