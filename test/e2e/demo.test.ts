@@ -5,64 +5,14 @@
  * dist/ is built by `npm ci` (prepare); if anything under src/ is newer, beforeAll builds it
  * once, one build at a time across test files (test/support/dist.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type AddressInfo, type Server } from "node:net";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { ensureBuilt, freePort, ROOT, within } from "../support/dist.js";
+import { cliChildren, listening, runCli, type Cli } from "../support/cli.js";
+import { ensureBuilt, freePort, within } from "../support/dist.js";
 
-const CLI = path.join(ROOT, "dist/server/cli.js");
 /** The longest any single step may take. */
 const WAIT = 5_000;
-
-interface Cli {
-  readonly child: ChildProcess;
-  readonly stdout: () => string;
-  readonly stderr: () => string;
-  /** Resolves with the exit code (or the signal's name) once the process has ended. */
-  readonly exited: Promise<number | string>;
-}
-
-const children = new Set<ChildProcess>();
-
-/** Runs the CLI with these arguments; env replaces PORT and LOG_LEVEL from the test's environment. */
-function runCli(args: readonly string[], env: Record<string, string> = {}): Cli {
-  const base = { ...process.env };
-  delete base["PORT"];
-  delete base["LOG_LEVEL"];
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
-  const exited = new Promise<number | string>((resolve) => {
-    child.once("exit", (code, signal) => {
-      children.delete(child);
-      resolve(code ?? signal ?? "unknown");
-    });
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Waits for the "listening on" line and returns its URL. */
-async function listening(cli: Cli): Promise<string> {
-  const pattern = /^corral demo listening on (http:\/\/\S+\/)$/m;
-  const url = new Promise<string>((resolve, reject) => {
-    const check = (): void => {
-      const m = pattern.exec(cli.stdout());
-      if (m) {
-        cli.child.stdout!.off("data", check);
-        resolve(m[1]!);
-      }
-    };
-    cli.child.stdout!.on("data", check);
-    check();
-    void cli.exited.then((code) => reject(new Error(`the CLI exited (${code}) before listening:\n${cli.stdout()}${cli.stderr()}`)));
-  });
-  return within(url, WAIT, "the CLI's listening line");
-}
 
 /**
  * Sends a signal once the CLI has answered a request. The CLI prints its URL before it installs
@@ -77,7 +27,7 @@ async function signalWhenServing(cli: Cli, url: string, signal: NodeJS.Signals):
 
 async function startCli(args: readonly string[] = [], env: Record<string, string> = {}): Promise<{ cli: Cli; url: string }> {
   const cli = runCli(args, env);
-  return { cli, url: await listening(cli) };
+  return { cli, url: await listening(cli, WAIT) };
 }
 
 /** A WebSocket client that keeps every message it receives. */
@@ -138,7 +88,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const ws of sockets) ws.terminate();
-  const left = [...children];
+  const left = [...cliChildren];
   for (const child of left) child.kill("SIGKILL");
   await within(
     Promise.all(left.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve()))))),

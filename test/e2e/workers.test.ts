@@ -6,16 +6,14 @@
  *
  * dist/ is built when src/ is newer, one build at a time across test files (test/support/dist.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../cluster/redis.js";
-import { ensureBuilt, freePort, ROOT, until, within } from "../support/dist.js";
+import { cliChildren, LISTENING, listening, runCli, type Cli } from "../support/cli.js";
+import { ensureBuilt, freePort, until, within } from "../support/dist.js";
 
-const CLI = path.join(ROOT, "dist/server/cli.js");
 /** The longest any single step may take. */
 const WAIT = 5_000;
 /** A killed worker's restart: the backoff, a fresh Node process, and startCluster waiting out the dead node's liveness key. */
@@ -37,60 +35,6 @@ function childPids(ppid: number): number[] {
     if (Number(parent) === ppid && state !== "Z") found.push(Number(entry));
   }
   return found;
-}
-
-interface Cli {
-  readonly child: ChildProcess;
-  readonly stdout: () => string;
-  readonly stderr: () => string;
-  /** Resolves with the exit code (or the signal's name) once the process has ended. */
-  readonly exited: Promise<number | string>;
-}
-
-const children = new Set<ChildProcess>();
-
-/** Runs the CLI with these arguments, without PORT, LOG_LEVEL or REDIS_URL from the test's environment. */
-function runCli(args: readonly string[]): Cli {
-  const env = { ...process.env };
-  delete env["PORT"];
-  delete env["LOG_LEVEL"];
-  delete env["REDIS_URL"];
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
-  const exited = new Promise<number | string>((resolve) => {
-    child.once("exit", (code, signal) => {
-      children.delete(child);
-      resolve(code ?? signal ?? "unknown");
-    });
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-const LISTENING = /^corral demo listening on (http:\/\/\S+\/)$/gm;
-
-/** Waits for the "listening on" line and returns its URL. */
-async function listening(cli: Cli): Promise<string> {
-  return within(
-    new Promise<string>((resolve, reject) => {
-      const check = (): void => {
-        const m = new RegExp(LISTENING.source, "m").exec(cli.stdout());
-        if (m) {
-          cli.child.stdout!.off("data", check);
-          resolve(m[1]!);
-        }
-      };
-      cli.child.stdout!.on("data", check);
-      check();
-      void cli.exited.then((code) => reject(new Error(`the CLI exited (${code}) before listening:\n${cli.stdout()}${cli.stderr()}`)));
-    }),
-    // Two Node processes start and join the cluster before the line is printed.
-    2 * WAIT,
-    "the CLI's listening line",
-  );
 }
 
 /** The JSON log lines the CLI and its workers printed. */
@@ -226,7 +170,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const ws of sockets) ws.terminate();
-  const left = [...children];
+  const left = [...cliChildren];
   for (const child of left) {
     for (const pid of child.pid === undefined ? [] : childPids(child.pid)) process.kill(pid, "SIGKILL");
     child.kill("SIGKILL");
@@ -251,7 +195,8 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
     redis = await startRedis();
     port = await freePort();
     cli = runCli(["--workers", "2", "--port", String(port), "--redis", redis.url, "--log-level", "info"]);
-    url = await listening(cli);
+    // Two Node processes start and join the cluster before the line is printed.
+    url = await listening(cli, 2 * WAIT);
   }, 30_000);
 
   afterAll(async () => {
