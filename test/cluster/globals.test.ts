@@ -3,9 +3,9 @@
  * registeredGlobal, across the test process and forked nodes (heartbeatMs 100, nodeTimeoutMs 600).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { CorralError, exit, isAlive, nodes, Pid, registeredGlobal, registerGlobal, sendGlobal, spawn, startCluster, stopCluster, unregisterGlobal, whereisGlobal } from "../../src/index.js";
-import { collector, ensureBuilt, killAllNodes, RUN, startNode, until, within, type ChildNode } from "./harness.js";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { CorralError, exit, isAlive, Pid, registeredGlobal, registerGlobal, sendGlobal, spawn, unregisterGlobal, whereisGlobal } from "../../src/index.js";
+import { collector, RUN, startNode, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "./harness.js";
+import { haveRedis } from "./redis.js";
 
 const enabled = haveRedis();
 
@@ -25,25 +25,16 @@ async function rejection(p: Promise<unknown>, what: string): Promise<CorralError
 }
 
 describe.skipIf(!enabled)("global names", () => {
-  let redis: RedisServer;
+  let trio: Trio | undefined;
   let b: ChildNode;
   let c: ChildNode;
-  const ME = `n-${RUN}@127.0.0.1`;
 
   beforeAll(async () => {
-    await ensureBuilt();
-    redis = await startRedis();
-    await within(startCluster({ redis: redis.url, node: ME, ...opts }), 10_000, "startCluster in the test process");
-    [b, c] = await Promise.all([startNode({ redis: redis.url, node: `nb-${RUN}@127.0.0.1`, ...opts }), startNode({ redis: redis.url, node: `nc-${RUN}@127.0.0.1`, ...opts })]);
-    await until(() => nodes().length === 2 || undefined, 5_000, "both nodes to be seen");
+    trio = await startTrio("n", opts);
+    ({ b, c } = trio);
   }, 150_000);
 
-  afterAll(async () => {
-    await Promise.allSettled([b?.quit(), c?.quit()]);
-    await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
-    await killAllNodes();
-    await stopAllRedis();
-  }, 30_000);
+  afterAll(() => stopTrio(trio), 30_000);
 
   test("a name registered on one node is found, listed and sent to from every node", async () => {
     const here = collector();
@@ -166,7 +157,7 @@ describe.skipIf(!enabled)("global names", () => {
   });
 
   test("names are released when their node is killed (SIGKILL), within the node timeout", async () => {
-    const v = await startNode({ redis: redis.url, node: `nv-${RUN}@127.0.0.1`, ...opts });
+    const v = await startNode({ redis: trio!.redis.url, node: `nv-${RUN}@127.0.0.1`, ...opts });
     const p1 = await v.spawn();
     const p2 = await v.spawn();
     await v.call("registerGlobal", { name: "on-victim-1", pid: p1 });
@@ -188,7 +179,7 @@ describe.skipIf(!enabled)("global names", () => {
   }, 30_000);
 
   test("a name of a node that stopped gracefully is released at once", async () => {
-    const v = await startNode({ redis: redis.url, node: `ng-${RUN}@127.0.0.1`, ...opts });
+    const v = await startNode({ redis: trio!.redis.url, node: `ng-${RUN}@127.0.0.1`, ...opts });
     const p1 = await v.spawn();
     await v.call("registerGlobal", { name: "graceful", pid: p1 });
     await v.call("stopCluster");

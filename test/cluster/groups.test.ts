@@ -3,9 +3,9 @@
  * nodes, then a fourth that starts when the memberships already exist.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { broadcast, join, leave, members, nodes, Pid, startCluster, stopCluster, whichGroups } from "../../src/index.js";
-import { collector, ensureBuilt, killAllNodes, launchNode, RUN, sleep, startNode, until, within, type ChildNode } from "./harness.js";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { broadcast, join, leave, members, Pid, whichGroups } from "../../src/index.js";
+import { collector, launchNode, RUN, sleep, startNode, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "./harness.js";
+import { haveRedis } from "./redis.js";
 
 const enabled = haveRedis();
 
@@ -13,25 +13,16 @@ const opts = { heartbeatMs: 100, nodeTimeoutMs: 600 };
 const sorted = (xs: readonly unknown[]): string[] => xs.map(String).sort();
 
 describe.skipIf(!enabled)("groups across nodes", () => {
-  let redis: RedisServer;
+  let trio: Trio | undefined;
   let b: ChildNode;
   let c: ChildNode;
-  const ME = `g-${RUN}@127.0.0.1`;
 
   beforeAll(async () => {
-    await ensureBuilt();
-    redis = await startRedis();
-    await within(startCluster({ redis: redis.url, node: ME, ...opts }), 10_000, "startCluster in the test process");
-    [b, c] = await Promise.all([startNode({ redis: redis.url, node: `gb-${RUN}@127.0.0.1`, ...opts }), startNode({ redis: redis.url, node: `gc-${RUN}@127.0.0.1`, ...opts })]);
-    await until(() => nodes().length === 2 || undefined, 5_000, "both nodes to be seen");
+    trio = await startTrio("g", opts);
+    ({ b, c } = trio);
   }, 150_000);
 
-  afterAll(async () => {
-    await Promise.allSettled([b?.quit(), c?.quit()]);
-    await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
-    await killAllNodes();
-    await stopAllRedis();
-  }, 30_000);
+  afterAll(() => stopTrio(trio), 30_000);
 
   /** Waits until every node lists exactly these members of group. */
   async function allSee(group: string, expected: readonly string[], extra: ChildNode[] = [], ms = 3_000): Promise<void> {
@@ -94,7 +85,7 @@ describe.skipIf(!enabled)("groups across nodes", () => {
     await c.call("join", { group: "late", pid: c1 });
     await allSee("late", [String(t1.pid), b1, c1]);
 
-    const d = launchNode({ redis: redis.url, node: `gd-${RUN}@127.0.0.1`, ...opts });
+    const d = launchNode({ redis: trio!.redis.url, node: `gd-${RUN}@127.0.0.1`, ...opts });
     const r = await within(d.started, 15_000, "the late node to start");
     expect(r.ok).toBe(true);
     d.name = `gd-${RUN}@127.0.0.1`;
@@ -163,7 +154,7 @@ describe.skipIf(!enabled)("groups across nodes", () => {
 
   test("a node killed with SIGKILL: its members leave every group (as Erlang pg)", async () => {
     const t1 = collector();
-    const e = await startNode({ redis: redis.url, node: `ge-${RUN}@127.0.0.1`, ...opts });
+    const e = await startNode({ redis: trio!.redis.url, node: `ge-${RUN}@127.0.0.1`, ...opts });
     const [e1, e2] = [await e.spawn(), await e.spawn()];
     join("mortal", t1.pid);
     await e.call("join", { group: "mortal", pid: e1 });

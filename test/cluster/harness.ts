@@ -5,12 +5,12 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { Pid, send, spawn, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
+import { nodes, Pid, send, spawn, startCluster, stopCluster, type ClusterInfo, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
+import { ensureBuilt, until, within } from "../support/dist.js";
+import { startRedis, stopAllRedis, type RedisServer } from "./redis.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const NODE_SCRIPT = fileURLToPath(new URL("./node.mjs", import.meta.url));
-
-import { until, within } from "../support/dist.js";
 
 export { ensureBuilt, sleep, until, within } from "../support/dist.js";
 
@@ -248,3 +248,37 @@ export const isExitMsg = (m: unknown): m is ExitMessage => typeof m === "object"
 
 /** A unique-enough node name suffix for this test file's run. */
 export const RUN = `${process.pid}-${Math.floor(Math.random() * 0xffff).toString(16)}`;
+
+// ---------------------------------------------------------------------------------------
+// three nodes
+
+export interface Trio {
+  readonly redis: RedisServer;
+  /** What startCluster returned in the test process. */
+  readonly info: ClusterInfo;
+  readonly me: string;
+  readonly b: ChildNode;
+  readonly c: ChildNode;
+}
+
+/**
+ * A fresh redis-server, the test process as node `<tag>-RUN` and two child nodes
+ * (`<tag>b-…`, `<tag>c-…`), once every node sees the other two.
+ */
+export async function startTrio(tag: string, opts: Omit<ClusterOpts, "redis" | "node"> = {}): Promise<Trio> {
+  await ensureBuilt();
+  const redis = await startRedis();
+  const me = `${tag}-${RUN}@127.0.0.1`;
+  const info = await within(startCluster({ redis: redis.url, node: me, ...opts }), 10_000, "startCluster in the test process");
+  const [b, c] = await Promise.all([startNode({ redis: redis.url, node: `${tag}b-${RUN}@127.0.0.1`, ...opts }), startNode({ redis: redis.url, node: `${tag}c-${RUN}@127.0.0.1`, ...opts })]);
+  await until(() => nodes().length === 2 || undefined, 5_000, "the test node to see both others");
+  return { redis, info, me, b, c };
+}
+
+/** Stops what startTrio started (and any node or redis-server left), bounded. */
+export async function stopTrio(trio: Trio | undefined): Promise<void> {
+  await Promise.allSettled([trio?.b.quit(), trio?.c.quit()]);
+  await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
+  await killAllNodes();
+  await stopAllRedis();
+}

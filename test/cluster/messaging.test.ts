@@ -14,40 +14,30 @@ import {
   send,
   sendAfter,
   spawn,
-  startCluster,
   startTimer,
-  stopCluster,
   type ClusterInfo,
 } from "../../src/index.js";
-import { collector, ensureBuilt, killAllNodes, launchNode, RUN, startNode, until, within, type ChildNode, type EncodedPid } from "./harness.js";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { collector, launchNode, RUN, startTrio, stopTrio, until, within, type ChildNode, type EncodedPid, type Trio } from "./harness.js";
+import { haveRedis } from "./redis.js";
 
 const enabled = haveRedis();
 
 describe.skipIf(!enabled)("cluster messaging", () => {
-  let redis: RedisServer;
+  let trio: Trio | undefined;
   let info: ClusterInfo;
+  let ME: string;
   let before: { info: ClusterInfo | undefined; nodes: string[] };
   let b: ChildNode;
   let c: ChildNode;
-  const ME = `t-${RUN}@127.0.0.1`;
 
   beforeAll(async () => {
     // Before startCluster: a single node, no cluster.
     before = { info: clusterInfo(), nodes: nodes() };
-    await ensureBuilt();
-    redis = await startRedis();
-    info = await within(startCluster({ redis: redis.url, node: ME }), 10_000, "startCluster in the test process");
-    [b, c] = await Promise.all([startNode({ redis: redis.url, node: `b-${RUN}@127.0.0.1` }), startNode({ redis: redis.url, node: `c-${RUN}@127.0.0.1` })]);
-    await until(() => nodes().length === 2 || undefined, 5_000, "the test node to see both others");
+    trio = await startTrio("t");
+    ({ info, me: ME, b, c } = trio);
   }, 150_000);
 
-  afterAll(async () => {
-    await Promise.allSettled([b?.quit(), c?.quit()]);
-    await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
-    await killAllNodes();
-    await stopAllRedis();
-  }, 30_000);
+  afterAll(() => stopTrio(trio), 30_000);
 
   test("before startCluster there is no cluster: clusterInfo() undefined, nodes() empty", () => {
     expect(before.info).toBeUndefined();
@@ -75,7 +65,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a generated node name is corral-<os pid>-<hex>@<host>", async () => {
-    const n = launchNode({ redis: redis.url });
+    const n = launchNode({ redis: trio!.redis.url });
     const r = await within(n.started, 15_000, "a node with a generated name to start");
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -88,7 +78,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a node name held by a live node is refused: ERR_NODE_NAME_TAKEN", async () => {
-    const n = launchNode({ redis: redis.url, node: b.name });
+    const n = launchNode({ redis: trio!.redis.url, node: b.name });
     const r = await within(n.started, 15_000, "the duplicate node's startCluster to settle");
     expect(r.ok).toBe(false);
     if (r.ok) return;
@@ -103,7 +93,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
 
   test("two nodes starting at once under one new name: exactly one wins, the other gets ERR_NODE_NAME_TAKEN", async () => {
     const name = `twin-${RUN}@127.0.0.1`;
-    const twins = [launchNode({ redis: redis.url, node: name }), launchNode({ redis: redis.url, node: name })];
+    const twins = [launchNode({ redis: trio!.redis.url, node: name }), launchNode({ redis: trio!.redis.url, node: name })];
     const results = await Promise.all(twins.map((t) => within(t.started, 15_000, "a twin's startCluster to settle")));
     const winners = results.filter((r) => r.ok);
     expect(winners, JSON.stringify(results)).toHaveLength(1);
@@ -289,7 +279,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a node that starts later lists the live nodes in startCluster's ClusterInfo and nodes() at once", async () => {
-    const late = launchNode({ redis: redis.url, node: `late-${RUN}@127.0.0.1` });
+    const late = launchNode({ redis: trio!.redis.url, node: `late-${RUN}@127.0.0.1` });
     const r = await within(late.started, 15_000, "the late node to start");
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -299,7 +289,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("prefix: clusters with different prefixes on one Redis do not see each other", async () => {
-    const other = launchNode({ redis: redis.url, node: b.name, prefix: `other${RUN.replace(/-/g, "")}` });
+    const other = launchNode({ redis: trio!.redis.url, node: b.name, prefix: `other${RUN.replace(/-/g, "")}` });
     const r = await within(other.started, 15_000, "a node of another prefix to start");
     // the name b holds in the default prefix is free in another one
     expect(r.ok, r.ok ? "" : `${r.error.code} ${r.error.message}`).toBe(true);
@@ -310,7 +300,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("startCluster after a pid exists is refused with a CorralError (pids already carry the old name)", async () => {
-    const n = launchNode({ redis: redis.url, node: `early-${RUN}@127.0.0.1` }, { spawnFirst: true });
+    const n = launchNode({ redis: trio!.redis.url, node: `early-${RUN}@127.0.0.1` }, { spawnFirst: true });
     const r = await within(n.started, 15_000, "startCluster to settle");
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.name).toBe("CorralError");
