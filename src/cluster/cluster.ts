@@ -101,7 +101,7 @@ class Cluster implements DistTransport {
   private loggedAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   /** Nodes whose members startCluster waits for. */
-  private awaiting = new Set<string>();
+  private readonly awaiting = new Set<string>();
   private welcomed: (() => void) | undefined;
   private stopped = false;
   private outage = false;
