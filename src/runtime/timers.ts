@@ -133,7 +133,8 @@ function arm(ms: number, dest: Pid | string, msg: unknown, wrap: boolean): Timer
 function setNodeTimer(due: number): void {
   if (nodeTimer !== null) clearTimeout(nodeTimer);
   nodeTimerDue = due;
-  nodeTimer = setTimeout(fire, Math.min(MAX_NODE_DELAY, Math.max(0, due - performance.now())));
+  // Whole milliseconds: Node keeps a timer list per distinct delay, and a fraction would make a new one each time.
+  nodeTimer = setTimeout(fire, Math.min(MAX_NODE_DELAY, Math.max(1, Math.ceil(due - performance.now()))));
 }
 
 /** Takes an armed timer out of its bucket: O(1), leaving a hole. */
