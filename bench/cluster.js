@@ -19,7 +19,7 @@ import { median } from "./lib/stats.js";
 
 /** @typedef {import("./lib/scenario.js").Scenario} Scenario */
 /** @typedef {import("./cluster/rig.js").Cluster} Cluster */
-/** @typedef {import("./cluster/rig.js").Node} Node */
+/** @typedef {import("./lib/ipc-child.js").IpcChild} Node */
 /** @typedef {{ figures: Record<string, number>, details: Record<string, unknown>, warnings?: string[] }} Result */
 
 /**

@@ -12,6 +12,7 @@
  * and every wait a deadline.
  */
 import { DIST_URL } from "../lib/corral.js";
+import { deferred as timedDeferred } from "../lib/measure.js";
 
 /** @type {typeof import("../../dist/index.js")} */
 const corral = await import(DIST_URL);
@@ -42,31 +43,17 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 
 /**
+ * measure.js's deferred, whose failure before anyone awaits it is not an unhandled rejection.
  * @template T
  * @param {number} timeoutMs
  * @param {string} what
  * @returns {Deferred<T>}
  */
 function deferred(timeoutMs, what) {
-  /** @type {(v: T) => void} */
-  let resolve = () => {};
-  /** @type {(e: Error) => void} */
-  let reject = () => {};
-  /** @type {Promise<T>} */
-  const promise = new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-    resolve = (v) => {
-      clearTimeout(timer);
-      res(v);
-    };
-    reject = (e) => {
-      clearTimeout(timer);
-      rej(e);
-    };
-  });
-  // A run that fails before anyone awaits it must not become an unhandled rejection.
-  promise.catch(() => {});
-  return { promise, resolve, reject };
+  /** @type {Deferred<T>} */
+  const d = timedDeferred(timeoutMs, what);
+  d.promise.catch(() => {});
+  return d;
 }
 
 /**

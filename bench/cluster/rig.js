@@ -13,12 +13,13 @@
  * load). A node that loses the IPC channel exits by itself; a process 'exit' hook SIGKILLs
  * whatever is still alive if the measurement child itself goes down.
  */
-import { fork, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { IpcChild, profileArgs } from "../lib/ipc-child.js";
 import { procCpuMs } from "../lib/proc.js";
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -31,6 +32,20 @@ const live = new Set();
 process.on("exit", () => {
   for (const c of live) c.kill("SIGKILL");
 });
+
+/**
+ * Forks a node (bench/cluster/node.js) and waits for its ready message (the runtime
+ * imported, no cluster yet).
+ * @param {string} role  "a" or "b": its node name is `<role>@bench`
+ */
+async function startNode(role) {
+  const { child } = await IpcChild.start(`node ${role}`, path.join(DIR, "node.js"), {
+    execArgv: ["--expose-gc", ...profileArgs(role, "cluster")],
+    // The runtime logs "node up" and the like at info: not what a benchmark wants to pay for.
+    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" },
+  });
+  return child;
+}
 
 /** @param {number} ms */
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -203,150 +218,10 @@ export async function startRedis(bin) {
 }
 
 /**
- * A --cpu-prof profile for a node when the measurement child itself runs under --cpu-prof
- * (bench/run.js --cpu-prof): same directory, the child's profile name with `-<role>`.
- * @param {string} role
- */
-function profileArgs(role) {
-  const argv = process.execArgv;
-  if (!argv.includes("--cpu-prof")) return [];
-  const dir = argv.find((a) => a.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
-  const name = argv.find((a) => a.startsWith("--cpu-prof-name="))?.slice("--cpu-prof-name=".length) ?? `cluster-${process.pid}.cpuprofile`;
-  return ["--cpu-prof", ...(dir ? [`--cpu-prof-dir=${dir}`] : []), `--cpu-prof-name=${name.replace(/\.cpuprofile$/, `-${role}.cpuprofile`)}`];
-}
-
-/** One corral node (bench/cluster/node.js) driven over IPC: { id, cmd, args } → { id, ok, value | error }. */
-export class Node {
-  /**
-   * @param {string} role
-   * @param {import("node:child_process").ChildProcess} proc
-   */
-  constructor(role, proc) {
-    this.role = role;
-    this.proc = proc;
-    this.pid = /** @type {number} */ (proc.pid);
-    this.output = "";
-    /** @type {Map<number, { resolve: (v: any) => void, reject: (e: Error) => void, timer: NodeJS.Timeout, cmd: string }>} */
-    this.calls = new Map();
-    this.nextId = 1;
-    /** @type {Error | null} */
-    this.gone = null;
-    this.lastCpu = 0;
-    /** @type {Promise<void>} */
-    this.exited = new Promise((resolve) => proc.once("exit", () => resolve()));
-  }
-
-  /**
-   * Forks a node and waits for its ready message (the runtime imported, no cluster yet).
-   * @param {string} role  "a" or "b": its node name is `<role>@bench`
-   * @returns {Promise<Node>}
-   */
-  static start(role) {
-    const proc = fork(path.join(DIR, "node.js"), [], {
-      execArgv: ["--expose-gc", ...profileArgs(role)],
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      serialization: "advanced",
-      // The runtime logs "node up" and the like at info: not what a benchmark wants to pay for.
-      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" },
-    });
-    live.add(proc);
-    const node = new Node(role, proc);
-    /** @param {Buffer} chunk */
-    const keep = (chunk) => {
-      if (node.output.length < OUTPUT_CAP) node.output += chunk.toString("utf8").slice(0, OUTPUT_CAP - node.output.length);
-    };
-    proc.stdout?.on("data", keep);
-    proc.stderr?.on("data", keep);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        proc.kill("SIGKILL");
-        reject(new Error(`node ${role}: not ready after 20 s${node.tail()}`));
-      }, 20_000);
-      proc.on("message", (/** @type {any} */ m) => {
-        if (m?.id === 0 && m.value?.ready) {
-          clearTimeout(timer);
-          resolve(node);
-          return;
-        }
-        const c = node.calls.get(m?.id);
-        if (!c) return;
-        node.calls.delete(m.id);
-        clearTimeout(c.timer);
-        if (m.ok) c.resolve(m.value);
-        else c.reject(new Error(`node ${role} ${c.cmd}: ${m.error}${node.tail()}`));
-      });
-      proc.once("exit", (code, signal) => {
-        live.delete(proc);
-        clearTimeout(timer);
-        node.gone = new Error(`node ${role} exited (code ${code}, signal ${signal})${node.tail()}`);
-        for (const c of node.calls.values()) {
-          clearTimeout(c.timer);
-          c.reject(node.gone);
-        }
-        node.calls.clear();
-        reject(node.gone);
-      });
-    });
-  }
-
-  tail() {
-    const t = this.output.trim();
-    return t ? `\n--- node ${this.role} output ---\n${t.slice(-4000)}` : "";
-  }
-
-  /**
-   * @param {string} cmd
-   * @param {unknown} [args]
-   * @param {number} [timeoutMs]
-   * @returns {Promise<any>}
-   */
-  call(cmd, args, timeoutMs = 30_000) {
-    if (this.gone) return Promise.reject(this.gone);
-    return new Promise((resolve, reject) => {
-      const id = this.nextId++;
-      const timer = setTimeout(() => {
-        this.calls.delete(id);
-        reject(new Error(`node ${this.role} ${cmd}: no answer after ${timeoutMs} ms${this.tail()}`));
-      }, timeoutMs);
-      this.calls.set(id, { resolve, reject, timer, cmd });
-      this.proc.send({ id, cmd, args });
-    });
-  }
-
-  /** CPU so far from /proc (the last reading once the node has exited). */
-  cpuMs() {
-    if (!this.gone) {
-      try {
-        this.lastCpu = procCpuMs(this.pid);
-      } catch {
-        // exited between the check and the read: keep the last reading
-      }
-    }
-    return this.lastCpu;
-  }
-
-  /** Asks the node to leave the cluster and exit (so a --cpu-prof profile is written), then makes sure with SIGKILL. */
-  async stop() {
-    if (this.gone) return;
-    this.cpuMs();
-    try {
-      await this.call("exit", undefined, 5000);
-      await Promise.race([this.exited, sleep(5000)]);
-    } catch {
-      // fall through to the kill
-    }
-    if (!this.gone) {
-      this.proc.kill("SIGKILL");
-      await Promise.race([this.exited, sleep(2000)]);
-    }
-  }
-}
-
-/**
  * @typedef {object} Cluster
  * @property {Redis} redis
- * @property {Node} a
- * @property {Node} b
+ * @property {IpcChild} a
+ * @property {IpcChild} b
  * @property {() => number} subprocessCpuMs   CPU of Redis and both nodes so far
  */
 
@@ -361,14 +236,14 @@ export class Node {
  */
 export async function withCluster(bin, body) {
   const redis = await startRedis(bin);
-  /** @type {Node[]} */
+  /** @type {IpcChild[]} */
   const nodes = [];
   const subprocessCpuMs = () => redis.cpuMs() + nodes.reduce((s, n) => s + n.cpuMs(), 0);
   /** @type {R} */
   let r;
   try {
-    for (const role of ["a", "b"]) nodes.push(await Node.start(role));
-    const [a, b] = /** @type {[Node, Node]} */ (nodes);
+    for (const role of ["a", "b"]) nodes.push(await startNode(role));
+    const [a, b] = /** @type {[IpcChild, IpcChild]} */ (nodes);
     // One after the other: B's startCluster then finds A's liveness key and waits for A's
     // group members (WELCOME), so both are fully joined when it returns.
     await a.call("start", { redis: redis.url, node: "a@bench" }, 20_000);
@@ -377,7 +252,7 @@ export async function withCluster(bin, body) {
     r = await body({ redis, a, b, subprocessCpuMs });
   } finally {
     // Nodes first (they say BYE through Redis), then Redis; each keeps its last CPU reading.
-    await Promise.all(nodes.map((n) => n.stop()));
+    await Promise.all(nodes.map((n) => n.stop(5000)));
     await redis.stop();
   }
   return { ...r, subprocessCpuMs: subprocessCpuMs() };

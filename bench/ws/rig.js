@@ -8,24 +8,16 @@
  * coordinator itself goes down. Children also exit on their own when the IPC channel to
  * the coordinator closes.
  */
-import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { procCpuMs } from "../lib/proc.js";
+import { IpcChild, profileArgs } from "../lib/ipc-child.js";
 import { merge, newHist } from "./hist.js";
 
 const WS_DIR = path.dirname(fileURLToPath(import.meta.url));
-const OUTPUT_CAP = 32 * 1024;
 /** Connections one generator process holds at most (its fd limit is the same as the server's). */
 const PER_GENERATOR = 15_000;
-
-/** @type {Set<import("node:child_process").ChildProcess>} */
-const live = new Set();
-process.on("exit", () => {
-  for (const c of live) c.kill("SIGKILL");
-});
 
 /**
  * The fd limit children inherit, from /proc/self/limits: { soft, hard }.
@@ -41,134 +33,14 @@ export function fdLimit() {
 }
 
 /**
- * A --cpu-prof profile for the server when the coordinator itself runs under --cpu-prof
- * (bench/run.js --cpu-prof): same directory, the coordinator's name with `-server`.
+ * Forks a process of bench/ws and waits for its ready message.
  * @param {string} role
+ * @param {string} script  file in bench/ws
+ * @param {{ gc?: boolean, profile?: boolean, extra?: string[] }} [o]
  */
-function profileArgs(role) {
-  const argv = process.execArgv;
-  if (!argv.includes("--cpu-prof")) return [];
-  const dir = argv.find((a) => a.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
-  const name = argv.find((a) => a.startsWith("--cpu-prof-name="))?.slice("--cpu-prof-name=".length) ?? `ws-${process.pid}.cpuprofile`;
-  const out = name.replace(/\.cpuprofile$/, `-${role}.cpuprofile`);
-  return ["--cpu-prof", ...(dir ? [`--cpu-prof-dir=${dir}`] : []), `--cpu-prof-name=${out}`];
-}
-
-export class Child {
-  /**
-   * @param {string} role
-   * @param {import("node:child_process").ChildProcess} proc
-   */
-  constructor(role, proc) {
-    this.role = role;
-    this.proc = proc;
-    this.pid = /** @type {number} */ (proc.pid);
-    this.output = "";
-    /** @type {Map<number, { resolve: (v: any) => void, reject: (e: Error) => void, timer: NodeJS.Timeout, cmd: string }>} */
-    this.calls = new Map();
-    this.nextId = 1;
-    /** @type {Error | null} */
-    this.gone = null;
-    /** @type {Promise<void>} */
-    this.exited = new Promise((resolve) => proc.once("exit", () => resolve()));
-  }
-
-  /**
-   * Forks `script` with IPC and waits for its ready message.
-   * @param {string} role
-   * @param {string} script  file in bench/ws
-   * @param {{ gc?: boolean, profile?: boolean, extra?: string[], timeoutMs?: number }} [o]
-   * @returns {Promise<{ child: Child, info: any }>}
-   */
-  static start(role, script, o = {}) {
-    const proc = fork(path.join(WS_DIR, script), [], {
-      execArgv: [...(o.gc ? ["--expose-gc"] : []), ...(o.profile ? profileArgs(role) : []), ...(o.extra ?? [])],
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      serialization: "advanced",
-    });
-    live.add(proc);
-    const child = new Child(role, proc);
-    /** @param {Buffer} chunk */
-    const keep = (chunk) => {
-      if (child.output.length < OUTPUT_CAP) child.output += chunk.toString("utf8").slice(0, OUTPUT_CAP - child.output.length);
-    };
-    proc.stdout?.on("data", keep);
-    proc.stderr?.on("data", keep);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        proc.kill("SIGKILL");
-        reject(new Error(`${role}: not ready after ${o.timeoutMs ?? 20_000} ms${child.tail()}`));
-      }, o.timeoutMs ?? 20_000);
-      proc.on("message", (/** @type {any} */ m) => {
-        if (m?.id === 0 && m.value?.ready) {
-          clearTimeout(timer);
-          resolve({ child, info: m.value });
-          return;
-        }
-        const c = child.calls.get(m?.id);
-        if (!c) return;
-        child.calls.delete(m.id);
-        clearTimeout(c.timer);
-        if (m.ok) c.resolve(m.value);
-        else c.reject(new Error(`${role} ${c.cmd}: ${m.error}`));
-      });
-      proc.once("exit", (code, signal) => {
-        live.delete(proc);
-        clearTimeout(timer);
-        child.gone = new Error(`${role} exited (code ${code}, signal ${signal})${child.tail()}`);
-        for (const c of child.calls.values()) {
-          clearTimeout(c.timer);
-          c.reject(child.gone);
-        }
-        child.calls.clear();
-        reject(child.gone);
-      });
-    });
-  }
-
-  /** What the child wrote to stdout and stderr (the first 32 KiB). */
-  tail() {
-    const t = this.output.trim();
-    return t ? `\n--- ${this.role} output ---\n${t.slice(-4000)}` : "";
-  }
-
-  /**
-   * @param {string} cmd
-   * @param {unknown} [args]
-   * @param {number} [timeoutMs]
-   * @returns {Promise<any>}
-   */
-  call(cmd, args, timeoutMs = 30_000) {
-    if (this.gone) return Promise.reject(this.gone);
-    return new Promise((resolve, reject) => {
-      const id = this.nextId++;
-      const timer = setTimeout(() => {
-        this.calls.delete(id);
-        reject(new Error(`${this.role} ${cmd}: no answer after ${timeoutMs} ms${this.tail()}`));
-      }, timeoutMs);
-      this.calls.set(id, { resolve, reject, timer, cmd });
-      this.proc.send({ id, cmd, args });
-    });
-  }
-
-  cpuMs() {
-    return procCpuMs(this.pid);
-  }
-
-  /** Asks the child to exit (bounded), then makes sure with SIGKILL. */
-  async stop() {
-    if (this.gone) return;
-    try {
-      await this.call("exit", undefined, 3000);
-      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5000))]);
-    } catch {
-      // fall through to the kill
-    }
-    if (!this.gone) {
-      this.proc.kill("SIGKILL");
-      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000))]);
-    }
-  }
+function startChild(role, script, o = {}) {
+  const execArgv = [...(o.gc ? ["--expose-gc"] : []), ...(o.profile ? profileArgs(role, "ws") : []), ...(o.extra ?? [])];
+  return IpcChild.start(role, path.join(WS_DIR, script), { execArgv });
 }
 
 /**
@@ -176,10 +48,10 @@ export class Child {
  * @param {{ server: "corral" | "raw", conns: number, workers: number }} o
  */
 export async function startRig(o) {
-  /** @type {Child[]} */
+  /** @type {IpcChild[]} */
   const started = [];
   try {
-    const { child: server, info } = await Child.start("server", o.server === "corral" ? "corral-server.js" : "raw-server.js", {
+    const { child: server, info } = await startChild("server", o.server === "corral" ? "corral-server.js" : "raw-server.js", {
       gc: true,
       profile: true,
       // Diagnosis: more node flags for the server, e.g. CORRAL_BENCH_SERVER_FLAGS="--trace-gc".
@@ -187,12 +59,12 @@ export async function startRig(o) {
     });
     started.push(server);
     const nGen = Math.max(1, Math.ceil(o.conns / PER_GENERATOR));
-    /** @type {Child[]} */
+    /** @type {IpcChild[]} */
     const gens = [];
     for (let g = 0; g < nGen; g++) {
       // CORRAL_BENCH_PROFILE_LOADGEN=<dir> profiles the generators too (diagnosis of the generator
       // itself; the main thread under a profiled coordinator, the workers always, see loadgen.js).
-      const { child } = await Child.start(`loadgen${nGen > 1 ? g + 1 : ""}`, "loadgen.js", { profile: Boolean(process.env.CORRAL_BENCH_PROFILE_LOADGEN) });
+      const { child } = await startChild(`loadgen${nGen > 1 ? g + 1 : ""}`, "loadgen.js", { profile: Boolean(process.env.CORRAL_BENCH_PROFILE_LOADGEN) });
       started.push(child);
       gens.push(child);
     }
@@ -206,10 +78,10 @@ export async function startRig(o) {
 
 export class Rig {
   /**
-   * @param {Child} server
+   * @param {IpcChild} server
    * @param {number} port
-   * @param {Child[]} gens
-   * @param {Child[]} all
+   * @param {IpcChild[]} gens
+   * @param {IpcChild[]} all
    */
   constructor(server, port, gens, all) {
     this.server = server;
