@@ -169,8 +169,12 @@ export interface WebSocketPort {
   attach(pid: Pid): void;
   /** Reading starts, unless pauseReading() came first. */
   startReading(): void;
-  /** Sends a frame; the frames of one turn of the run loop leave in one socket write. */
+  /** Sends a frame: written at once, unless corked. */
   sendFrame(frame: Exclude<Frame, { type: "close" }>): void;
+  /** Holds the frames sent from now on until flush(), or at the latest until this turn of the event loop ends: they leave in one socket write. */
+  cork(): void;
+  /** Writes what cork() held. */
+  flush(): void;
   /** Compress the data frames sent from now on (with permessage-deflate negotiated); starts as the compress option. */
   setDeflate(on: boolean): void;
   /** Sends a close frame (empty when code is undefined); the socket ends after it. Only the first is sent. */
@@ -373,7 +377,8 @@ class Connection<S> implements Actor {
         break;
       case "reply":
         p.state = result.state;
-        this.run(p, Array.isArray(result.frames) ? (result.frames as readonly Frame[]) : [result.frames as Frame], callback);
+        if (Array.isArray(result.frames)) this.run(p, result.frames as readonly Frame[], callback);
+        else this.runOne(p, result.frames as Frame, callback);
         break;
       case "commands":
         p.state = result.state;
@@ -387,7 +392,18 @@ class Connection<S> implements Actor {
       default:
         throw badResult(this.name, callback, r);
     }
-    if (result.hibernate === true && !this.ending) p.requestHibernate();
+    if (this.ending) return;
+    // The last message of the turn: what it held back goes out now, in one write.
+    if (p.queueLength === 0) this.port.flush();
+    if (result.hibernate === true) p.requestHibernate();
+  }
+
+  /** A reply of one frame, the common case: no list to walk. */
+  private runOne(p: Process, frame: Frame, callback: string): void {
+    checkCommand(frame, this.name, callback);
+    if (p.queueLength > 0) this.port.cork();
+    this.runCommand(p, frame);
+    if (this.port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
   }
 
   /** Runs commands in list order; checked first, so a bad one sends nothing. */
@@ -400,30 +416,34 @@ class Connection<S> implements Actor {
         break;
       }
     }
+    if (last > 1 || p.queueLength > 0) this.port.cork();
+    for (let i = 0; i < last; i++) if (this.runCommand(p, cmds[i]!)) return;
+    if (this.port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
+  }
+
+  /** One checked command; true when it was a close frame, which ends the connection. */
+  private runCommand(p: Process, cmd: Command): boolean {
     const port = this.port;
-    for (let i = 0; i < last; i++) {
-      const cmd = cmds[i]!;
-      if ("type" in cmd) {
-        if (cmd.type === "close") {
-          port.sendClose(cmd.code, cmd.reason);
-          this.end(p, "stop");
-          return;
-        }
-        port.sendFrame(cmd);
-      } else if ("active" in cmd) {
-        if (cmd.active) port.resumeReading();
-        else port.pauseReading();
-      } else if ("deflate" in cmd) {
-        port.setDeflate(cmd.deflate);
-      } else if ("setOptions" in cmd) {
-        const opts = cmd.setOptions;
-        if (opts.maxFrameSize !== undefined) port.setMaxFrameSize(opts.maxFrameSize);
-        if (opts.idleTimeout !== undefined) port.setIdleTimeout(opts.idleTimeout);
-      } else {
-        this.note().shutdownReason = cmd.shutdownReason;
+    if ("type" in cmd) {
+      if (cmd.type === "close") {
+        port.sendClose(cmd.code, cmd.reason);
+        this.end(p, "stop");
+        return true;
       }
+      port.sendFrame(cmd);
+    } else if ("active" in cmd) {
+      if (cmd.active) port.resumeReading();
+      else port.pauseReading();
+    } else if ("deflate" in cmd) {
+      port.setDeflate(cmd.deflate);
+    } else if ("setOptions" in cmd) {
+      const opts = cmd.setOptions;
+      if (opts.maxFrameSize !== undefined) port.setMaxFrameSize(opts.maxFrameSize);
+      if (opts.idleTimeout !== undefined) port.setIdleTimeout(opts.idleTimeout);
+    } else {
+      this.note().shutdownReason = cmd.shutdownReason;
     }
-    if (port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
+    return false;
   }
 
   /** end() ran: results and hibernation are ignored from then on. */

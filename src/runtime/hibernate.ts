@@ -84,8 +84,8 @@ class Scan {
  * primitives, known small without a Scan and the Set it allocates. Anything else says false.
  */
 function smallAndFlat(state: unknown): boolean {
+  // Symbol keys need no check: a state kept as it is loses nothing.
   if (typeof state !== "object" || state === null || Object.getPrototypeOf(state) !== Object.prototype) return false;
-  if (Object.getOwnPropertySymbols(state).length > 0) return false;
   let size = 32;
   for (const key in state) {
     const v: unknown = (state as Record<string, unknown>)[key];

@@ -12,12 +12,32 @@ let head = 0;
 /** A drain is already due (microtask or setImmediate): new work just joins the queue. */
 let due = false;
 
+/** Settled once: `then(drain)` queues a microtask without the AsyncResource queueMicrotask makes per call. */
+const settled = Promise.resolve();
+
 /** Queues a runnable process; the caller has set its QUEUED flag. */
 export function schedule(p: Process): void {
   queue.push(p);
   if (!due) {
     due = true;
-    queueMicrotask(drain);
+    void settled.then(drain);
+  }
+}
+
+/**
+ * Runs `deliver` (a timer wake-up handing out its messages), then at once the processes it
+ * made runnable: in the same macrotask, with no microtask queued for them.
+ */
+export function deliverAndRun(deliver: () => void): void {
+  if (due) {
+    deliver();
+    return;
+  }
+  due = true;
+  try {
+    deliver();
+  } finally {
+    drain();
   }
 }
 

@@ -5,6 +5,7 @@ import { lookupName } from "./registry.js";
 import { Pid, Ref } from "./pid.js";
 import { nodeName } from "./node.js";
 import { send, type Process } from "./process.js";
+import { deliverAndRun } from "./scheduler.js";
 
 /** What startTimer delivers: Erlang's {timeout, Ref, Msg}. */
 export interface TimeoutMessage<M = unknown> {
@@ -57,7 +58,10 @@ const buckets = new Map<number, Bucket>();
 /** Min-heap of due ms with a bucket; may hold keys whose bucket was emptied (skipped when popped). */
 const heap: number[] = [];
 let armed = 0;
+/** Kept after it fires: armed again with the same delay, it is refreshed, which spares Node a new timer list. */
 let nodeTimer: NodeJS.Timeout | null = null;
+let nodeTimerDelay = 0;
+/** When it fires; Infinity while it is not armed, -1 while a slice waits for setImmediate. */
 let nodeTimerDue = Infinity;
 let firing = false;
 
@@ -131,10 +135,16 @@ function arm(ms: number, dest: Pid | string, msg: unknown, wrap: boolean): Timer
 }
 
 function setNodeTimer(due: number): void {
-  if (nodeTimer !== null) clearTimeout(nodeTimer);
   nodeTimerDue = due;
   // Whole milliseconds: Node keeps a timer list per distinct delay, and a fraction would make a new one each time.
-  nodeTimer = setTimeout(fire, Math.min(MAX_NODE_DELAY, Math.max(1, Math.ceil(due - performance.now()))));
+  const delay = Math.min(MAX_NODE_DELAY, Math.max(1, Math.ceil(due - performance.now())));
+  if (nodeTimer !== null && delay === nodeTimerDelay) {
+    nodeTimer.refresh();
+    return;
+  }
+  if (nodeTimer !== null) clearTimeout(nodeTimer);
+  nodeTimerDelay = delay;
+  nodeTimer = setTimeout(onNodeTimer, delay);
 }
 
 /** Takes an armed timer out of its bucket: O(1), leaving a hole. */
@@ -164,9 +174,8 @@ function unlinkFromOwner(t: Timer): void {
   t.next = null;
 }
 
-/** The Node timer fired: deliver every due bucket in order, a slice at a time. */
+/** Delivers every due bucket in order, a slice at a time. */
 function fire(): void {
-  nodeTimer = null;
   nodeTimerDue = Infinity;
   firing = true;
   const now = performance.now();
@@ -201,15 +210,16 @@ function fire(): void {
   if (heap.length > 0) {
     if (budget === 0) {
       nodeTimerDue = -1;
-      setImmediate(resumeFiring);
+      setImmediate(onNodeTimer);
     } else {
       setNodeTimer(heap[0]!);
     }
   }
 }
 
-function resumeFiring(): void {
-  fire();
+/** The Node timer (or the next slice): the due timers' processes run right after their messages are out. */
+function onNodeTimer(): void {
+  deliverAndRun(fire);
 }
 
 function deliverTimer(t: Timer): void {

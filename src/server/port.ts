@@ -7,11 +7,12 @@ import { ReceivedFrame, type Frame } from "../actors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
+import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./frame.js";
 import type { HttpReq } from "./req.js";
 
-const TEXT = { binary: false, compress: false, fin: true };
+const TEXT_PLAIN = { binary: false, compress: false, fin: true };
 const TEXT_DEFLATE = { binary: false, compress: true, fin: true };
-const BINARY = { binary: true, compress: false, fin: true };
+const BINARY_PLAIN = { binary: true, compress: false, fin: true };
 const BINARY_DEFLATE = { binary: true, compress: true, fin: true };
 
 /** The terminate reason for an error ws's receiver raised (it has already sent the close frame). */
@@ -221,8 +222,8 @@ export class WsPort extends WebSocket implements WebSocketPort {
     if (early instanceof PortClosed) send(pid, early);
   }
 
-  /** Holds this socket's writes until the current turn ends, so all its frames leave in one write. */
-  private cork(): void {
+  /** Holds this socket's writes until flush(), or at the latest until the current turn ends: many frames, one write. */
+  cork(): void {
     if ((this.portFlags & CORKED) !== 0) return;
     this.portFlags |= CORKED;
     this._socket.cork();
@@ -230,21 +231,44 @@ export class WsPort extends WebSocket implements WebSocketPort {
     if (corkedPorts.length === 1) process.nextTick(flushCorked);
   }
 
-  /** @internal */
   flush(): void {
+    if ((this.portFlags & CORKED) === 0) return;
     this.portFlags &= ~CORKED;
     this._socket.uncork();
   }
 
   sendFrame(frame: Exclude<Frame, { type: "close" }>): void {
-    this.cork();
+    // Without an extension the frame is built here, one buffer; with one (or once closing) ws's sender keeps its order.
+    if ((this.portFlags & DEFLATING) !== 0 || this.readyState !== WebSocket.OPEN) {
+      this.sendThroughWs(frame);
+      return;
+    }
+    const socket = this._socket;
+    if (frame.type === "text") {
+      socket.write(textFrame(frame.data));
+      return;
+    }
+    const opcode = frame.type === "binary" ? BINARY : frame.type === "ping" ? PING : PONG;
+    const data = frame.data;
+    if (!payloadApart(data)) {
+      socket.write(byteFrame(opcode, data));
+      return;
+    }
+    // Header and payload in one writev, as ws's sender writes them.
+    socket.cork();
+    socket.write(byteFrame(opcode, data));
+    socket.write(data);
+    socket.uncork();
+  }
+
+  private sendThroughWs(frame: Exclude<Frame, { type: "close" }>): void {
     const compress = (this.portFlags & COMPRESS) !== 0;
     switch (frame.type) {
       case "text":
-        this.send(frame.data, compress ? TEXT_DEFLATE : TEXT);
+        this.send(frame.data, compress ? TEXT_DEFLATE : TEXT_PLAIN);
         return;
       case "binary":
-        this.send(frame.data, compress ? BINARY_DEFLATE : BINARY);
+        this.send(frame.data, compress ? BINARY_DEFLATE : BINARY_PLAIN);
         return;
       case "ping":
         this.ping(frame.data);
@@ -403,10 +427,11 @@ function sweepGroup(group: IdleGroup): void {
 }
 
 /**
- * Write coalescing: a port corks its socket at its first send in a turn of the run loop,
- * and every corked socket is flushed once after the turn (a nextTick queued from the
- * scheduler's microtask runs when it is done). Many frames, one syscall; raw ws makes one
- * write per send.
+ * Write coalescing: the connection corks its port when more than one frame may come from
+ * it in a turn (a callback with several frames, more messages waiting) and flushes it when
+ * its mailbox is empty, so they leave in one syscall; raw ws makes one write per send.
+ * Corked ports are also flushed once after the turn (a nextTick queued from the scheduler's
+ * microtask runs when it is done), in case a process yields with mail left.
  */
 const corkedPorts: WsPort[] = [];
 

@@ -220,6 +220,20 @@ describe("hibernate: evict when idle, restore on the next message", () => {
     expect(await nthState(rec.calls, 1)).toBe(original);
   });
 
+  test("a small state with a symbol key is kept as it is too: the symbol-keyed value is still there", async () => {
+    const tag = Symbol("tag");
+    const rec = recorder<{ heartbeat: number; [tag]: string }>();
+    const original = { heartbeat: 5000, [tag]: "kept" };
+    const pid = spawn(rec.behaviour, original);
+    send(pid, "h");
+    await hibernated(pid);
+    expect(frozenSize(pid)).toBe(0);
+    send(pid, "x");
+    const state = await nthState(rec.calls, 1);
+    expect(state).toBe(original);
+    expect(state[tag]).toBe("kept");
+  });
+
   test("an async handleInfo may hibernate", async () => {
     const calls: unknown[] = [];
     const behaviour: ProcessBehavior<{ v: number }, unknown, { v: number }> = {
@@ -593,7 +607,8 @@ describe("hibernate: states that cannot be evicted stay live", () => {
     const rec = recorder<unknown>();
     const counter = new Counter();
     const inMap = { m: new Map<string, unknown>([["c", new Counter()]]) };
-    const withSymbol = { [Symbol("tag")]: 1, plain: 2 };
+    // Big enough to be worth evicting: a state small enough to be kept as it is loses nothing to its symbol.
+    const withSymbol = { [Symbol("tag")]: 1, plain: "x".repeat(400) };
     const date = Object.assign(new (class Stamp extends Date {})(0), {});
     const pids = [counter, inMap, withSymbol, date].map((s) => spawn(rec.behaviour, s));
     for (const p of pids) send(p, "h");

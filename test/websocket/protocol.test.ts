@@ -19,6 +19,7 @@ import {
 } from "../../src/index.js";
 import { until } from "../helpers.js";
 import { OP, RawClient, closePayload, encodeFrame, type ServerFrame } from "../support/raw-client.js";
+import { serverWrites } from "../support/writes.js";
 
 type State = { id: string };
 
@@ -250,6 +251,33 @@ describe("framing that must be accepted", () => {
     expect(textOf(await c.next())).toBe("é€😀");
     expect(handled.get(id)).toEqual([{ type: "text", data: "é€😀" }]);
     expect(reasons.has(id)).toBe(false);
+  });
+});
+
+describe("frames the server writes", () => {
+  test("text frames at each header boundary, in multi-byte UTF-8, arrive whole, final and unmasked", async () => {
+    const { c } = await open();
+    for (const bytes of [0, 1, 125, 126, 127, 65535, 65536, 200_001]) {
+      // "é" is two bytes in UTF-8: the header form follows the byte length, not the characters.
+      const text = "é".repeat(Math.floor(bytes / 2)) + (bytes % 2 === 1 ? "a" : "");
+      await c.sendFrame({ opcode: OP.text, payload: text });
+      const f = await c.next();
+      expect(f).toMatchObject({ fin: true, rsv: 0, opcode: OP.text, masked: false });
+      expect(f.payload.length).toBe(bytes);
+      expect(f.payload.toString("utf8")).toBe(text);
+    }
+  });
+
+  test("the replies to frames that came in one TCP write leave in one socket write", async () => {
+    const { c } = await open();
+    await expectEchoStillWorks(c);
+    const texts = ["a", "bb", "ccc", "dddd", "eeeee"];
+    const writes = await serverWrites(c.socket, async () => {
+      await c.write(Buffer.concat(texts.map((t) => encodeFrame({ opcode: OP.text, payload: t }))));
+      for (const t of texts) expect(textOf(await c.next())).toBe(t);
+    });
+    // One writev of five chunks: a frame each, header and payload in one buffer.
+    expect(writes).toEqual([5]);
   });
 });
 

@@ -37,6 +37,7 @@ import {
   type WebSocketOptions,
 } from "../../src/index.js";
 import { captureLogs, sleep, until, type LogRecord } from "../helpers.js";
+import { serverWrites } from "../support/writes.js";
 
 /* ---------------------------------------------------------------- shared plumbing */
 
@@ -418,9 +419,12 @@ describe("results", () => {
     const socket = (c.ws as unknown as { _socket: Socket })._socket;
     const chunks: number[] = [];
     socket.on("data", (d: Buffer) => chunks.push(d.length));
-    c.ws.send("many");
-    await until(() => c.seen.length >= 3, 2000, "three frames");
-    // text "a" (3 bytes), binary 010203 (5 bytes), text "c" (3 bytes): one chunk on loopback.
+    const writes = await serverWrites(socket, async () => {
+      c.ws.send("many");
+      await until(() => c.seen.length >= 3, 2000, "three frames");
+    });
+    // text "a", binary 010203, text "c": one writev of the three frames, one chunk on loopback of 3 + 5 + 3 bytes.
+    expect(writes).toEqual([3]);
     expect(chunks).toEqual([11]);
   });
 
