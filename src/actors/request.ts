@@ -36,8 +36,8 @@ export interface Exchange {
   readonly req: Req;
   /** 426 or 400 when the request cannot become a WebSocket (COWBOY.md, Handshake). */
   handshakeError(): { status: number; headers: Record<string, string> } | undefined;
-  /** Writes the 101 with the Req's response headers, then gives the port (null if the socket died first). */
-  upgrade(opts: ResolvedWebSocketOptions, done: (port: WebSocketPort | null) => void): void;
+  /** Writes the 101 with the Req's response headers and returns the port (null if the socket died first). */
+  upgrade(opts: ResolvedWebSocketOptions): WebSocketPort | null;
   /** Calls back once if the client goes away before the response is complete. */
   onClientGone(callback: () => void): void;
   /** Ends a streamed response, if one is open. */
@@ -108,7 +108,7 @@ class Request implements Actor {
     p.stopSelf("normal");
   }
 
-  private upgrade(p: Process, r: Upgrade<unknown>): PromiseLike<unknown> | void {
+  private upgrade(p: Process, r: Upgrade<unknown>): void {
     const handler = this.handler as unknown as WebSocketHandler<unknown, unknown, unknown>;
     if (typeof handler.websocketHandle !== "function") {
       throw new CorralError("ERR_BAD_RESULT", `${this.name}.init returned upgrade(...) but the handler has no websocketHandle`);
@@ -136,13 +136,9 @@ class Request implements Actor {
       );
     }
     this.done = true;
-    return new Promise<void>((resolve) => {
-      ex.upgrade(opts, (port) => {
-        if (port !== null) spawnConnection(handler, this.name, r.state, port, ex.req, opts, this.logger);
-        p.stopSelf("normal");
-        resolve();
-      });
-    });
+    const port = ex.upgrade(opts);
+    if (port !== null) spawnConnection(handler, this.name, r.state, port, ex.req, opts, this.logger);
+    p.stopSelf("normal");
   }
 
   private startLoop(p: Process, r: Loop<unknown>): void {

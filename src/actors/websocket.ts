@@ -142,6 +142,14 @@ function originsOf(value: unknown): ReadonlySet<string> | undefined {
 
 /** Validates the options once, where init hands them over. */
 export function resolveWebSocketOptions(opts: WebSocketOptions | undefined): ResolvedWebSocketOptions {
+  if (opts === undefined) return (defaults ??= Object.freeze(resolveGiven(undefined)));
+  return resolveGiven(opts);
+}
+
+/** The options of an upgrade that gives none, resolved once. */
+let defaults: ResolvedWebSocketOptions | undefined;
+
+function resolveGiven(opts: WebSocketOptions | undefined): ResolvedWebSocketOptions {
   if (opts !== undefined && (typeof opts !== "object" || opts === null)) throw badarg(`websocket options: expected an object, got ${describe(opts)}`);
   for (const key of Object.keys(opts ?? {})) if (!KNOWN_OPTIONS.has(key)) throw badarg(`websocket options: unknown option ${JSON.stringify(key)}`);
   const reqFilter = opts?.reqFilter;
@@ -248,11 +256,25 @@ const SEP = "\n";
  */
 function packReq(req: Req): string | PartialReq {
   const { method, version, scheme, host, port, path, qs, peer } = req;
-  if ([method, version, host, path, qs, peer.address].some((t) => t.includes(SEP)) || [method, version].some((t) => t === "" || t.includes(" ")) || path.includes("?")) {
+  const usual = method === "GET" && version === "HTTP/1.1" && scheme === "http";
+  if (
+    host.includes(SEP) ||
+    path.includes(SEP) ||
+    path.includes("?") ||
+    qs.includes(SEP) ||
+    peer.address.includes(SEP) ||
+    (!usual && (!packable(method) || !packable(version)))
+  ) {
     return { method, version, scheme, host, port, path, qs, peer: { address: peer.address, port: peer.port } };
   }
-  const head = method === "GET" && version === "HTTP/1.1" && scheme === "http" ? "" : `${method} ${version} ${scheme}`;
+  const head = usual ? "" : `${method} ${version} ${scheme}`;
+  // join makes one flat string; concatenation would keep a tree of pieces for as long as the connection lives.
   return [head, host, port, qs === "" ? path : `${path}?${qs}`, peer.address, peer.port].join(SEP);
+}
+
+/** A method or version that can share the packed head with the others. */
+function packable(token: string): boolean {
+  return token !== "" && !token.includes(" ") && !token.includes(SEP);
 }
 
 function unpackReq(packed: string): PartialReq {

@@ -120,15 +120,15 @@ class ServerExchange implements Exchange {
 
   handshakeError(): { status: number; headers: Record<string, string> } | undefined {
     const req = this.req;
-    const connection = (req.headers["connection"] ?? "").toLowerCase().split(",").map((t) => t.trim());
+    const connection = req.headers["connection"] ?? "";
     const isUpgrade =
       this.socket !== undefined &&
       req.version === "HTTP/1.1" &&
-      connection.includes("upgrade") &&
+      hasToken(connection, "upgrade") &&
       (req.headers["upgrade"] ?? "").toLowerCase() === "websocket";
     if (!isUpgrade) {
       // node keeps a connection alive when the response names "upgrade" only: say close when the client did.
-      const close = connection.includes("close") || (req.version !== "HTTP/1.1" && !connection.includes("keep-alive"));
+      const close = hasToken(connection, "close") || (req.version !== "HTTP/1.1" && !hasToken(connection, "keep-alive"));
       return { status: 426, headers: { connection: close ? "upgrade, close" : "upgrade", upgrade: "websocket" } };
     }
     if (req.method !== "GET" || req.headers["sec-websocket-key"] === undefined || req.headers["sec-websocket-version"] !== "13") {
@@ -142,16 +142,13 @@ class ServerExchange implements Exchange {
     return v === undefined ? undefined : String(v);
   }
 
-  upgrade(opts: ResolvedWebSocketOptions, done: (port: WebSocketPort | null) => void): void {
-    const listener = this.listener;
+  upgrade(opts: ResolvedWebSocketOptions): WebSocketPort | null {
     const socket = this.socket!;
-    if (listener.stopping !== undefined) {
+    if (this.listener.stopping !== undefined) {
       socket.destroy();
-      done(null);
-      return;
+      return null;
     }
-    // The port must not hold a closure over this request: it would keep the whole request alive.
-    completeUpgrade(this.req, this.raw, socket, this.head!, opts, listener.ports, done);
+    return completeUpgrade(this.req, this.raw, socket, this.head!, opts, this.listener.ports);
   }
 
   onClientGone(callback: () => void): void {
@@ -169,6 +166,17 @@ class ServerExchange implements Exchange {
   abort(): void {
     (this.res ?? this.socket!).destroy();
   }
+}
+
+/** Whether a comma-separated header value lists `token` (given in lower case), in any case. */
+function hasToken(value: string, token: string): boolean {
+  for (let start = 0; start <= value.length; ) {
+    let end = value.indexOf(",", start);
+    if (end < 0) end = value.length;
+    if (value.slice(start, end).trim().toLowerCase() === token) return true;
+    start = end + 1;
+  }
+  return false;
 }
 
 function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined): void {

@@ -506,13 +506,27 @@ const CLOSE_TIMEOUT = 1000;
 
 /** One ws server (noServer) per set of per-connection options that ws fixes at the handshake. */
 const servers = new Map<string, WebSocketServer>();
-/** The Req of a request being upgraded, so ws's handshake hooks can read its response headers. */
-const upgrading = new WeakMap<IncomingMessage, HttpReq>();
+/** The last server used and its options: most listeners use one set, so no key is built per handshake. */
+let lastServer: { readonly maxFrameSize: number; readonly validateUtf8: boolean; readonly compress: boolean; readonly wss: WebSocketServer } | null = null;
+/** The Req being upgraded, for ws's handshake hooks: ws upgrades synchronously, inside completeUpgrade. */
+let upgrading: HttpReq | null = null;
+/** What ws's upgrade callback handed over during that call. */
+let upgraded: WsPort | null = null;
 
 function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
+  const last = lastServer;
+  if (last !== null && last.maxFrameSize === opts.maxFrameSize && last.validateUtf8 === opts.validateUtf8 && last.compress === opts.compress) return last.wss;
   const key = `${opts.maxFrameSize}|${opts.validateUtf8}|${opts.compress}`;
   let wss = servers.get(key);
-  if (wss !== undefined) return wss;
+  if (wss === undefined) {
+    wss = newServer(opts);
+    servers.set(key, wss);
+  }
+  lastServer = { maxFrameSize: opts.maxFrameSize, validateUtf8: opts.validateUtf8, compress: opts.compress, wss };
+  return wss;
+}
+
+function newServer(opts: ResolvedWebSocketOptions): WebSocketServer {
   // closeTimeout and autoPong are newer than @types/ws knows.
   const options: ServerOptions & { closeTimeout: number; autoPong: boolean } = {
     noServer: true,
@@ -525,59 +539,45 @@ function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
     skipUTF8Validation: !opts.validateUtf8,
     perMessageDeflate: opts.compress ? {} : false,
     // Cowboy picks no subprotocol by itself: only the one init set goes out.
-    handleProtocols: (_offered, raw) => {
-      const chosen = upgrading.get(raw)?.respHeaders.get("sec-websocket-protocol");
+    handleProtocols: () => {
+      const chosen = upgrading?.respHeaders.get("sec-websocket-protocol");
       return chosen === undefined ? false : String(chosen);
     },
   };
-  wss = new WebSocketServer(options);
-  wss.on("headers", (headers: string[], raw: IncomingMessage) => {
-    const req = upgrading.get(raw);
-    if (req === undefined) return;
-    for (const [name, value] of req.respHeaders) {
+  const wss = new WebSocketServer(options);
+  wss.on("headers", (headers: string[]) => {
+    if (upgrading === null) return;
+    for (const [name, value] of upgrading.respHeaders) {
       if (name === "sec-websocket-protocol") continue;
       for (const v of Array.isArray(value) ? value : [value]) headers.push(`${name}: ${v}`);
     }
   });
-  servers.set(key, wss);
   return wss;
 }
 
+function onUpgraded(ws: WebSocket): void {
+  upgraded = ws as WsPort;
+}
+
 /**
- * Completes the handshake with ws and gives the port, or null when ws refused it or the
- * socket died first (ws then answers or drops the socket itself, without calling back).
+ * Completes the handshake with ws and returns the port, or null when ws refused it or the
+ * socket died first (ws then answers or drops the socket itself). Without a verifyClient,
+ * ws decides within the call, so the answer is known when it returns.
  */
-export function completeUpgrade(
-  req: HttpReq,
-  raw: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  opts: ResolvedWebSocketOptions,
-  ports: PortSet,
-  done: (port: WsPort | null) => void,
-): void {
-  let called = false;
-  const onClose = (): void => {
-    if (called) return;
-    called = true;
-    done(null);
-  };
-  if (!socket.readable || !socket.writable) {
-    onClose();
-    return;
+export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions, ports: PortSet): WsPort | null {
+  if (!socket.readable || !socket.writable) return null;
+  upgrading = req;
+  try {
+    serverFor(opts).handleUpgrade(raw, socket, head, onUpgraded);
+  } finally {
+    upgrading = null;
   }
-  socket.once("close", onClose);
-  upgrading.set(raw, req);
-  serverFor(opts).handleUpgrade(raw, socket, head, (ws) => {
-    upgrading.delete(raw);
-    socket.off("close", onClose);
-    if (called) return;
-    called = true;
-    req.replied = true;
-    // node caches getpeername's answer on the socket for its lifetime; the Req has its copy.
-    (socket as { _peername?: unknown })._peername = undefined;
-    const port = ws as WsPort;
-    port.open(ports.group(opts.idleTimeout), opts.compress);
-    done(port);
-  });
+  const port = upgraded;
+  upgraded = null;
+  if (port === null) return null;
+  req.replied = true;
+  // node caches getpeername's answer on the socket for its lifetime; the Req has its copy.
+  (socket as { _peername?: unknown })._peername = undefined;
+  port.open(ports.group(opts.idleTimeout), opts.compress);
+  return port;
 }
