@@ -314,6 +314,17 @@ describe("handshake checks", () => {
     expect(res.status).toBe(400);
   });
 
+  test("a malformed Sec-WebSocket-Key, refused by ws itself, gets 400: no connection, no terminate, the next upgrade works", async () => {
+    const before = termsOf("/ws").length;
+    const res = await rawRequest("/ws", { ...UPGRADE_HEADERS, "sec-websocket-key": "too-short" });
+    expect(res.upgraded).toBe(false);
+    expect(res.status).toBe(400);
+    await sleep(50);
+    expect(termsOf("/ws").slice(before)).toEqual([]);
+    const ok = await rawRequest("/ws", UPGRADE_HEADERS);
+    expect(ok.upgraded).toBe(true);
+  });
+
   test("Sec-WebSocket-Version other than 13 gets 400", async () => {
     const res = await rawRequest("/ws", { ...UPGRADE_HEADERS, "sec-websocket-version": "12" });
     expect(res.upgraded).toBe(false);
