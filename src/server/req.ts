@@ -22,6 +22,27 @@ export const DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024;
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/**
+ * The request headers by lower-case name, a repeated header joined as Cowboy joins it. node
+ * has built the same map already (its server and ws read it): without a repeated header it is
+ * the one, where node would keep only the first of some or make an array of set-cookie.
+ */
+function headersOf(raw: IncomingMessage): Readonly<Record<string, string>> {
+  const built = raw.headers;
+  const rawHeaders = raw.rawHeaders;
+  let count = 0;
+  for (const _ in built) count++;
+  if (count * 2 === rawHeaders.length && built["set-cookie"] === undefined) return built as Record<string, string>;
+  const headers: Record<string, string> = {};
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    const value = rawHeaders[i + 1]!;
+    const had = headers[name];
+    headers[name] = had === undefined ? value : `${had}${name === "set-cookie" ? "\n" : name === "cookie" ? "; " : ", "}${value}`;
+  }
+  return headers;
+}
+
 /** cowboy_req over node:http. Mutable: the setters return the same Req, for Cowboy-style chaining. */
 export class HttpReq implements Req {
   readonly method: string;
@@ -56,16 +77,8 @@ export class HttpReq implements Req {
     const q = target.indexOf("?");
     this.path = q < 0 ? target : target.slice(0, q);
     this.qs = q < 0 ? "" : target.slice(q + 1);
-    const headers: Record<string, string> = {};
-    const rawHeaders = raw.rawHeaders;
-    for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i]!.toLowerCase();
-      const value = rawHeaders[i + 1]!;
-      const had = headers[name];
-      headers[name] = had === undefined ? value : `${had}${name === "set-cookie" ? "\n" : name === "cookie" ? "; " : ", "}${value}`;
-    }
-    this.headers = headers;
-    const hostHeader = headers["host"] ?? "";
+    this.headers = headersOf(raw);
+    const hostHeader = this.headers["host"] ?? "";
     const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(hostHeader);
     this.host = (m?.[1] ?? "").toLowerCase();
     this.port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;

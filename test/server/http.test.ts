@@ -134,6 +134,7 @@ interface ReqSnapshot {
   parseQs: unknown;
   headerNames: string[];
   customHeader: string | undefined;
+  allHeaders: Record<string, string>;
   customViaHeader: string | undefined;
   customViaHeaderUpper: string | undefined;
   missingHeader: string | undefined;
@@ -164,6 +165,7 @@ const reqHandler: HttpHandler<null> = {
       parseQs: req.parseQs(),
       headerNames: Object.keys(req.headers),
       customHeader: req.headers["x-custom-header"],
+      allHeaders: { ...req.headers },
       customViaHeader: req.header("x-custom-header"),
       customViaHeaderUpper: req.header("X-Custom-Header"),
       missingHeader: req.header("x-not-sent"),
@@ -643,6 +645,36 @@ describe("plain HTTP handlers: edge cases", () => {
 /* ---------------------------------------------------------------- Req */
 
 describe("Req", () => {
+  test("a repeated header is joined as Cowboy joins it (cookie with '; '), where node would keep only the first of some", async () => {
+    const head = [
+      "GET /req/x/y HTTP/1.1",
+      "Host: 127.0.0.1",
+      "X-Tag: one",
+      "x-tag: two",
+      "User-Agent: first",
+      "User-Agent: second",
+      "Cookie: a=1",
+      "Cookie: b=2",
+      "Connection: close",
+    ];
+    expect(await raw(`${head.join("\r\n")}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200/);
+    const snap = seen.values.get("req") as ReqSnapshot;
+    expect(snap.allHeaders).toEqual({
+      host: "127.0.0.1",
+      "x-tag": "one, two",
+      "user-agent": "first, second",
+      cookie: "a=1; b=2",
+      connection: "close",
+    });
+  });
+
+  test("without a repeated header, every header is there under its lower-case name", async () => {
+    const head = ["GET /req/x/y HTTP/1.1", "Host: 127.0.0.1", "X-Tag: one", "Set-Cookie: odd=1", "Connection: close"];
+    expect(await raw(`${head.join("\r\n")}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200/);
+    const snap = seen.values.get("req") as ReqSnapshot;
+    expect(snap.allHeaders).toEqual({ host: "127.0.0.1", "x-tag": "one", "set-cookie": "odd=1", connection: "close" });
+  });
+
   test("method, version, scheme, host (lower-case, no port), port, path, qs, parseQs, headers, parsed headers, peer, bindings", async () => {
     const res = await http("/req/first/second?a=1&b&c=x%20y+z", {
       method: "PATCH",
