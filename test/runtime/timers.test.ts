@@ -13,6 +13,7 @@ import {
   processes,
   readTimer,
   register,
+  self,
   sendAfter,
   spawn,
   startTimer,
@@ -340,6 +341,27 @@ describe("ordering and resolution", () => {
       expect(s.got[0]!.at - t0).toBeGreaterThanOrEqual(d);
       exit(s.pid, "kill");
     }
+  });
+
+  test("a chain re-armed from its own timeout with the same delay (the Node timer refreshed in place): every link fires, none early", async () => {
+    const at: number[] = [];
+    let armed = performance.now();
+    spawn({
+      init: () => {
+        armed = performance.now();
+        startTimer(5, self(), "tick");
+        return 0;
+      },
+      handleInfo(_msg: unknown, n: number) {
+        at.push(performance.now() - armed);
+        if (n + 1 === 10) return stop(n + 1);
+        armed = performance.now();
+        startTimer(5, self(), "tick");
+        return ok(n + 1);
+      },
+    });
+    await until(() => at.length === 10, 2000, "ten links");
+    for (const gap of at) expect(gap).toBeGreaterThanOrEqual(5);
   });
 
   test("many timers due at the same moment all fire, each exactly once", async () => {
