@@ -425,7 +425,7 @@ class Connection<S> implements Actor {
     checkCommand(frame, this.name, callback);
     if (p.queueLength > 0) this.port.cork();
     this.runCommand(p, frame);
-    if (this.port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
+    this.checkBackpressure(p);
   }
 
   /** Runs commands in list order; checked first, so a bad one sends nothing. */
@@ -440,6 +440,11 @@ class Connection<S> implements Actor {
     }
     if (last > 1 || p.queueLength > 0) this.port.cork();
     for (let i = 0; i < last; i++) if (this.runCommand(p, cmds[i]!)) return;
+    this.checkBackpressure(p);
+  }
+
+  /** Cowboy's 1008: more is waiting to be written than the connection may hold. */
+  private checkBackpressure(p: Process): void {
     if (this.port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
   }
 
