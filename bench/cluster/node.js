@@ -3,7 +3,7 @@
  * One corral node of the cluster benchmark, in its own process: forked by bench/cluster/rig.js
  * with IPC, it imports the runtime under test (bench/lib/corral.js: run.js's copy of dist/),
  * joins the cluster when told, and runs the processes each measurement needs. The coordinator
- * sends { id, cmd, args }; the node answers { id, ok: true, value } or { id, ok: false, error }.
+ * sends { id, cmd, args } over bench/ws/control.js's channel.
  *
  * Nothing here runs per message except the processes' own handlers: the coordinator talks to
  * a node between runs and once at each end of a run. Clock readings that cross processes use
@@ -13,6 +13,7 @@
  */
 import { DIST_URL } from "../lib/corral.js";
 import { deferred as timedDeferred } from "../lib/measure.js";
+import { ready, serve } from "../ws/control.js";
 
 /** @type {typeof import("../../dist/index.js")} */
 const corral = await import(DIST_URL);
@@ -21,13 +22,6 @@ const { Pid, broadcast, clusterInfo, join, members, nodeName, nodes, ok, self, s
 /** @typedef {import("../../dist/index.js").Pid} PidT */
 /** @typedef {{ hello: PidT }} Hello   a source's or pinger's first message: where to answer */
 /** @typedef {{ seq: number, pad?: string }} Data  a numbered message, ~1 KB with its pad */
-
-if (typeof process.send !== "function") {
-  console.error("bench/cluster/node.js is started by bench/cluster/rig.js (fork with IPC)");
-  process.exit(2);
-}
-// The coordinator is gone (it failed, or the harness killed it): do not outlive it.
-process.on("disconnect", () => process.exit(3));
 
 const GO = "go";
 const ACK = "ack";
@@ -335,29 +329,12 @@ const commands = {
   },
 
   async exit() {
-    // Leave properly (BYE, keys freed) so the other node does not wait out a timeout; the
-    // process exits once this answer is sent (see below).
+    // Leave properly (BYE, keys freed) so the other node does not wait out a timeout; serve
+    // ends the process once this answer is sent.
     await Promise.race([stopCluster(), sleep(2000)]);
     return null;
   },
 };
 
-process.on("message", async (/** @type {unknown} */ raw) => {
-  if (typeof raw !== "object" || raw === null || !("cmd" in raw) || typeof raw.cmd !== "string") return;
-  const m = /** @type {{ id: number, cmd: string, args?: unknown }} */ (raw);
-  /** @type {{ id: number, ok: true, value: unknown } | { id: number, ok: false, error: string }} */
-  let reply;
-  try {
-    const fn = commands[m.cmd];
-    if (fn === undefined) throw new Error(`unknown command ${m.cmd}`);
-    reply = { id: m.id, ok: true, value: await fn(m.args) };
-  } catch (err) {
-    reply = { id: m.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
-  }
-  // process.exit in the send callback: the answer is out before the process ends.
-  /** @type {NonNullable<typeof process.send>} */ (process.send)(reply, undefined, {}, () => {
-    if (m.cmd === "exit") process.exit(0);
-  });
-});
-
-/** @type {NonNullable<typeof process.send>} */ (process.send)({ id: 0, value: { ready: true, pid: process.pid } });
+serve(commands);
+ready({});

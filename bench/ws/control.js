@@ -21,7 +21,7 @@ import { writeHeapSnapshot } from "node:v8";
  */
 export function serve(commands) {
   if (typeof process.send !== "function") {
-    console.error(`${process.argv[1]} is started by bench/ws/rig.js (fork with IPC)`);
+    console.error(`${process.argv[1]} is a benchmark child: bench/run.js forks it with IPC`);
     process.exit(2);
   }
   process.on("disconnect", () => process.exit(3));
@@ -37,7 +37,10 @@ export function serve(commands) {
       const e = err instanceof Error ? err : new Error(String(err));
       reply = { id: m.id, ok: false, error: e.stack ?? e.message };
     }
-    if (process.connected) /** @type {NonNullable<typeof process.send>} */ (process.send)(reply);
+    // An exit ends the process in the send callback: the answer is out first.
+    if (process.connected) /** @type {NonNullable<typeof process.send>} */ (process.send)(reply, undefined, {}, () => {
+      if (m.cmd === "exit") process.exit(0);
+    });
   });
 }
 
@@ -102,10 +105,7 @@ export function commonCommands() {
       await settledMemory();
       return writeHeapSnapshot(a.file);
     },
-    exit: () => {
-      // After the reply is out: a --cpu-prof profile is written on a normal exit.
-      setTimeout(() => process.exit(0), 10);
-      return true;
-    },
+    // serve ends the process once this answer is out; a --cpu-prof profile is written on a normal exit.
+    exit: () => true,
   };
 }
