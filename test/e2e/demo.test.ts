@@ -9,6 +9,7 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import { cliChildren, listening, runCli, type Cli } from "../support/cli.js";
+import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, freePort, within } from "../support/dist.js";
 
 /** The longest any single step may take. */
@@ -30,53 +31,8 @@ async function startCli(args: readonly string[] = [], env: Record<string, string
   return { cli, url: await listening(cli, WAIT) };
 }
 
-/** A WebSocket client that keeps every message it receives. */
-interface Client {
-  readonly ws: WebSocket;
-  readonly messages: { data: Buffer; binary: boolean }[];
-  readonly texts: () => string[];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  /** Resolves once some message satisfies pred. */
-  readonly waitFor: (pred: (text: string) => boolean, what: string) => Promise<string>;
-}
-
-async function connect(url: string): Promise<Client> {
-  const ws = new WebSocket(url);
-  const messages: { data: Buffer; binary: boolean }[] = [];
-  const waiters: (() => void)[] = [];
-  ws.on("message", (data, binary) => {
-    messages.push({ data: Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]), binary });
-    for (const w of waiters.splice(0)) w();
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-  await within(
-    new Promise<void>((resolve, reject) => {
-      ws.once("open", () => resolve());
-      ws.once("error", reject);
-    }),
-    WAIT,
-    `the WebSocket ${url} to open`,
-  );
-  const texts = (): string[] => messages.filter((m) => !m.binary).map((m) => m.data.toString("utf8"));
-  const waitFor = (pred: (text: string) => boolean, what: string): Promise<string> =>
-    within(
-      new Promise<string>((resolve) => {
-        const check = (): void => {
-          const hit = texts().find(pred);
-          if (hit !== undefined) resolve(hit);
-          else waiters.push(check);
-        };
-        check();
-      }),
-      WAIT,
-      what,
-    );
-  return { ws, messages, texts, closed, waitFor };
-}
-
-const wsUrl = (httpUrl: string, pathAndQuery: string): string => new URL(pathAndQuery, httpUrl.replace(/^http/, "ws")).href;
-
 const sockets = new Set<WebSocket>();
+const connect = (url: string): Promise<Client> => connectClient(url, WAIT);
 const track = (client: Client): Client => {
   sockets.add(client.ws);
   return client;

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../cluster/redis.js";
 import { cliChildren, LISTENING, listening, runCli, type Cli } from "../support/cli.js";
+import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, freePort, until, within } from "../support/dist.js";
 
 /** The longest any single step may take. */
@@ -87,61 +88,25 @@ async function statsByNode(url: string, want: number | readonly string[]): Promi
   );
 }
 
-/** A WebSocket client that keeps every text it receives. */
-interface Client {
-  readonly ws: WebSocket;
-  /** The chat name it connected with. */
+/** A chat client, with the name it connected with. */
+interface ChatClient extends Client {
   readonly name: string;
-  readonly texts: string[];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  /** Resolves once some text satisfies pred. */
-  readonly waitFor: (pred: (text: string) => boolean, what: string) => Promise<string>;
 }
 
 const sockets = new Set<WebSocket>();
 
-async function connect(url: string, name: string): Promise<Client> {
-  const ws = new WebSocket(url);
-  sockets.add(ws);
-  const texts: string[] = [];
-  const waiters: (() => void)[] = [];
-  ws.on("message", (data, binary) => {
-    if (!binary) texts.push(String(data));
-    for (const w of waiters.splice(0)) w();
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-  await within(
-    new Promise<void>((resolve, reject) => {
-      ws.once("open", () => resolve());
-      ws.once("error", reject);
-    }),
-    WAIT,
-    `the WebSocket ${url} to open`,
-  );
-  const waitFor = (pred: (text: string) => boolean, what: string): Promise<string> =>
-    within(
-      new Promise<string>((resolve) => {
-        const check = (): void => {
-          const hit = texts.find(pred);
-          if (hit !== undefined) resolve(hit);
-          else waiters.push(check);
-        };
-        check();
-      }),
-      WAIT,
-      what,
-    );
-  return { ws, name, texts, closed, waitFor };
+async function connect(url: string, name: string): Promise<ChatClient> {
+  const client = await connectClient(url, WAIT);
+  sockets.add(client.ws);
+  return { ...client, name };
 }
-
-const wsUrl = (httpUrl: string, pathAndQuery: string): string => new URL(pathAndQuery, httpUrl.replace(/^http/, "ws")).href;
 
 /**
  * Opens chat clients one by one until both workers hold some; the node that gained a
  * connection (by /api/stats) is the one that took it. Returns the clients by node.
  */
-async function chatOnBothWorkers(url: string, nodes: readonly string[], prefix: string): Promise<Map<string, Client[]>> {
-  const byNode = new Map<string, Client[]>(nodes.map((n) => [n, []]));
+async function chatOnBothWorkers(url: string, nodes: readonly string[], prefix: string): Promise<Map<string, ChatClient[]>> {
+  const byNode = new Map<string, ChatClient[]>(nodes.map((n) => [n, []]));
   let counts = await statsByNode(url, nodes);
   for (let i = 0; i < 12 && [...byNode.values()].some((list) => list.length === 0); i++) {
     const name = `${prefix}${i}`;
@@ -158,7 +123,7 @@ async function chatOnBothWorkers(url: string, nodes: readonly string[], prefix: 
 }
 
 /** Closes the clients and waits until no worker counts a connection any more. */
-async function closeAll(url: string, nodes: readonly string[], clients: readonly Client[]): Promise<void> {
+async function closeAll(url: string, nodes: readonly string[], clients: readonly ChatClient[]): Promise<void> {
   for (const c of clients) c.ws.close(1000);
   await within(Promise.all(clients.map((c) => c.closed)), WAIT, "the chat sockets to close");
   await until(async () => [...(await statsByNode(url, nodes)).values()].every((s) => s.connections === 0), WAIT, "every worker to count 0 connections");
