@@ -4,9 +4,9 @@
  * nodeTimeoutMs 5000 (the outages here are shorter than that, so no node is declared down).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { clusterInfo, nodes, Pid, registerGlobal, send, startCluster, stopCluster, whereisGlobal, members, join, type ClusterInfo } from "../../src/index.js";
+import { clusterInfo, nodes, Pid, registerGlobal, send, startCluster, whereisGlobal, members, join, type ClusterInfo } from "../../src/index.js";
 import { captureLogs, type LogRecord } from "../helpers.js";
-import { collector, ensureBuilt, isDownMsg, killAllNodes, launchNode, RUN, sleep, startNode, until, within, type ChildNode } from "./harness.js";
+import { collector, ensureBuilt, isDownMsg, killAllNodes, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "./harness.js";
 import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
 import { freePort } from "../support/dist.js";
 
@@ -56,10 +56,7 @@ describe.skipIf(!enabled)("Redis lost while running", () => {
   }, 150_000);
 
   afterAll(async () => {
-    await Promise.allSettled([b?.quit()]);
-    await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
-    await killAllNodes();
-    await stopAllRedis();
+    await stopNodes([b]);
   }, 30_000);
 
   async function outage(): Promise<void> {

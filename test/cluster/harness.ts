@@ -277,7 +277,12 @@ export async function startTrio(tag: string, opts: Omit<ClusterOpts, "redis" | "
 
 /** Stops what startTrio started (and any node or redis-server left), bounded. */
 export async function stopTrio(trio: Trio | undefined): Promise<void> {
-  await Promise.allSettled([trio?.b.quit(), trio?.c.quit()]);
+  await stopNodes([trio?.b, trio?.c]);
+}
+
+/** Lets the given child nodes quit, leaves the cluster here, then kills any node left and stops every Redis. */
+export async function stopNodes(children: readonly (ChildNode | undefined)[]): Promise<void> {
+  await Promise.allSettled(children.map((n) => n?.quit()));
   await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
   await killAllNodes();
   await stopAllRedis();

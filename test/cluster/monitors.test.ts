@@ -3,9 +3,9 @@
  * stopCluster must be seen at once, not after the 5 s timeout).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { exit, isAlive, monitor, nodes, Pid, processInfo, Ref, send, spawn, startCluster, stopCluster, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
-import { collector, ensureBuilt, isDownMsg, isExitMsg, killAllNodes, RUN, sleep, startNode, until, within, type ChildNode, type Collector } from "./harness.js";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { exit, isAlive, monitor, nodes, Pid, processInfo, Ref, send, spawn, startCluster, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
+import { collector, ensureBuilt, isDownMsg, isExitMsg, RUN, sleep, startNode, stopNodes, until, within, type ChildNode, type Collector } from "./harness.js";
+import { haveRedis, startRedis, type RedisServer } from "./redis.js";
 
 const enabled = haveRedis();
 
@@ -27,10 +27,7 @@ describe.skipIf(!enabled)("monitors and links across nodes", () => {
   }, 150_000);
 
   afterAll(async () => {
-    await Promise.allSettled([b?.quit()]);
-    await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
-    await killAllNodes();
-    await stopAllRedis();
+    await stopNodes([b]);
   }, 30_000);
 
   let syncN = 0;

@@ -4,9 +4,9 @@
  * come within 600 ms + one heartbeat of the kill (plus a little scheduling slack).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { isAlive, nodes, Pid, send, startCluster, stopCluster, type DownMessage, type ExitMessage } from "../../src/index.js";
-import { collector, ensureBuilt, isDownMsg, isExitMsg, killAllNodes, launchNode, RUN, sleep, startNode, until, within, type ChildNode } from "./harness.js";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { isAlive, nodes, Pid, send, startCluster, type DownMessage, type ExitMessage } from "../../src/index.js";
+import { collector, ensureBuilt, isDownMsg, isExitMsg, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "./harness.js";
+import { haveRedis, startRedis, type RedisServer } from "./redis.js";
 
 const enabled = haveRedis();
 
@@ -29,10 +29,7 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
   }, 150_000);
 
   afterAll(async () => {
-    await Promise.allSettled([observer?.quit()]);
-    await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
-    await killAllNodes();
-    await stopAllRedis();
+    await stopNodes([observer]);
   }, 30_000);
 
   test("monitors get DOWN noconnection and links fire within the node timeout, here and on a third node", async () => {
