@@ -27,6 +27,14 @@ export class ReceivedFrame<T extends InFrame["type"] = InFrame["type"]> {
   ) {}
 }
 
+/** What a received frame costs beyond its payload while it waits in a mailbox (the frame and buffer objects, the queue slot). */
+const FRAME_OVERHEAD = 64;
+
+/** @internal A received frame's weight in inbound flow control: its payload (characters for text) and its objects. */
+export function inboundCost(frame: ReceivedFrame): number {
+  return frame.data.length + FRAME_OVERHEAD;
+}
+
 const EMPTY = new Uint8Array(0);
 
 export function text(data: string): InFrame & { type: "text" } {

@@ -4,7 +4,7 @@ import type { Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
 import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
-import { checkFrame, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
+import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 
 /* ---------------------------------------------------------------- the behaviour */
@@ -92,8 +92,14 @@ export interface WebSocketOptions {
   readonly validateUtf8?: boolean;
   /** Builds what terminate gets instead of the default filtered Req. */
   readonly reqFilter?: (req: Req) => PartialReq;
-  /** Close with 1008 when more than this many bytes wait to be written. Default 4 MiB. */
+  /** Close with 1008 when more than this many bytes wait to be written (replies, pongs, every frame). Default 4 MiB. */
   readonly maxBufferedAmount?: number;
+  /**
+   * Stop reading the socket while the received frames waiting in the mailbox hold more than
+   * this many bytes (after inflating; characters for text); read again once it is down to a
+   * quarter. Default 1 MiB.
+   */
+  readonly maxQueuedBytes?: number;
   /** Where hibernated state goes (default: a v8-serialized buffer). */
   readonly stateStore?: StateStore;
   /**
@@ -111,11 +117,13 @@ export interface ResolvedWebSocketOptions {
   readonly validateUtf8: boolean;
   readonly reqFilter: ((req: Req) => PartialReq) | undefined;
   readonly maxBufferedAmount: number;
+  readonly maxQueuedBytes: number;
   readonly stateStore: StateStore | undefined;
   readonly allowedOrigins: ReadonlySet<string> | undefined;
 }
 
 export const DEFAULT_MAX_BUFFERED_AMOUNT = 4 * 1024 * 1024;
+export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
 
 function limit(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -129,7 +137,7 @@ function flag(value: unknown, name: string, fallback: boolean): boolean {
   return value;
 }
 
-const KNOWN_OPTIONS = new Set(["idleTimeout", "maxFrameSize", "compress", "validateUtf8", "reqFilter", "maxBufferedAmount", "stateStore", "allowedOrigins"]);
+const KNOWN_OPTIONS = new Set(["idleTimeout", "maxFrameSize", "compress", "validateUtf8", "reqFilter", "maxBufferedAmount", "maxQueuedBytes", "stateStore", "allowedOrigins"]);
 
 /** Origins compare as browsers send them: scheme://host[:port], lower-case, no trailing slash. */
 function originsOf(value: unknown): ReadonlySet<string> | undefined {
@@ -161,6 +169,7 @@ function resolveGiven(opts: WebSocketOptions | undefined): ResolvedWebSocketOpti
     validateUtf8: flag(opts?.validateUtf8, "validateUtf8", true),
     reqFilter,
     maxBufferedAmount: limit(opts?.maxBufferedAmount, "maxBufferedAmount", DEFAULT_MAX_BUFFERED_AMOUNT),
+    maxQueuedBytes: limit(opts?.maxQueuedBytes, "maxQueuedBytes", DEFAULT_MAX_QUEUED_BYTES),
     stateStore: opts?.stateStore,
     allowedOrigins: originsOf(opts?.allowedOrigins),
   };
@@ -193,10 +202,12 @@ export interface WebSocketPort {
   pauseReading(): void;
   /** The handler's {active: true}. */
   resumeReading(): void;
-  /** Reading stopped because the mailbox passed its high-water mark (inbound flow control). */
-  readonly throttled: boolean;
-  /** The mailbox drained: reading may go on. */
-  unthrottle(): void;
+  /**
+   * The connection took a message from its mailbox, `bytes` of it a received frame's
+   * (inboundCost; 0 for anything else), `queueLength` left: inbound flow control reads
+   * again once the mailbox is down to its low-water marks.
+   */
+  taken(bytes: number, queueLength: number): void;
   setMaxFrameSize(bytes: number): void;
   /**
    * After this many ms without receiving a byte, the port delivers PortClosed("timeout");
@@ -222,9 +233,6 @@ export class PortClosed {
 }
 
 /* ---------------------------------------------------------------- the connection process */
-
-/** A throttled socket is read again once the mailbox is down to this. */
-const MAILBOX_LOW_WATER = 256;
 
 /** Cowboy's close codes by terminate reason (COWBOY.md); undefined: nothing to send. */
 function closeCodeFor(reason: TerminateReason): number | "destroy" | undefined {
@@ -365,20 +373,25 @@ class Connection<S> implements Actor {
   }
 
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void {
-    if (this.port.throttled && p.queueLength <= MAILBOX_LOW_WATER) this.port.unthrottle();
     const handler = this.handler;
     let r: CallResult<S>;
     let callback: string;
     if (msg instanceof ReceivedFrame) {
+      this.port.taken(inboundCost(msg), p.queueLength);
       callback = "websocketHandle";
-      // Answered here, not by ws on arrival, so the pong follows the replies to earlier frames.
-      if (msg.type === "ping") this.port.sendFrame({ type: "pong", data: msg.data as Uint8Array });
+      if (msg.type === "ping") {
+        // Answered here, not by ws on arrival, so the pong follows the replies to earlier frames.
+        this.port.sendFrame({ type: "pong", data: msg.data as Uint8Array });
+        // A client that pings and never reads must not make the server buffer its pongs.
+        if (this.checkBackpressure(p)) return;
+      }
       r = handler.websocketHandle(msg as InFrame, p.state as S);
     } else if (msg instanceof PortClosed) {
       msg.settle?.();
       this.end(p, msg.reason);
       return;
     } else {
+      this.port.taken(0, p.queueLength);
       const info = handler.websocketInfo;
       if (info === undefined) return;
       callback = "websocketInfo";
@@ -443,9 +456,11 @@ class Connection<S> implements Actor {
     this.checkBackpressure(p);
   }
 
-  /** Cowboy's 1008: more is waiting to be written than the connection may hold. */
-  private checkBackpressure(p: Process): void {
-    if (this.port.bufferedAmount > this.spec.maxBufferedAmount) this.end(p, { error: "backpressure" });
+  /** Cowboy's 1008: more is waiting to be written than the connection may hold. True when that ended it. */
+  private checkBackpressure(p: Process): boolean {
+    if (this.port.bufferedAmount <= this.spec.maxBufferedAmount) return false;
+    this.end(p, { error: "backpressure" });
+    return true;
   }
 
   /** One checked command; true when it was a close frame, which ends the connection. */

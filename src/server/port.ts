@@ -3,11 +3,12 @@ import type { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type ServerOptions } from "ws";
-import { ReceivedFrame, type Frame } from "../actors/frames.js";
+import { inboundCost, ReceivedFrame, type Frame } from "../actors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
 import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./frame.js";
+import { forgetInflate, gateInflate, releaseInflate, type Decompressor } from "./inflate.js";
 import type { HttpReq } from "./req.js";
 
 const TEXT_PLAIN = { binary: false, compress: false, fin: true };
@@ -22,6 +23,7 @@ function errorReason(err: Error & { code?: string }): TerminateReason {
       return { error: "badencoding" };
     case "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH":
     case "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH":
+    case "WS_ERR_TOO_MANY_BUFFERED_PARTS":
       return { error: "badsize" };
     default:
       return { error: "badframe" };
@@ -77,6 +79,9 @@ export class WsPort extends WebSocket implements WebSocketPort {
   idleNext: WsPort | null = null;
   /** socket.bytesRead (as an int32) at the last idle sweep. */
   private idleRead = 0;
+  /** What the received frames waiting in the mailbox weigh (inboundCost), and the most they may before reading stops. */
+  private queuedBytes = 0;
+  private maxQueuedBytes = Infinity;
   declare readonly _socket: Socket;
 
   constructor(...args: unknown[]) {
@@ -88,9 +93,13 @@ export class WsPort extends WebSocket implements WebSocketPort {
   }
 
   /** @internal The handshake is done: start as a port, not reading yet, in the group of its idle timeout. */
-  open(group: IdleGroup, compress: boolean): void {
-    if (this.extensions.includes("permessage-deflate")) this.portFlags |= DEFLATING;
-    if (compress) this.portFlags |= COMPRESS;
+  open(group: IdleGroup, opts: ResolvedWebSocketOptions): void {
+    if (opts.compress) this.portFlags |= COMPRESS;
+    this.maxQueuedBytes = opts.maxQueuedBytes;
+    if (this.extensions.includes("permessage-deflate")) {
+      this.portFlags |= DEFLATING;
+      gateInflate(this, (this as unknown as { _extensions: Record<string, Decompressor> })._extensions["permessage-deflate"]!);
+    }
     // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
     this.pause();
     const receiver = (this as unknown as { _receiver?: EventEmitter })._receiver;
@@ -132,6 +141,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
   /** The socket closed: the connection is over and leaves the listener's set. */
   private gone(): void {
     this.closed({ error: "closed" });
+    if ((this.portFlags & DEFLATING) !== 0) forgetInflate(this);
     this.portFlags |= GONE;
     this.idleGroup?.delete(this);
   }
@@ -166,7 +176,9 @@ export class WsPort extends WebSocket implements WebSocketPort {
   }
 
   private deliverFrame(type: "text" | "binary" | "ping" | "pong", data: Buffer): void {
-    this.deliver(type === "text" ? new ReceivedFrame("text", data.toString()) : new ReceivedFrame(type, data));
+    const frame = type === "text" ? new ReceivedFrame("text", data.toString()) : new ReceivedFrame(type, data);
+    this.queuedBytes += inboundCost(frame);
+    this.deliver(frame);
   }
 
   /** The connection's pid, once attached. */
@@ -178,24 +190,22 @@ export class WsPort extends WebSocket implements WebSocketPort {
     if ((this.portFlags & ATTACHED) === 0) return;
     const pid = this.target as Pid;
     send(pid, msg);
-    // Inbound flow control: a mailbox past the high-water mark stops reading until the connection drains it.
-    if ((this.portFlags & THROTTLED) === 0 && (pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER) {
+    // Inbound flow control: a mailbox past a high-water mark (frames or bytes) stops reading until the connection drains it.
+    if ((this.portFlags & THROTTLED) === 0 && ((pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER || this.queuedBytes > this.maxQueuedBytes)) {
       this.portFlags |= THROTTLED;
       this.pause();
     }
   }
 
-  /** True while reading is stopped because the mailbox is too full. */
+  /** @internal True while reading is stopped because the mailbox is too full. */
   get throttled(): boolean {
     return (this.portFlags & THROTTLED) !== 0;
   }
 
-  /**
-   * The connection drained its mailbox: read again unless the handler asked not to. On a
-   * later turn of the event loop, so other sockets are read before this one floods again.
-   */
-  unthrottle(): void {
-    if ((this.portFlags & RESUMING) !== 0) return;
+  taken(bytes: number, queueLength: number): void {
+    const queued = (this.queuedBytes -= bytes);
+    if ((this.portFlags & (THROTTLED | RESUMING)) !== THROTTLED || queueLength > MAILBOX_LOW_WATER || queued > this.maxQueuedBytes / 4) return;
+    // Read again on a later turn of the event loop, so other sockets are read before this one floods again.
     this.portFlags |= RESUMING;
     setImmediate(resumeAfterThrottle, this);
   }
@@ -203,6 +213,8 @@ export class WsPort extends WebSocket implements WebSocketPort {
   /** @internal */
   afterThrottle(): void {
     this.portFlags &= ~(RESUMING | THROTTLED);
+    // A message whose inflating waited for the mailbox to drain goes first.
+    if ((this.portFlags & DEFLATING) !== 0) releaseInflate(this);
     if ((this.portFlags & (STARTED | USER_PAUSED)) === STARTED) this.resume();
   }
 
@@ -440,8 +452,9 @@ function flushCorked(): void {
   corkedPorts.length = 0;
 }
 
-/** Frames waiting in a connection's mailbox before its socket stops being read. */
+/** Frames waiting in a connection's mailbox before its socket stops being read, and where reading starts again. */
 const MAILBOX_HIGH_WATER = 1024;
+const MAILBOX_LOW_WATER = 256;
 
 /** The port of a ws receiver: it points back to its WebSocket under ws's own symbol ("websocket"). */
 function portOf(receiver: EventEmitter): WsPort {
@@ -460,9 +473,13 @@ function onConclude(this: EventEmitter, code: number, reason: Buffer): void {
   portOf(this).receiverEnded(this, why, [code, reason], false);
 }
 
-/** A protocol error from ws's receiver. Corrupt deflate data is 1002 for Cowboy, where ws would send 1007. */
+/**
+ * A protocol error from ws's receiver. Corrupt deflate data is 1002 for Cowboy, where ws
+ * would send 1007; a message in more fragments than ws keeps is too big (1009), where ws says 1008.
+ */
 function onReceiverError(this: EventEmitter, err: Error & { code?: string }): void {
   if (err.code?.startsWith("Z_") === true) setStatusCode(err, 1002);
+  else if (err.code === "WS_ERR_TOO_MANY_BUFFERED_PARTS") setStatusCode(err, 1009);
   portOf(this).receiverEnded(this, errorReason(err), [err], true);
 }
 
@@ -578,6 +595,6 @@ export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Dupl
   req.replied = true;
   // node caches getpeername's answer on the socket for its lifetime; the Req has its copy.
   (socket as { _peername?: unknown })._peername = undefined;
-  port.open(ports.group(opts.idleTimeout), opts.compress);
+  port.open(ports.group(opts.idleTimeout), opts);
   return port;
 }
