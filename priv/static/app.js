@@ -69,12 +69,19 @@ function showChat(msg) {
   const list = $("chat-log");
   switch (msg.type) {
     case "welcome": return log(list, `you are ${msg.name}`, "sys");
-    case "joined": return log(list, `${msg.name} joined`, "sys");
-    case "left": return log(list, `${msg.name} left`, "sys");
+    case "presence": return showPresence(list, msg);
     case "said": return log(list, `${msg.from}: ${msg.text}`, "in");
     case "broadcast": return log(list, `broadcast: ${msg.text}`, "bc");
     default: return log(list, JSON.stringify(msg), "in");
   }
+}
+// One summary per interval from the server: who joined and left since the last one, and how many are here.
+function showPresence(list, msg) {
+  for (const name of msg.joined) log(list, `${name} joined`, "sys");
+  if (msg.moreJoined > 0) log(list, `and ${msg.moreJoined} more joined`, "sys");
+  for (const name of msg.left) log(list, `${name} left`, "sys");
+  if (msg.moreLeft > 0) log(list, `and ${msg.moreLeft} more left`, "sys");
+  $("chat-here").textContent = `${msg.count} here`;
 }
 $("chat-join").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -96,6 +103,7 @@ $("chat-join").addEventListener("submit", (e) => {
   });
   chat.addEventListener("close", () => {
     setStatus($("chat-status"), "closed", "not joined");
+    $("chat-here").textContent = "";
     log($("chat-log"), "left the room", "sys");
     chatUi(false);
     chat = null;

@@ -8,6 +8,7 @@
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
+import type { PresenceSummary } from "../../src/handlers/demo/presence.js";
 import { cliChildren, listening, runCli, type Cli } from "../support/cli.js";
 import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, freePort, within } from "../support/dist.js";
@@ -29,6 +30,12 @@ async function signalWhenServing(cli: Cli, url: string, signal: NodeJS.Signals):
 async function startCli(args: readonly string[] = [], env: Record<string, string> = {}): Promise<{ cli: Cli; url: string }> {
   const cli = runCli(args, env);
   return { cli, url: await listening(cli, WAIT) };
+}
+
+/** A presence summary from the chat (src/handlers/demo/presence.ts) that satisfies pred. */
+function isPresence(text: string, pred: (p: PresenceSummary) => boolean): boolean {
+  const msg = JSON.parse(text) as { type: string };
+  return msg.type === "presence" && pred(msg as PresenceSummary);
 }
 
 const sockets = new Set<WebSocket>();
@@ -146,7 +153,7 @@ describe("the demo CLI, running", () => {
     await ann.waitFor((t) => t === JSON.stringify({ type: "welcome", name: "ann" }), "ann's welcome");
     const ben = track(await connect(wsUrl(url, "/chat?name=ben")));
     await ben.waitFor((t) => t === JSON.stringify({ type: "welcome", name: "ben" }), "ben's welcome");
-    await ann.waitFor((t) => t === JSON.stringify({ type: "joined", name: "ben" }), "ann hearing ben join");
+    await ann.waitFor((t) => isPresence(t, (p) => p.joined.includes("ben") && p.count === 2), "ann hearing ben join");
 
     ben.ws.send("howdy");
     const said = JSON.stringify({ type: "said", from: "ben", text: "howdy" });
@@ -163,7 +170,7 @@ describe("the demo CLI, running", () => {
 
     ben.ws.close(1000);
     await within(ben.closed, WAIT, "ben's socket to close");
-    await ann.waitFor((t) => t === JSON.stringify({ type: "left", name: "ben" }), "ann hearing ben leave");
+    await ann.waitFor((t) => isPresence(t, (p) => p.left.includes("ben") && p.count === 1), "ann hearing ben leave");
     ann.ws.close(1000);
     await within(ann.closed, WAIT, "ann's socket to close");
   });

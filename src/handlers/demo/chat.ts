@@ -1,12 +1,13 @@
-import { broadcast, join, ok, reply, self, text, upgrade, type WebSocketHandler } from "../../index.js";
+import { broadcast, join, ok, reply, text, upgrade, type WebSocketHandler } from "../../index.js";
+import { announce, type PresenceSummary } from "./presence.js";
 
 /** The group every chat connection joins; POST /broadcast sends to it from app code. */
 export const CHAT_ROOM = "chat:lobby";
 
-/** What travels through the group: one chat line, or an announcement from the server. */
+/** What travels through the group: one chat line, a presence summary, or an announcement from the server. */
 export type ChatMessage =
   | { readonly type: "said"; readonly from: string; readonly text: string }
-  | { readonly type: "joined" | "left"; readonly name: string }
+  | PresenceSummary
   | { readonly type: "broadcast"; readonly text: string };
 
 interface ChatState {
@@ -16,7 +17,11 @@ interface ChatState {
 const MAX_NAME = 32;
 const MAX_LINE = 2000;
 
-/** A chat room on a process group: join in websocketInit, broadcast through the group, names from ?name=. */
+/**
+ * A chat room on a process group: join in websocketInit, broadcast through the group, names
+ * from ?name=. Joins and leaves are not broadcast one by one (a storm of N joins would wake
+ * every member N times): the room's presence process sends one summary per interval.
+ */
 export const chatHandler: WebSocketHandler<ChatState, unknown, ChatMessage> = {
   init(req) {
     const given = req.parseQs().find(([key]) => key === "name")?.[1];
@@ -26,8 +31,8 @@ export const chatHandler: WebSocketHandler<ChatState, unknown, ChatMessage> = {
 
   websocketInit(state) {
     join(CHAT_ROOM);
-    broadcast(CHAT_ROOM, { type: "joined", name: state.name } satisfies ChatMessage, { except: self() });
-    return reply(text(JSON.stringify({ type: "welcome", name: state.name })), state);
+    announce(CHAT_ROOM, state.name);
+    return reply(text(JSON.stringify({ type: "welcome", name: state.name })), state, { hibernate: true });
   },
 
   websocketHandle(frame, state) {
@@ -38,9 +43,5 @@ export const chatHandler: WebSocketHandler<ChatState, unknown, ChatMessage> = {
 
   websocketInfo(msg, state) {
     return reply(text(JSON.stringify(msg)), state, { hibernate: true });
-  },
-
-  terminate(_reason, _req, state) {
-    broadcast(CHAT_ROOM, { type: "left", name: state.name } satisfies ChatMessage);
   },
 };

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { compileRoutes, staticDir, staticFile, type Dispatch } from "../../index.js";
+import { compileRoutes, staticDir, staticFile, type Dispatch, type HttpHandler } from "../../index.js";
 import { broadcastHandler } from "./broadcast.js";
 import { chatHandler } from "./chat.js";
 import { echoHandler } from "./echo.js";
@@ -10,20 +10,53 @@ import { statsHandler } from "./stats.js";
 /** The demo's page and assets: priv/ at the package root (the same path from src/ and dist/). */
 export const PRIV_DIR = fileURLToPath(new URL("../../../priv/", import.meta.url));
 
+/**
+ * The page's Content-Security-Policy: scripts, styles and sockets from its own origin only, no
+ * inline code, no plugins, no framing. CSP Level 3's 'self' covers the same origin's ws: and wss:.
+ */
+export const PAGE_CSP = [
+  "default-src 'self'",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+/** The headers every page and asset goes out with. */
+const PAGE_HEADERS = { "content-security-policy": PAGE_CSP, "x-content-type-options": "nosniff", "referrer-policy": "no-referrer" };
+const ASSET_HEADERS = { "x-content-type-options": "nosniff" };
+
+/** A handler that sets these response headers, then lets handler answer. */
+function withHeaders<S, O>(handler: HttpHandler<S, O>, headers: Readonly<Record<string, string>>): HttpHandler<S, O> {
+  return {
+    init(req, opts) {
+      for (const [name, value] of Object.entries(headers)) req.setRespHeader(name, value);
+      return handler.init(req, opts);
+    },
+  };
+}
+
+/** The demo's page, with its security headers. */
+export const demoPage = (): HttpHandler => withHeaders(staticFile(`${PRIV_DIR}index.html`, { charset: "utf-8" }), PAGE_HEADERS);
+
+/** The page's scripts and styles, under a route ending in [...]. */
+export const demoAssets = (): HttpHandler => withHeaders(staticDir(`${PRIV_DIR}static`, { charset: "utf-8" }), ASSET_HEADERS);
+
 /** Every demo route; `listener` is the name the stats count connections of. */
 export function demoDispatch(listener: string): Dispatch {
   return compileRoutes([
     {
       host: "_",
       paths: [
-        ["/", staticFile(`${PRIV_DIR}index.html`, { charset: "utf-8" })],
+        ["/", demoPage()],
         ["/websocket", guideHandler, { heartbeat: 5000 }],
         ["/echo", echoHandler],
         ["/chat", chatHandler],
         ["/broadcast", broadcastHandler],
         ["/game", gameHandler],
         ["/api/stats", statsHandler, { listener }],
-        ["/static/[...]", staticDir(`${PRIV_DIR}static`, { charset: "utf-8" })],
+        ["/static/[...]", demoAssets()],
       ],
     },
   ]);
