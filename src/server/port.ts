@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import { Writable, type Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type ServerOptions } from "ws";
 import { inboundCost, ReceivedFrame, type Frame } from "../actors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
@@ -10,6 +10,7 @@ import { send } from "../runtime/process.js";
 import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./frame.js";
 import { forgetInflate, gateInflate, releaseInflate, type Decompressor } from "./inflate.js";
 import type { HttpReq } from "./req.js";
+import { FrameScan } from "./utf8.js";
 
 const TEXT_PLAIN = { binary: false, compress: false, fin: true };
 const TEXT_DEFLATE = { binary: false, compress: true, fin: true };
@@ -53,8 +54,12 @@ const STARTED = 2048;
 /** Data frames go out compressed (the handler's deflate toggle). */
 const COMPRESS = 4096;
 const CLOSE_SENT = 8192;
+/** The UTF-8 scan is inside a frame or a message: its state is in partialScans. */
+const PARTIAL_SCAN = 16384;
+/** The scan found invalid UTF-8: nothing more goes to ws's receiver. */
+const BAD_TEXT = 32768;
 /** The idle sweeps since a byte was last received count in the bits from here up. */
-const SWEEP_SHIFT = 14;
+const SWEEP_SHIFT = 16;
 const SWEEP = 1 << SWEEP_SHIFT;
 /** The most sweeps the flags can count: a timeout needing more (thousands of years) never comes. */
 const MAX_SWEEPS = 2 ** (31 - SWEEP_SHIFT) - 1;
@@ -102,10 +107,12 @@ export class WsPort extends WebSocket implements WebSocketPort {
     }
     // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
     this.pause();
-    const receiver = (this as unknown as { _receiver?: EventEmitter })._receiver;
+    const receiver = (this as unknown as { _receiver?: EventEmitter & { write: Writable["write"] } })._receiver;
     if (receiver !== undefined) {
       if (takeOver(receiver, "conclude", onConclude)) this.portFlags |= HOLDS_CONCLUDE;
       if (takeOver(receiver, "error", onReceiverError)) this.portFlags |= HOLDS_ERROR;
+      // Text is checked as it arrives (utf8.ts), before ws's receiver sees the bytes.
+      if (opts.validateUtf8) receiver.write = scanWrite as Writable["write"];
     }
     this.join(group);
   }
@@ -136,6 +143,30 @@ export class WsPort extends WebSocket implements WebSocketPort {
     this._socket.pause();
     const theirs = (this.portFlags & (error ? HOLDS_ERROR : HOLDS_CONCLUDE)) === 0 ? undefined : error ? wsOnError : wsOnConclude;
     this.closed(reason, theirs === undefined ? undefined : () => theirs.apply(receiver, args));
+  }
+
+  /**
+   * @internal Scans a chunk before ws's receiver gets it: -1 to pass it on, -2 to drop it
+   * (invalid text came before), or where the frame with invalid UTF-8 begins.
+   */
+  scanText(chunk: Buffer): number {
+    const flags = this.portFlags;
+    if ((flags & BAD_TEXT) !== 0) return -2;
+    const partial = (flags & PARTIAL_SCAN) !== 0;
+    const scan = partial ? partialScans.get(this)! : scratchScan;
+    const cut = scan.scan(chunk);
+    if (cut >= 0) {
+      this.portFlags |= BAD_TEXT;
+      if (!partial) scratchScan = new FrameScan();
+    } else if (partial && scan.idle) {
+      partialScans.delete(this);
+      this.portFlags &= ~PARTIAL_SCAN;
+    } else if (!partial && !scan.idle) {
+      partialScans.set(this, scan);
+      scratchScan = new FrameScan();
+      this.portFlags |= PARTIAL_SCAN;
+    }
+    return cut;
   }
 
   /** The socket closed: the connection is over and leaves the listener's set. */
@@ -471,6 +502,36 @@ let kWebSocket: symbol | undefined;
 function onConclude(this: EventEmitter, code: number, reason: Buffer): void {
   const why: TerminateReason = code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } };
   portOf(this).receiverEnded(this, why, [code, reason], false);
+}
+
+/**
+ * Scans could share one object, as most chunks hold whole messages; a connection left inside
+ * a frame or a message keeps its own, here rather than in a field every connection would carry.
+ */
+let scratchScan = new FrameScan();
+const partialScans = new WeakMap<WsPort, FrameScan>();
+
+const receiverWrite = Writable.prototype.write as (this: Writable, chunk: Buffer, callback?: (err?: Error | null) => void) => boolean;
+
+/** ws's receiver's write, for a port that checks UTF-8 as it arrives. */
+function scanWrite(this: Writable, chunk: Buffer): boolean {
+  const port = portOf(this);
+  const cut = port.scanText(chunk);
+  if (cut === -1) return receiverWrite.call(this, chunk);
+  // The whole frames before the bad one are delivered first, then the receiver fails as if it had found it.
+  if (cut >= 0) receiverWrite.call(this, chunk.subarray(0, cut), (err) => err == null && failText(this));
+  // ws pauses the socket when its receiver is full: nothing more is read.
+  return false;
+}
+
+interface WsReceiver extends Writable {
+  createError(ctor: ErrorConstructor, message: string, prefix: boolean, statusCode: number, code: string): Error;
+}
+
+/** Fails the receiver with ws's own 1007 error, through the same path as one ws found. */
+function failText(receiver: Writable): void {
+  const err = (receiver as WsReceiver).createError(Error, "invalid UTF-8 sequence", true, 1007, "WS_ERR_INVALID_UTF8");
+  onReceiverError.call(receiver, err);
 }
 
 /**

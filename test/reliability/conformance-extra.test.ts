@@ -685,15 +685,100 @@ describe("Cowboy parity: where corral (ws underneath) differs from cowlib", () =
     await c.write(Buffer.from([0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4]));
     await failsWith(c, id, 1009);
   });
+});
 
-  // BUG (parity): cowlib validates UTF-8 incrementally and fails fast on the first bad
-  // fragment (Autobahn 6.4 "strict"); ws validates the reassembled message at its end, so a
-  // bad first fragment is held (up to maxFrameSize) until the message completes.
-  test.fails("6.4.1 (strict): invalid UTF-8 in the first fragment → 1007 before the message ends (Cowboy fails fast)", async () => {
-    const { c, id } = await open();
-    await send(c, { opcode: OP.text, payload: hex("cebae1bdb9cf83cebcceb5f4908080"), fin: false });
+/* ---------------------------------------------------------------- UTF-8 fail-fast (Autobahn 6.4) */
+
+// Cowboy validates text as it arrives; so does corral (src/server/utf8.ts), where ws alone
+// would hold a bad first fragment (up to maxFrameSize) until the message completes.
+describe("6.4 (strict): invalid UTF-8 fails fast, before the message or the frame ends", () => {
+  const valid = hex("cebae1bdb9cf83cebcceb5");
+  const tail = hex("656469746564");
+
+  /** Sends the parts one by one; the close must come after `badPart`, before the rest is sent. */
+  async function failsFast(c: RawClient, id: string, parts: readonly Buffer[], badPart: number): Promise<void> {
+    for (let i = 0; i <= badPart; i++) {
+      await c.write(parts[i]!);
+      if (i < badPart) {
+        // Nothing comes back for a valid part: the message is not over.
+        await sleep(50);
+        expect(c.queued).toEqual([]);
+      }
+    }
     const { close } = await c.nextClose(1000);
     expect(close.code).toBe(1007);
     expect(await reasonOf(id)).toEqual({ error: "badencoding" });
+    expect(handled.get(id) ?? []).toEqual([]);
+  }
+
+  test("6.4.1: three fragments, the second invalid (U+110000): 1007 before the third", async () => {
+    const { c, id } = await open();
+    const parts = [
+      encodeFrame({ opcode: OP.text, payload: valid, fin: false }),
+      encodeFrame({ opcode: OP.continuation, payload: hex("f4908080"), fin: false }),
+      encodeFrame({ opcode: OP.continuation, payload: tail }),
+    ];
+    await failsFast(c, id, parts, 1);
+  });
+
+  test("6.4.2: three fragments, invalid at the first byte of the second: 1007 before the third", async () => {
+    const { c, id } = await open();
+    const parts = [
+      encodeFrame({ opcode: OP.text, payload: Buffer.concat([valid, hex("f4")]), fin: false }),
+      encodeFrame({ opcode: OP.continuation, payload: hex("90"), fin: false }),
+      encodeFrame({ opcode: OP.continuation, payload: Buffer.concat([hex("8080"), tail]) }),
+    ];
+    await failsFast(c, id, parts, 1);
+  });
+
+  /** One frame cut into three TCP writes at the given payload offsets. */
+  function chunks(payload: Buffer, cuts: readonly [number, number]): Buffer[] {
+    const frame = encodeFrame({ opcode: OP.text, payload });
+    const head = frame.length - payload.length;
+    return [frame.subarray(0, head + cuts[0]), frame.subarray(head + cuts[0], head + cuts[1]), frame.subarray(head + cuts[1])];
+  }
+
+  test("6.4.3: one frame in three chunks, the second invalid: 1007 before the third", async () => {
+    const { c, id } = await open();
+    await failsFast(c, id, chunks(Buffer.concat([valid, hex("f4908080"), tail]), [valid.length, valid.length + 4]), 1);
+  });
+
+  test("6.4.4: one frame in three chunks, invalid at the first byte of the second: 1007 before the third", async () => {
+    const { c, id } = await open();
+    await failsFast(c, id, chunks(Buffer.concat([valid, hex("f4908080"), tail]), [valid.length + 1, valid.length + 2]), 1);
+  });
+
+  test("a valid message in 1-byte chunks and 1-byte fragments, with pings between, is echoed whole", async () => {
+    const { c, id } = await open();
+    const text = Buffer.from("κόσμε 😀 ascii ∑", "utf8");
+    const frames = [...text].map((b, i) => encodeFrame({ opcode: i === 0 ? OP.text : OP.continuation, payload: Buffer.from([b]), fin: i === text.length - 1 }));
+    const withPings = frames.flatMap((f, i) => (i % 3 === 1 ? [encodeFrame({ opcode: OP.ping, payload: "p" }), f] : [f]));
+    await c.write(Buffer.concat(withPings), 1);
+    const got = await c.next(2000);
+    const rest = [got, ...(await Promise.all(Array.from({ length: withPings.length - frames.length }, () => c.next(2000))))];
+    expect(kinds(rest.filter((f) => f.type === "text"))).toEqual([`text:${text.toString("utf8")}`]);
+    expect(reasons.has(id)).toBe(false);
+  });
+
+  test("a frame whose header is cut over chunks, then invalid payload: 1007, and the frames before it are echoed", async () => {
+    const { c, id } = await open();
+    const first = encodeFrame({ opcode: OP.text, payload: "before" });
+    const bad = encodeFrame({ opcode: OP.text, payload: Buffer.concat([valid, hex("c0af"), Buffer.alloc(200, 0x61)]) });
+    // The bad frame's header ends in the first write, its payload starts in the second.
+    await c.write(Buffer.concat([first, bad.subarray(0, 5)]));
+    await c.write(bad.subarray(5, 40));
+    const { close, before } = await c.nextClose(1000);
+    expect(kinds(before)).toEqual(["text:before"]);
+    expect(close.code).toBe(1007);
+    expect(await reasonOf(id)).toEqual({ error: "badencoding" });
+  });
+
+  test("a compressed connection still checks its uncompressed fragments as they arrive", async () => {
+    const id = `x${++seq}`;
+    const c = await RawClient.open(listener.port, { path: `/?${id}`, headers: { "Sec-WebSocket-Extensions": "permessage-deflate" } });
+    clients.add(c);
+    await c.write(encodeFrame({ opcode: OP.text, payload: hex("ff"), fin: false }));
+    const { close } = await c.nextClose(1000);
+    expect(close.code).toBe(1007);
   });
 });
