@@ -393,16 +393,35 @@ function answerFor(req: Req, real: string, name: string, o: Resolved, st: BigInt
 
 /* ------------------------------------------------------------------------- validators */
 
-/** If-Match (strong comparison) or If-None-Match (weak comparison) against our tag. */
+/**
+ * If-Match (strong comparison) or If-None-Match (weak comparison) against our tag, in one
+ * pass over the header (a regex retried at every position was quadratic in a run of spaces).
+ * Whatever is not an entity-tag is skipped up to the next comma.
+ */
 function matches(header: string, etag: string | undefined, strong: boolean): boolean {
   if (header.trim() === "*") return true;
   if (etag === undefined) return false;
   const ours = etag.slice(1, -1);
-  const re = /\s*(W\/)?"([^"]*)"\s*(?:,|$)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(header)) !== null) {
-    if (m[2] === ours && !(strong && m[1] !== undefined)) return true;
-    if (m[0] === "") break;
+  const n = header.length;
+  let i = 0;
+  while (i < n) {
+    const c = header.charCodeAt(i);
+    // OWS and empty list elements.
+    if (c === 0x20 || c === 0x09 || c === 0x2c) {
+      i++;
+      continue;
+    }
+    const weak = header.startsWith('W/"', i);
+    if (weak) i += 2;
+    if (header.charCodeAt(i) === 0x22) {
+      const close = header.indexOf('"', i + 1);
+      if (close < 0) return false;
+      if (close - i - 1 === ours.length && header.startsWith(ours, i + 1) && !(strong && weak)) return true;
+      i = close + 1;
+    }
+    const comma = header.indexOf(",", i);
+    if (comma < 0) return false;
+    i = comma + 1;
   }
   return false;
 }
