@@ -53,6 +53,11 @@ export interface StaticOptions {
    * them, "deny" answers 403, "ignore" answers 404 as if they did not exist.
    */
   readonly dotfiles?: "allow" | "deny" | "ignore";
+  /**
+   * Default true: `x-content-type-options: nosniff` on every answer that carries or revalidates
+   * the file (200, 206, 304, 416), so a browser never runs an upload it guessed to be a script.
+   */
+  readonly nosniff?: boolean;
 }
 
 /** The handler's state after init: the real path tried (if it got that far) and the status sent. */
@@ -154,6 +159,7 @@ interface Resolved {
   readonly textOnlyCharset: boolean;
   readonly etag: ((file: StaticFileInfo, mtimeNs: bigint) => string) | undefined;
   readonly dotfiles: "allow" | "deny" | "ignore";
+  readonly nosniff: boolean;
 }
 
 function checkPath(fn: string, p: unknown): string {
@@ -179,7 +185,7 @@ function builtin(file: string): string {
 
 function resolveOptions(fn: string, opts: StaticOptions): Resolved {
   if (typeof opts !== "object" || opts === null) throw badarg(`${fn}: options must be an object, got ${describe(opts)}`);
-  const { mimetypes, charset, etag = true, dotfiles = "allow" } = opts;
+  const { mimetypes, charset, etag = true, dotfiles = "allow", nosniff = true } = opts;
 
   let mime: (file: string) => string;
   if (mimetypes === undefined) mime = builtin;
@@ -219,7 +225,8 @@ function resolveOptions(fn: string, opts: StaticOptions): Resolved {
   if (dotfiles !== "allow" && dotfiles !== "deny" && dotfiles !== "ignore") {
     throw badarg(`${fn}: dotfiles must be "allow", "deny" or "ignore", got ${describe(dotfiles)}`);
   }
-  return { mime, charset: cs, textOnlyCharset: typeof charset === "string", etag: tag, dotfiles };
+  if (typeof nosniff !== "boolean") throw badarg(`${fn}: nosniff must be true or false, got ${describe(nosniff)}`);
+  return { mime, charset: cs, textOnlyCharset: typeof charset === "string", etag: tag, dotfiles, nosniff };
 }
 
 function contentType(file: string, o: Resolved): string {
@@ -358,8 +365,10 @@ function answerFor(req: Req, real: string, name: string, o: Resolved, st: BigInt
   const mtimeSec = Number(mtimeNs / 1_000_000_000n) - (mtimeNs < 0n && mtimeNs % 1_000_000_000n !== 0n ? 1 : 0);
   const etag = o.etag === undefined ? undefined : `"${o.etag({ path: real, size, mtimeMs: Number(mtimeNs / 1_000_000n) }, mtimeNs)}"`;
   const lastModified = new Date(mtimeSec * 1000).toUTCString();
-  const validators: Record<string, string> = { "last-modified": lastModified };
-  if (etag !== undefined) validators["etag"] = etag;
+  // What every answer about the file carries, 304 and 416 included.
+  const fileHeaders: Record<string, string> = { "last-modified": lastModified };
+  if (etag !== undefined) fileHeaders["etag"] = etag;
+  if (o.nosniff) fileHeaders["x-content-type-options"] = "nosniff";
 
   // RFC 9110 §13.2.2: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since, then Range.
   const ifMatch = req.header("if-match");
@@ -371,17 +380,17 @@ function answerFor(req: Req, real: string, name: string, o: Resolved, st: BigInt
   }
   const ifNoneMatch = req.header("if-none-match");
   if (ifNoneMatch !== undefined) {
-    if (matches(ifNoneMatch, etag, false)) return done(req, 304, real, validators);
+    if (matches(ifNoneMatch, etag, false)) return done(req, 304, real, fileHeaders);
   } else {
     const ims = httpDate(req.header("if-modified-since"));
-    if (ims !== undefined && mtimeSec <= ims) return done(req, 304, real, validators);
+    if (ims !== undefined && mtimeSec <= ims) return done(req, 304, real, fileHeaders);
   }
 
-  const headers: Record<string, string> = { "content-type": contentType(name, o), "accept-ranges": "bytes", ...validators };
+  const headers: Record<string, string> = { "content-type": contentType(name, o), "accept-ranges": "bytes", ...fileHeaders };
   const range = req.method === "GET" ? req.header("range") : undefined;
   if (range !== undefined && ifRangeHolds(req.header("if-range"), etag, lastModified)) {
     const r = parseRange(range, size);
-    if (r === "unsatisfiable") return done(req, 416, real, { "accept-ranges": "bytes", ...validators, "content-range": `bytes */${size}` });
+    if (r === "unsatisfiable") return done(req, 416, real, { "accept-ranges": "bytes", ...fileHeaders, "content-range": `bytes */${size}` });
     if (r !== undefined) {
       headers["content-range"] = `bytes ${r.start}-${r.end}/${size}`;
       const length = r.end - r.start + 1;
