@@ -11,7 +11,7 @@
 import { constants, type BigIntStats } from "node:fs";
 import { open, realpath, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { HeaderValue, HttpOk, Req } from "../actors/req.js";
+import { logValue, type HeaderValue, type HttpOk, type Req } from "../actors/req.js";
 import type { HttpHandler } from "../actors/request.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
@@ -271,7 +271,9 @@ function fsStatus(err: unknown): 403 | 404 | undefined {
 function fsError(req: Req, err: unknown, p: string): HttpOk<StaticState> {
   const status = fsStatus(err);
   if (status !== undefined) return done(req, status, p);
-  runtimeLogger().warn({ err, path: p }, "static: file system error, answered 500");
+  // The path (and the error's message, which repeats it) holds what the client asked for: bounded, no stack.
+  const { code, message } = (typeof err === "object" && err !== null ? err : {}) as { code?: unknown; message?: unknown };
+  runtimeLogger().warn({ code, err: logValue(String(message ?? err)), path: logValue(p) }, "static: file system error, answered 500");
   return done(req, 500, p);
 }
 
