@@ -1,4 +1,5 @@
 import type { FileHandle } from "node:fs/promises";
+import { CorralError, type ErrorCode } from "../runtime/errors.js";
 
 /**
  * The request as handlers see it (cowboy_req). Declared here, where the behaviours that
@@ -105,4 +106,34 @@ export interface HttpOk<S> {
   readonly type: "ok";
   readonly req: Req;
   readonly state: S;
+}
+
+/**
+ * @internal What the client got wrong (Cowboy's request_error): a body too large, cut off or
+ * too slow, a malformed query string or header. Escaping init or info it is no crash: the
+ * client gets `status`, terminate gets `{ error: reason }`, one debug line without a stack.
+ */
+export class RequestError extends CorralError {
+  readonly status: 400 | 408 | 413;
+  readonly reason: "bad_request" | "closed" | "timeout" | "body_too_large";
+  constructor(code: ErrorCode, message: string, status: RequestError["status"], reason: RequestError["reason"], opts?: { cause?: unknown }) {
+    super(code, message, opts);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+/** @internal The most characters of one client-controlled value that go into a log line. */
+export const LOG_VALUE_MAX = 200;
+
+/**
+ * @internal A client-controlled value (a path, a header, a list of offered subprotocols) for a
+ * log line: at most LOG_VALUE_MAX characters, then how much was cut, so a client cannot make
+ * the log grow faster than the requests it sends.
+ */
+export function logValue(value: string | readonly string[]): string {
+  const s = typeof value === "string" ? value : value.join(", ");
+  if (s.length <= LOG_VALUE_MAX) return s;
+  const items = typeof value === "string" ? "" : ` in ${value.length} values`;
+  return `${s.slice(0, LOG_VALUE_MAX)}… (${s.length - LOG_VALUE_MAX} more characters${items})`;
 }

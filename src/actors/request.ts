@@ -5,7 +5,7 @@ import { applyResult, spawnActor, type Actor, type ExitReason, type Process } fr
 import { isThenable } from "../runtime/result.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import type { Loop, LoopHandler } from "./loop.js";
-import type { HttpOk, PartialReq, Req } from "./req.js";
+import { logValue, RequestError, type HttpOk, type PartialReq, type Req } from "./req.js";
 import {
   resolveWebSocketOptions,
   spawnConnection,
@@ -42,7 +42,7 @@ export interface Exchange {
   onClientGone(callback: () => void): void;
   /** Ends a streamed response, if one is open. */
   endStream(): void;
-  /** Cuts the connection: a response that started cannot be completed (a crash mid-stream). */
+  /** Cuts the connection when a response started and cannot be completed (a crash mid-stream); a complete one is left alone. */
   abort(): void;
   /** The subprotocols the client offered, for the missing-subprotocol warning. */
   readonly offeredProtocols: readonly string[];
@@ -87,9 +87,30 @@ class Request implements Actor {
   }
 
   start(p: Process): PromiseLike<unknown> | void {
-    const r = this.handler.init(this.exchange.req, this.opts);
-    if (isThenable(r)) return r.then((v) => this.initDone(p, v));
+    let r: unknown;
+    try {
+      r = this.handler.init(this.exchange.req, this.opts);
+    } catch (err) {
+      return this.failed(p, err);
+    }
+    if (isThenable(r)) return r.then((v) => this.initDone(p, v), (err: unknown) => this.failed(p, err));
     return this.initDone(p, r);
+  }
+
+  /**
+   * init or info threw or rejected. The client's fault (a RequestError: body too large, cut
+   * off or too slow, a malformed header or query string) is answered with its status and
+   * ends the request quietly, as Cowboy's request_error; anything else is a crash.
+   */
+  private failed(p: Process, err: unknown): void {
+    if (!(err instanceof RequestError)) throw err;
+    const req = this.exchange.req;
+    this.logger.debug({ handler: this.name, code: err.code, status: err.status, reason: logValue(err.message) }, "request refused: the client's fault");
+    if (!req.replied) req.reply(err.status);
+    else this.exchange.abort();
+    this.done = true;
+    this.handler.terminate?.({ error: err.reason }, req, (this.looping ? p.liveState() : this.state) as never);
+    p.stopSelf("normal");
   }
 
   private initDone(p: Process, r: unknown): PromiseLike<unknown> | void {
@@ -131,7 +152,7 @@ class Request implements Actor {
     }
     if (ex.offeredProtocols.length > 0 && ex.chosenProtocol() === undefined) {
       this.logger.warn(
-        { handler: this.name, offered: ex.offeredProtocols },
+        { handler: this.name, offered: logValue(ex.offeredProtocols) },
         "the client offered subprotocols and init chose none: browsers will fail this connection (set the sec-websocket-protocol response header in init)",
       );
     }
@@ -168,8 +189,13 @@ class Request implements Actor {
     if (msg === LOOP_TIMEOUT) return this.endLoop(p, "timeout");
     this.armLoopTimer(p);
     const req = this.exchange.req;
-    const r = (this.handler as unknown as LoopHandler).info(msg, req, p.state);
-    if (isThenable(r)) return r.then((v) => this.afterInfo(p, v));
+    let r: unknown;
+    try {
+      r = (this.handler as unknown as LoopHandler).info(msg, req, p.state);
+    } catch (err) {
+      return this.failed(p, err);
+    }
+    if (isThenable(r)) return r.then((v) => this.afterInfo(p, v), (err: unknown) => this.failed(p, err));
     this.afterInfo(p, r);
   }
 

@@ -7,6 +7,8 @@ export type ErrorCode =
   | "ERR_UNKNOWN_NAME"
   | "ERR_BAD_RESULT"
   | "ERR_BODY_TOO_LARGE"
+  // readBody: the connection closed, or the client was cut for sending below minBodyRate, before the whole body.
+  | "ERR_BODY_INCOMPLETE"
   // Erlang's {error, already_started | already_present | not_found | running | restarting | Reason}
   // from supervisor calls.
   | "ERR_ALREADY_STARTED"

@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { SecureContext, SecureContextOptions, TlsOptions } from "node:tls";
+import { logValue } from "../actors/req.js";
 import { spawnRequest, type Exchange } from "../actors/request.js";
 import type { ResolvedWebSocketOptions, WebSocketPort } from "../actors/websocket.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
@@ -37,8 +38,17 @@ export interface ProtocolOptions {
   readonly shutdownTimeout?: number;
   /** Time to receive a request's headers (slowloris); Cowboy's request_timeout. Default 5000 ms. */
   readonly requestTimeout?: number;
-  /** Time to receive a whole request, body included. Default 300000 ms. */
+  /** Time to receive a whole request, body included, however fast it comes. Default 300000 ms. */
   readonly bodyTimeout?: number;
+  /**
+   * The slowest a request body may arrive, in bytes per second, after minBodyRateGrace: a
+   * client that has sent fewer than (elapsed - grace) × rate bytes of its body is cut off
+   * (408, or the connection closed if an answer went out). Time the server spends not reading
+   * (the handler has not asked for the body yet) does not count. 0 turns it off. Default 1024.
+   */
+  readonly minBodyRate?: number;
+  /** How long a body may take before minBodyRate applies. Default 10000 ms. */
+  readonly minBodyRateGrace?: number;
   /** An idle keep-alive connection is closed after this. Default 5000 ms. */
   readonly keepAliveTimeout?: number;
   /** Largest request head (line and headers) accepted; beyond it: 431. Default 16384 bytes. */
@@ -59,6 +69,8 @@ interface Limits {
   readonly shutdownTimeout: number;
   readonly requestTimeout: number;
   readonly bodyTimeout: number;
+  readonly minBodyRate: number;
+  readonly minBodyRateGrace: number;
   readonly keepAliveTimeout: number;
   readonly maxHeaderSize: number;
   readonly maxBodySize: number;
@@ -73,6 +85,9 @@ class ListenerState implements Listener {
   readonly logger: Logger;
   readonly limits: Limits;
   readonly ports = new PortSet();
+  /** Request bodies still arriving, checked against minBodyRate by one sweep for the listener. */
+  readonly bodies = new Set<BodyWatch>();
+  bodySweep: NodeJS.Timeout | undefined = undefined;
   port = 0;
   readonly host: string;
   stopping: Promise<void> | undefined = undefined;
@@ -93,6 +108,49 @@ class ListenerState implements Listener {
 }
 
 const listeners = new Map<string, ListenerState>();
+
+/** How often bodies in flight are checked against minBodyRate: the cut comes at most this late. */
+const BODY_SWEEP_MS = 1000;
+
+/** One request body in flight. */
+interface BodyWatch {
+  readonly req: HttpReq;
+  readonly raw: IncomingMessage;
+  /** socket.bytesRead when the headers were in: what came after is the body (and maybe a pipelined request). */
+  readonly from: number;
+  /** When the body's clock started; moved on by the time the server did not read. */
+  since: number;
+  checked: number;
+}
+
+function watchBody(listener: ListenerState, req: HttpReq, raw: IncomingMessage): void {
+  if (listener.bodySweep === undefined) return;
+  const headers = raw.headers;
+  if (headers["transfer-encoding"] === undefined && Number(headers["content-length"] ?? 0) <= 0) return;
+  const now = Date.now();
+  listener.bodies.add({ req, raw, from: raw.socket.bytesRead, since: now, checked: now });
+}
+
+/** Cuts off every body that arrives below minBodyRate once its grace is over. */
+function sweepBodies(listener: ListenerState): void {
+  const { minBodyRate, minBodyRateGrace } = listener.limits;
+  const now = Date.now();
+  for (const w of listener.bodies) {
+    const socket = w.raw.socket;
+    if (w.raw.complete || socket.destroyed) {
+      listener.bodies.delete(w);
+      continue;
+    }
+    // A paused socket is the server's doing (the handler has not read what came): not the client's time.
+    if (socket.isPaused()) w.since += now - w.checked;
+    w.checked = now;
+    const received = socket.bytesRead - w.from;
+    if (now - w.since <= minBodyRateGrace + (received * 1000) / minBodyRate) continue;
+    listener.bodies.delete(w);
+    listener.logger.debug({ listener: listener.name, peer: w.req.peer.address, received, ms: now - w.since }, "request body below minBodyRate: cut off");
+    w.req.cutSlowBody();
+  }
+}
 
 /** What a request process needs from the server for one request. */
 class ServerExchange implements Exchange {
@@ -164,7 +222,8 @@ class ServerExchange implements Exchange {
   }
 
   abort(): void {
-    (this.res ?? this.socket!).destroy();
+    const out = this.res ?? this.socket!;
+    if (!out.writableEnded) out.destroy();
   }
 }
 
@@ -184,19 +243,26 @@ function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerRes
   const req = new HttpReq(raw, sink, listener.scheme, listener.scheme === "https" ? 443 : 80, listener.limits.maxBodySize);
   const m = matchRoute(listener.dispatch, req.host, req.path);
   if ("status" in m) {
-    if ("error" in m) listener.logger.error({ err: m.error, path: req.path }, "route constraint failed");
+    if ("error" in m) listener.logger.error({ err: m.error, path: logValue(req.path) }, "route constraint failed");
     req.reply(m.status);
     return;
   }
   req.bindings = m.bindings;
   req.hostInfo = m.hostInfo;
   req.pathInfo = m.pathInfo;
+  if (res !== undefined) watchBody(listener, req, raw);
   spawnRequest(m.handler, m.opts, new ServerExchange(listener, req, raw, res, socket, head), m.pattern);
 }
 
 function positive(value: unknown, name: string, fallback: number, fn: string): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || Number.isNaN(value) || value <= 0) throw badarg(`${fn}: ${name} must be a number > 0, got ${describe(value)}`);
+  return value;
+}
+
+function rate(value: unknown, fn: string): number {
+  if (value === undefined) return 1024;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) throw badarg(`${fn}: minBodyRate must be a number of bytes per second >= 0 (0: off), got ${describe(value)}`);
   return value;
 }
 
@@ -214,6 +280,8 @@ function checkOptions(fn: string, name: unknown, transport: TransportOptions, pr
     shutdownTimeout: positive(protocol.shutdownTimeout, "shutdownTimeout", 5000, fn),
     requestTimeout: positive(protocol.requestTimeout, "requestTimeout", 5000, fn),
     bodyTimeout: positive(protocol.bodyTimeout, "bodyTimeout", 300_000, fn),
+    minBodyRate: rate(protocol.minBodyRate, fn),
+    minBodyRateGrace: positive(protocol.minBodyRateGrace, "minBodyRateGrace", 10_000, fn),
     keepAliveTimeout: positive(protocol.keepAliveTimeout, "keepAliveTimeout", 5000, fn),
     maxHeaderSize: positive(protocol.maxHeaderSize, "maxHeaderSize", 16_384, fn),
     maxBodySize: positive(protocol.maxBodySize, "maxBodySize", DEFAULT_MAX_BODY_SIZE, fn),
@@ -229,6 +297,7 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
   server.maxConnections = limits.maxConnections;
   const listener = new ListenerState(name, server, scheme, host, protocol, limits);
   listeners.set(name, listener);
+  if (limits.minBodyRate > 0) listener.bodySweep = setInterval(() => sweepBodies(listener), BODY_SWEEP_MS).unref();
   server.on("request", (raw: IncomingMessage, res: ServerResponse) => onRequest(listener, raw, res, undefined, undefined));
   server.on("upgrade", (raw: IncomingMessage, socket: Duplex, head: Buffer) => onRequest(listener, raw, undefined, socket, head));
   // A broken client socket is that client's problem: log at debug, never crash.
@@ -247,6 +316,7 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
       });
     });
   } catch (err) {
+    clearInterval(listener.bodySweep);
     listeners.delete(name);
     throw err;
   }
@@ -311,5 +381,7 @@ async function stop(listener: ListenerState): Promise<void> {
   }
   clearTimeout(timer);
   clearInterval(sweeper);
+  clearInterval(listener.bodySweep);
+  listener.bodies.clear();
   listeners.delete(listener.name);
 }

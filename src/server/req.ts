@@ -13,6 +13,7 @@ import type {
   Req,
   SendFile,
 } from "../actors/req.js";
+import { RequestError } from "../actors/req.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 
 /** Where a reply goes: node's response object, or the bare socket of an upgrade request. */
@@ -65,6 +66,8 @@ export class HttpReq implements Req {
   private readonly maxBodySize: number;
   private streaming = false;
   private bodyTaken = false;
+  /** The listener cut the client off for sending its body below minBodyRate. */
+  private tooSlow = false;
 
   constructor(raw: IncomingMessage, sink: Sink, scheme: "http" | "https", defaultPort: number, maxBodySize = DEFAULT_MAX_BODY_SIZE) {
     this.raw = raw;
@@ -114,7 +117,7 @@ export class HttpReq implements Req {
       try {
         out.push(eq < 0 ? [decodeQs(part), true] : [decodeQs(part.slice(0, eq)), decodeQs(part.slice(eq + 1))]);
       } catch {
-        throw badarg(`parseQs: malformed query string ${describe(this.qs)}`);
+        throw malformed(`parseQs: malformed query string ${describe(this.qs)}`);
       }
     }
     return out;
@@ -149,11 +152,14 @@ export class HttpReq implements Req {
   }
 
   private checkNotSent(what: string): void {
+    if (this.tooSlow) throw this.incomplete();
     if (this.replied) throw new CorralError("ERR_BADARG", `${what}: the response was already sent`);
   }
 
   /** The response headers for a reply, with the ones given merged over those set before. */
   private headersFor(what: string, status: number, headers: Readonly<Record<string, HeaderValue>> | undefined): Map<string, HeaderValue> {
+    // The 408 went out without the handler: its own answer is too late, and no bug of its own.
+    if (this.tooSlow) throw this.incomplete();
     if (this.replied) throw new CorralError("ERR_BADARG", `${what}(${status}): this request was already replied to`);
     if (!Number.isInteger(status) || status < 200 || status > 999) throw badarg(`${what}: invalid status ${describe(status)}`);
     const all = new Map(this.respHeaders);
@@ -256,34 +262,76 @@ export class HttpReq implements Req {
     const max = opts?.length ?? this.maxBodySize;
     if (typeof max !== "number" || Number.isNaN(max) || max < 0) throw badarg(`readBody: length must be a number >= 0, got ${describe(max)}`);
     const raw = this.raw;
-    const tooLarge = (): CorralError => {
-      if (!this.replied) this.reply(413);
+    const tooLarge = (): RequestError => {
+      // The rest of the body is not wanted: the connection closes after the 413 instead of reading it all.
+      if (!this.replied) this.reply(413, { connection: "close" });
       raw.resume();
-      return new CorralError("ERR_BODY_TOO_LARGE", `readBody: the request body is larger than ${max} bytes`);
+      return new RequestError("ERR_BODY_TOO_LARGE", `readBody: the request body is larger than ${max} bytes`, 413, "body_too_large");
     };
     const declared = Number(this.headers["content-length"] ?? 0);
     if (declared > max) return Promise.reject(tooLarge());
     // Read already (cowboy_req:read_body after the last chunk): nothing more to give.
     if (raw.readableEnded || this.bodyTaken) return Promise.resolve(new Uint8Array(0));
+    // The client left (or was cut off) before init got here: its events are over, nothing would settle a wait.
+    if (raw.destroyed || raw.socket.destroyed) return Promise.reject(this.incomplete());
     this.bodyTaken = true;
     return new Promise((resolve, reject) => {
+      const socket = raw.socket;
       const chunks: Buffer[] = [];
       let size = 0;
+      const done = (): void => {
+        raw.off("data", onData);
+        raw.off("end", onEnd);
+        raw.off("error", onError);
+        socket.off("close", onClose);
+      };
       const onData = (chunk: Buffer): void => {
         size += chunk.byteLength;
         if (size <= max) {
           chunks.push(chunk);
           return;
         }
-        raw.off("data", onData);
+        done();
         reject(tooLarge());
       };
+      const onEnd = (): void => {
+        done();
+        resolve(Buffer.concat(chunks));
+      };
+      const onError = (err: Error): void => {
+        done();
+        reject(this.incomplete(err));
+      };
+      // After an answer went out node no longer tells the request that its socket closed.
+      const onClose = (): void => {
+        done();
+        reject(this.incomplete());
+      };
       raw.on("data", onData);
-      raw.once("end", () => {
-        if (size <= max) resolve(Buffer.concat(chunks));
-      });
-      raw.once("error", reject);
+      raw.once("end", onEnd);
+      raw.once("error", onError);
+      socket.once("close", onClose);
     });
+  }
+
+  /** readBody's rejection when the body will never be whole. */
+  private incomplete(cause?: unknown): RequestError {
+    return this.tooSlow
+      ? new RequestError("ERR_BODY_INCOMPLETE", "readBody: the client sent its body below minBodyRate and was cut off with 408", 408, "timeout", { cause })
+      : new RequestError("ERR_BODY_INCOMPLETE", "readBody: the connection closed before the whole body arrived", 400, "closed", { cause });
+  }
+
+  /**
+   * @internal The listener found the body arriving below minBodyRate: 408 if nothing was
+   * answered yet (the connection closes after it), else the connection is cut.
+   */
+  cutSlowBody(): void {
+    const answer = !this.replied && "res" in this.sink;
+    this.tooSlow = true;
+    if (answer) {
+      this.replied = true;
+      this.writeHead(408, new Map<string, HeaderValue>([["connection", "close"], ["content-length", 0]]), undefined);
+    } else this.raw.socket.destroy();
   }
 
   /** Ends a streamed body if one is still open (a loop handler that stopped without fin). */
@@ -291,6 +339,11 @@ export class HttpReq implements Req {
     if (this.streaming) void this.streamBody("", true);
   }
 
+}
+
+/** A malformed value the client sent: 400 if it escapes the handler, not a crash. */
+function malformed(message: string): RequestError {
+  return new RequestError("ERR_BADARG", message, 400, "bad_request");
 }
 
 function decodeQs(s: string): string {
@@ -350,7 +403,7 @@ function params(parts: string[], where: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const p of parts) {
     const eq = p.indexOf("=");
-    if (eq <= 0) throw badarg(`parseHeader(${where}): malformed parameter ${describe(p)}`);
+    if (eq <= 0) throw malformed(`parseHeader(${where}): malformed parameter ${describe(p)}`);
     let v = p.slice(eq + 1).trim();
     if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) v = v.slice(1, -1);
     out[p.slice(0, eq).trim().toLowerCase()] = v;
@@ -363,7 +416,7 @@ function mediaType(value: string, where: string): { type: string; subtype: strin
   const slash = mt!.indexOf("/");
   const type = mt!.slice(0, slash).toLowerCase();
   const subtype = mt!.slice(slash + 1).toLowerCase();
-  if (slash <= 0 || !TOKEN.test(type) || !TOKEN.test(subtype)) throw badarg(`parseHeader(${where}): malformed media type ${describe(value)}`);
+  if (slash <= 0 || !TOKEN.test(type) || !TOKEN.test(subtype)) throw malformed(`parseHeader(${where}): malformed media type ${describe(value)}`);
   return { type, subtype, rest: rest.filter((r) => r !== "") };
 }
 
@@ -378,7 +431,7 @@ const PARSERS: { [K in keyof ParsedHeaders]: (value: string) => ParsedHeaders[K]
         const { type, subtype, rest } = mediaType(range, "accept");
         const all = params(rest, "accept");
         const q = all["q"] === undefined ? 1 : Number(all["q"]);
-        if (Number.isNaN(q) || q < 0 || q > 1) throw badarg(`parseHeader(accept): bad q in ${describe(range)}`);
+        if (Number.isNaN(q) || q < 0 || q > 1) throw malformed(`parseHeader(accept): bad q in ${describe(range)}`);
         delete all["q"];
         return { type, subtype, q, params: all };
       }),
