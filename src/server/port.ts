@@ -8,7 +8,7 @@ import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type W
 import type { Pid } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
 import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./frame.js";
-import { forgetInflate, gateInflate, releaseInflate, type Decompressor } from "./inflate.js";
+import { forgetInflate, gateDeflate, releaseInflate, type Deflate } from "./deflate.js";
 import type { HttpReq } from "./req.js";
 import { FrameScan } from "./utf8.js";
 
@@ -103,7 +103,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
     this.maxQueuedBytes = opts.maxQueuedBytes;
     if (this.extensions.includes("permessage-deflate")) {
       this.portFlags |= DEFLATING;
-      gateInflate(this, (this as unknown as { _extensions: Record<string, Decompressor> })._extensions["permessage-deflate"]!);
+      gateDeflate(this, (this as unknown as { _extensions: Record<string, Deflate> })._extensions["permessage-deflate"]!);
     }
     // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
     this.pause();

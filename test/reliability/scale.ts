@@ -44,6 +44,8 @@ export const SCALE = {
   /** storm: maxConnections, and connection attempts fired at once against it. */
   stormMax: pick(40, 400),
   stormAttempts: pick(400, 6000),
+  /** deflate-fairness: how long 40 compressed clients send inflation bombs while the canary is timed. */
+  deflateAttackSeconds: pick(6, 20),
 } as const;
 
 /** A per-test timeout: the reduced or the full one. */

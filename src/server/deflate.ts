@@ -1,0 +1,111 @@
+// cow_ws's inflate and deflate steps (permessage-deflate), as ws runs them, with flow control and fair turns in front.
+import type { WsPort } from "./port.js";
+
+type ZlibCallback = (err: Error | null, result?: Buffer) => void;
+
+/** ws's per-connection permessage-deflate: its receiver inflates and its sender deflates one message at a time through it. */
+export interface Deflate {
+  decompress(data: Buffer, fin: boolean, callback: ZlibCallback): void;
+  compress(data: Buffer, fin: boolean, callback: ZlibCallback): void;
+}
+
+/**
+ * A job is heavy when its message is past this size (for an inflate: when the connection's
+ * last message inflated past it, as a 1 KB message can inflate to 1 MB).
+ */
+const HEAVY = 64 * 1024;
+
+/**
+ * ws runs every connection's zlib jobs through one queue, first come first served, ten at a
+ * time: forty clients sending 1 MB messages kept it full and a small message waited behind
+ * them for seconds. Heavy jobs take turns here instead, at most this many in ws's queue at
+ * once, one connection after another; light ones go straight through.
+ */
+const MAX_HEAVY = 2;
+let heavyRunning = 0;
+const waiting: Array<{ port: WsPort; start: (done: () => void) => void }> = [];
+
+function zlibJob(port: WsPort, heavy: boolean, start: (done: () => void) => void): void {
+  if (!heavy) start(lightDone);
+  else if (heavyRunning < MAX_HEAVY) {
+    heavyRunning++;
+    start(heavyDone);
+  } else waiting.push({ port, start });
+}
+
+function lightDone(): void {}
+
+function heavyDone(): void {
+  for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) {
+    // ws has cleaned up a closed connection's zlib streams: a job started now would make new ones.
+    if (next.port.readyState === 3) continue;
+    next.start(heavyDone);
+    return;
+  }
+  heavyRunning--;
+}
+
+/**
+ * The inflating a throttled port holds back. A 1 KB message can inflate to maxFrameSize, so
+ * pausing the socket is not enough: the messages already read must not be inflated either.
+ */
+const held = new Map<WsPort, () => void>();
+
+/** Routes the connection's zlib jobs through the port's flow control and the fair turns. */
+export function gateDeflate(port: WsPort, pmd: Deflate): void {
+  const { decompress, compress } = pmd;
+  /** The connection's last message inflated past HEAVY. */
+  let heavyIn = false;
+  pmd.decompress = (data, fin, callback) => {
+    const run = (): void =>
+      zlibJob(port, heavyIn || data.length > HEAVY, (done) =>
+        decompress.call(pmd, data, fin, (err, result) => {
+          done();
+          heavyIn = result !== undefined && result.length > HEAVY;
+          callback(err, result);
+        }),
+      );
+    if (!port.throttled) run();
+    else hold(port, run);
+  };
+  pmd.compress = (data, fin, callback) =>
+    zlibJob(port, data.length > HEAVY, (done) =>
+      compress.call(pmd, data, fin, (err, result) => {
+        done();
+        callback(err, result);
+      }),
+    );
+}
+
+/**
+ * ws reports the close only once its receiver has finished, and a held receiver never would:
+ * a socket that closes (or has closed) while inflating is held ends without inflating the rest.
+ */
+function hold(port: WsPort, run: () => void): void {
+  const socket = port._socket;
+  if (socket.closed) {
+    process.nextTick(closeHeld, port);
+    return;
+  }
+  held.set(port, run);
+  socket.once("close", () => {
+    if (held.delete(port)) closeHeld(port);
+  });
+}
+
+function closeHeld(port: WsPort): void {
+  (port as unknown as { emitClose(): void }).emitClose();
+}
+
+/** The mailbox drained: inflate what was held. */
+export function releaseInflate(port: WsPort): void {
+  const run = held.get(port);
+  if (run === undefined) return;
+  held.delete(port);
+  run();
+}
+
+/** The socket closed: what was held is dropped with it. */
+export function forgetInflate(port: WsPort): void {
+  held.delete(port);
+}
