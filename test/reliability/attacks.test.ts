@@ -143,6 +143,7 @@ describe("pings from a client that never reads", () => {
     const written = await flood(c, pings, 400, () => terms.has(id));
     await until(() => terms.has(id), 10_000, "the pinging connection to end");
     const peak = stop();
+    console.log(`ping flood: ${written * 1000} pings sent, ${counts.get(id)!.handled} answered, closed ${JSON.stringify(terms.get(id))}, peak held ${(peak / 2 ** 20).toFixed(1)} MiB`);
     expect(terms.get(id)).toEqual({ error: "backpressure" });
     // Ended long before the flood was done with: the server stopped answering, not the client sending.
     expect(written).toBeLessThan(400);
@@ -167,6 +168,7 @@ describe("frames queued faster than the handler takes them", () => {
   test("reading pauses on bytes: 60 frames of 999,000 B park at most maxQueuedBytes plus a frame or two", async () => {
     const payload = Buffer.alloc(999_000, 0x61);
     const { peak, id, c } = await bigFrames("/slow", encodeFrame({ opcode: OP.binary, payload }), 60);
+    console.log(`big frames: peak held ${(peak / 2 ** 20).toFixed(1)} MiB for 60 × 999,000 B`);
     // 2 MiB budget + a frame in the handler + one frame being read + socket buffers; 60 MB without the bound.
     expect(peak).toBeLessThan(16 * 1024 * 1024);
     // Nothing lost: the handler gets every frame in the end.
@@ -196,6 +198,7 @@ describe("frames queued faster than the handler takes them", () => {
     await sleep(1500);
     const peak = stop();
     const queued = processInfo(pids.get(id)!)!.messageQueueLen;
+    console.log(`deflate bombs: ${queued} queued while the handler waits, peak held ${(peak / 2 ** 20).toFixed(1)} MiB`);
     release();
     // 2 MiB of budget holds two of them; 29 (29 MB) if every message read were inflated.
     expect(queued).toBeLessThanOrEqual(3);
