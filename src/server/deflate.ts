@@ -1,5 +1,14 @@
 // cow_ws's inflate and deflate steps (permessage-deflate), as ws runs them, with flow control and fair turns in front.
-import type { WsPort } from "./port.js";
+import type { Socket } from "node:net";
+
+/** What the gates need of a WebSocket port (port.ts). */
+interface DeflatePort {
+  /** Reading is stopped because the mailbox is full. */
+  readonly throttled: boolean;
+  /** ws's readyState: 3 once closed and its zlib streams cleaned up. */
+  readonly readyState: number;
+  readonly _socket: Socket;
+}
 
 type ZlibCallback = (err: Error | null, result?: Buffer) => void;
 
@@ -23,9 +32,9 @@ const HEAVY = 64 * 1024;
  */
 const MAX_HEAVY = 2;
 let heavyRunning = 0;
-const waiting: Array<{ port: WsPort; start: (done: () => void) => void }> = [];
+const waiting: Array<{ port: DeflatePort; start: (done: () => void) => void }> = [];
 
-function zlibJob(port: WsPort, heavy: boolean, start: (done: () => void) => void): void {
+function zlibJob(port: DeflatePort, heavy: boolean, start: (done: () => void) => void): void {
   if (!heavy) start(lightDone);
   else if (heavyRunning < MAX_HEAVY) {
     heavyRunning++;
@@ -49,10 +58,10 @@ function heavyDone(): void {
  * The inflating a throttled port holds back. A 1 KB message can inflate to maxFrameSize, so
  * pausing the socket is not enough: the messages already read must not be inflated either.
  */
-const held = new Map<WsPort, () => void>();
+const held = new Map<DeflatePort, () => void>();
 
 /** Routes the connection's zlib jobs through the port's flow control and the fair turns. */
-export function gateDeflate(port: WsPort, pmd: Deflate): void {
+export function gateDeflate(port: DeflatePort, pmd: Deflate): void {
   const { decompress, compress } = pmd;
   /** The connection's last message inflated past HEAVY. */
   let heavyIn = false;
@@ -81,7 +90,7 @@ export function gateDeflate(port: WsPort, pmd: Deflate): void {
  * ws reports the close only once its receiver has finished, and a held receiver never would:
  * a socket that closes (or has closed) while inflating is held ends without inflating the rest.
  */
-function hold(port: WsPort, run: () => void): void {
+function hold(port: DeflatePort, run: () => void): void {
   const socket = port._socket;
   if (socket.closed) {
     process.nextTick(closeHeld, port);
@@ -93,12 +102,12 @@ function hold(port: WsPort, run: () => void): void {
   });
 }
 
-function closeHeld(port: WsPort): void {
+function closeHeld(port: DeflatePort): void {
   (port as unknown as { emitClose(): void }).emitClose();
 }
 
 /** The mailbox drained: inflate what was held. */
-export function releaseInflate(port: WsPort): void {
+export function releaseInflate(port: DeflatePort): void {
   const run = held.get(port);
   if (run === undefined) return;
   held.delete(port);
@@ -106,6 +115,6 @@ export function releaseInflate(port: WsPort): void {
 }
 
 /** The socket closed: what was held is dropped with it. */
-export function forgetInflate(port: WsPort): void {
+export function forgetInflate(port: DeflatePort): void {
   held.delete(port);
 }
