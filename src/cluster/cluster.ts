@@ -63,6 +63,8 @@ const SIGNALS = 0;
 const HEARTBEAT = 1;
 /** "Tell me your group members": a new node, or one back after losing Redis. */
 const HELLO = 2;
+/** HELLO's body when the sender had lost the receiver: what stood between them ends on both sides. */
+const YOU_WERE_LOST = Buffer.from([1]);
 /** The answer to HELLO, after the members. */
 const WELCOME = 3;
 const BYE = 4;
@@ -118,6 +120,10 @@ class Cluster implements DistTransport {
    * (a HELLO or WELCOME from them): pub/sub keeps nothing for a subscriber that is away.
    */
   private readonly held = new Set<string>();
+  /** Nodes this one lost (not by BYE), when: met again, they are told so. */
+  private readonly lostAt = new Map<string, number>();
+  /** Nodes told so that have not answered yet: their own such HELLO means both lost each other. */
+  private readonly rejoined = new Set<string>();
   private buffered = 0;
   private bufferedBytes = 0;
   private flushing = false;
@@ -289,9 +295,9 @@ class Cluster implements DistTransport {
     return out;
   }
 
-  private control(kind: number, channel: string): void {
+  private control(kind: number, channel: string, body: Buffer | null = null): void {
     if (!this.pub.isReady) return;
-    this.publish(channel, this.frame(kind, null), 0);
+    this.publish(channel, this.frame(kind, body), 0);
   }
 
   /** Publishes a frame of count signals; to one node's channel, a publish nobody received counts them as dropped. */
@@ -318,16 +324,20 @@ class Cluster implements DistTransport {
     }
     if (kind === BYE) {
       this.lose(from, "stopped");
+      this.lostAt.delete(from);
       return;
     }
     const known = this.seen.has(from);
+    if (known && kind === HELLO && frame[nameEnd] === YOU_WERE_LOST[0] && !this.rejoined.has(from)) this.lostBy(from);
     this.seen.set(from, performance.now());
     if (!known) this.meet(from);
     if (kind === SIGNALS) {
       this.signals(from, frame.subarray(nameEnd));
     } else if (kind === HELLO) {
+      this.rejoined.delete(from);
       this.welcome(from);
     } else if (kind === WELCOME) {
+      this.rejoined.delete(from);
       if (this.held.delete(from)) this.flush();
       this.awaiting.delete(from);
       if (this.awaiting.size === 0) this.welcomed?.();
@@ -356,8 +366,30 @@ class Cluster implements DistTransport {
   /** A node not seen before (or seen again after being lost): swap group members both ways. */
   private meet(node: string): void {
     this.log.info({ node: this.node, peer: node }, "cluster: node up");
-    this.control(HELLO, this.channel(node));
+    const lost = this.lostAt.delete(node);
+    if (lost) this.rejoined.add(node);
+    this.control(HELLO, this.channel(node), lost ? YOU_WERE_LOST : null);
     nodeUp(node);
+  }
+
+  /**
+   * node lost this one (its link was fine while this one stalled or froze) and met it again:
+   * links, monitors and signals still queued between them end here too, with "noconnection",
+   * as an Erlang disconnect is seen on both sides. The HELLO's answer sends the members again.
+   */
+  private lostBy(node: string): void {
+    this.log.warn({ node: this.node, peer: node }, "cluster: node had lost this one; links and monitors to it end with noconnection");
+    this.end(node);
+  }
+
+  /** Drops what is queued for node and ends every link and monitor to it. */
+  private end(node: string): void {
+    const box = this.queues.get(this.channel(node));
+    if (box !== undefined) {
+      this.take(this.channel(node), box);
+      this.drop(box.signals.length, "node lost");
+    }
+    nodeDown(node);
   }
 
   /** Answers HELLO: this node's members, then WELCOME, in that order on one connection. */
@@ -372,13 +404,10 @@ class Cluster implements DistTransport {
   private lose(node: string, why: string, freeNames = true): void {
     if (!this.seen.delete(node)) return;
     this.held.delete(node);
+    this.rejoined.delete(node);
+    this.lostAt.set(node, performance.now());
     this.log.warn({ node: this.node, peer: node, why }, "cluster: node down");
-    const box = this.queues.get(this.channel(node));
-    if (box !== undefined) {
-      this.take(this.channel(node), box);
-      this.drop(box.signals.length, "node lost");
-    }
-    nodeDown(node);
+    this.end(node);
     if (this.awaiting.delete(node) && this.awaiting.size === 0) this.welcomed?.();
     if (!freeNames) return;
     this.names.releaseNode(node).catch((err: unknown) => this.log.warn({ err, peer: node }, "cluster: releasing a lost node's names failed"));
@@ -392,7 +421,10 @@ class Cluster implements DistTransport {
     const now = performance.now();
     const gap = now - this.echoedAt;
     this.echoedAt = now;
-    if (gap > this.stallMs) for (const [node, last] of this.seen) this.seen.set(node, Math.min(now, last + gap));
+    if (gap > this.stallMs) {
+      for (const [node, last] of this.seen) this.seen.set(node, Math.min(now, last + gap));
+      for (const [node, at] of this.lostAt) this.lostAt.set(node, Math.min(now, at + gap));
+    }
     if (this.stalled) {
       this.stalled = false;
       this.log.info({ node: this.node, stalledMs: Math.round(gap), buffered: this.buffered }, "cluster: Redis answers again; buffered signals are sent");
@@ -403,7 +435,10 @@ class Cluster implements DistTransport {
   }
 
   private beat(): void {
-    const silent = performance.now() - this.echoedAt;
+    const now = performance.now();
+    // Past this (time this node's link worked) a lost node still alive has given up on this one itself (its stallTimeoutMs).
+    if (!this.stalled) for (const [node, at] of this.lostAt) if (now - at > this.stallTimeoutMs + this.timeoutMs) this.lostAt.delete(node);
+    const silent = now - this.echoedAt;
     if (silent > this.stallMs && !this.stalled) {
       this.stalled = true;
       this.log.warn(

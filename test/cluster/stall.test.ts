@@ -77,6 +77,19 @@ async function monitorBothWays(b: ChildNode, here: Collector, there: string): Pr
 
 const info = (): ClusterInfo => clusterInfo()!;
 
+describe.skipIf(!enabled)("the stall options", () => {
+  test("are checked at startCluster, before anything connects", async () => {
+    const at = { redis: "redis://127.0.0.1:1", node: `s-${RUN}@127.0.0.1` };
+    const refused = async (opts: Record<string, unknown>) => (await startCluster({ ...at, ...opts }).catch((e: Error & { code?: string }) => e)) as Error & { code?: string };
+    const low = await refused({ heartbeatMs: 100, nodeTimeoutMs: 600, stallTimeoutMs: 500 });
+    expect([low.code, low.message]).toEqual(["ERR_BADARG", "startCluster: stallTimeoutMs (500) must be at least nodeTimeoutMs (600)"]);
+    for (const bad of [0, -1, Number.NaN, "1000"]) {
+      expect((await refused({ stallTimeoutMs: bad })).message).toMatch(/^startCluster: stallTimeoutMs must be a positive number/);
+      expect((await refused({ maxBufferedBytes: bad })).message).toMatch(/^startCluster: maxBufferedBytes must be a positive number/);
+    }
+  });
+});
+
 describe.skipIf(!enabled)("Redis frozen for longer than nodeTimeoutMs, within the bounds", () => {
   let pair: Pair;
 
@@ -247,6 +260,8 @@ describe.skipIf(!enabled)("Redis frozen for longer than stallTimeoutMs", () => {
     // Erlang's view of it: the other node was lost, so monitors fired with noconnection
     expect(watcher.msgs.filter(isDownMsg).map((d) => d.reason)).toEqual(["noconnection"]);
     expect((await b.received(bWatch)).filter(isDownMsg).map((d) => (d as { reason: unknown }).reason)).toEqual(["noconnection"]);
+    // both lost each other: neither ends the new meeting again
+    expect(logs.slice(logsBefore).filter((r) => /had lost this one/.test(r.msg))).toEqual([]);
 
     // and messages flow both ways again
     send(Pid.parse(atB), "after");
@@ -254,4 +269,108 @@ describe.skipIf(!enabled)("Redis frozen for longer than stallTimeoutMs", () => {
     await me.waitFor((m) => m === "after", 5_000, "b's message after the thaw");
     await b.waitReceived(atB, (m) => m.includes("after"), 5_000, "the message after the thaw at b");
   }, 60_000);
+});
+
+describe.skipIf(!enabled)("a node's own process frozen (SIGSTOP) for longer than nodeTimeoutMs", () => {
+  let pair: Pair;
+
+  beforeAll(async () => {
+    pair = await startPair("sp", { stallTimeoutMs: 20_000 });
+  }, 150_000);
+
+  afterAll(async () => {
+    pair?.b.child.kill("SIGCONT");
+    await stopNodes([pair?.b]);
+  }, 30_000);
+
+  test("the other node lost it, so it ends its links and monitors to that node too (noconnection), as a disconnect does both ways; sends after are counted", async () => {
+    const { b } = pair;
+    const me = collector();
+    const atB = await b.spawn();
+    const { watcher, bWatch } = await monitorBothWays(b, me, atB);
+    const a0 = info();
+    b.child.kill("SIGSTOP");
+    try {
+      await until(() => (nodes().length === 0 ? true : undefined), 5_000, "this node to lose the frozen one");
+      send(Pid.parse(atB), "while b is lost");
+      expect(info().dropped - a0.dropped).toBe(1);
+    } finally {
+      b.child.kill("SIGCONT");
+    }
+    expect(watcher.msgs.filter(isDownMsg).map((d) => d.reason)).toEqual(["noconnection"]);
+    // b kept this node (its own stall paused the clock) until this node told it that it had been lost
+    await b.waitReceived(bWatch, (m) => m.some(isDownMsg), 5_000, "b's monitor on a pid here to fire");
+    expect((await b.received(bWatch)).filter(isDownMsg).map((d) => (d as { reason: unknown }).reason)).toEqual(["noconnection"]);
+    await until(() => nodes().includes(b.name) || undefined, 5_000, "this node to meet b again");
+    await b.call("send", { to: String(me.pid), msg: "after" });
+    await me.waitFor((m) => m === "after", 5_000, "b's message after it ran again");
+  }, 60_000);
+});
+
+describe.skipIf(!enabled)("Redis frozen with more bytes to send than maxBufferedBytes", () => {
+  let pair: Pair;
+  const BYTES = 8 * 1024;
+
+  beforeAll(async () => {
+    pair = await startPair("sy", { stallTimeoutMs: 20_000, maxBufferedBytes: BYTES });
+  }, 150_000);
+
+  afterAll(async () => {
+    pair?.redis.thaw();
+    await stopNodes([pair?.b]);
+  }, 30_000);
+
+  test("what fits in the bytes arrives in order; the rest is counted, with its cause", async () => {
+    const { redis, b, logs } = pair;
+    const atB = await b.spawn();
+    const a0 = info();
+    const logsBefore = logs.length;
+    const pad = "x".repeat(1000);
+    let during: ClusterInfo;
+    redis.freeze();
+    try {
+      await until(() => info().stalled || undefined, 5_000, "this node to see Redis stall");
+      for (const seq of range(20)) send(Pid.parse(atB), { tag: "a", seq, pad });
+      during = info();
+    } finally {
+      redis.thaw();
+    }
+    // about 1 KB each: 8 fit in 8 KiB
+    expect(during.bufferedBytes).toBeLessThanOrEqual(BYTES);
+    expect(during.buffered).toBeGreaterThanOrEqual(5);
+    expect(during.buffered).toBeLessThan(20);
+    await b.waitReceived(atB, (m) => seqs(m, "a").length >= during.buffered, 10_000, "the buffered messages at b");
+    await sleep(1_500);
+    expect(seqs(await b.received(atB), "a")).toEqual(range(during.buffered));
+    expect(info().dropped - a0.dropped).toBe(20 - during.buffered);
+    expect(info().bufferedBytes).toBe(0);
+    expect(dropLines(logs.slice(logsBefore)).map((r) => [r["dropped"], r["causes"]])).toEqual([[20 - during.buffered, { "maxBufferedBytes reached": 20 - during.buffered }]]);
+  }, 60_000);
+});
+
+describe.skipIf(!enabled)("a node killed (SIGKILL) while others still count it up", () => {
+  let pair: Pair;
+
+  beforeAll(async () => {
+    pair = await startPair("sk", {});
+  }, 150_000);
+
+  afterAll(async () => {
+    await stopNodes([pair?.b]);
+  }, 30_000);
+
+  test("sends to it before it is declared lost reach no subscriber: each is counted, and said in one warn line", async () => {
+    const { b, logs } = pair;
+    const atB = await b.spawn();
+    const a0 = info();
+    const logsBefore = logs.length;
+    await b.kill("SIGKILL");
+    await sleep(50);
+    expect(nodes()).toEqual([b.name]);
+    for (const seq of range(10)) send(Pid.parse(atB), { tag: "a", seq });
+    await until(() => (nodes().length === 0 ? true : undefined), 5_000, "this node to lose b");
+    await until(() => dropLines(logs.slice(logsBefore)).length > 0 || undefined, 3_000, "the drop line");
+    expect(info().dropped - a0.dropped).toBe(10);
+    expect(dropLines(logs.slice(logsBefore)).map((r) => [r["dropped"], r["causes"]])).toEqual([[10, { "node not subscribed": 10 }]]);
+  }, 30_000);
 });
