@@ -505,6 +505,8 @@ class Cluster implements DistTransport {
     // A stalled node does it when its first frame comes back (echoed), with the flush.
     if (!this.stalled) this.reassertNames();
     this.control(HELLO, this.allChannel);
+    // Both connections are fresh: as good a proof as an echo (it ends a stall, so what waits is not held behind it).
+    this.echoed();
     this.flush();
   }
 
