@@ -17,10 +17,21 @@ export interface ClusterOptions {
   readonly node?: string;
   /** How often this node says it is alive. Default 1000 ms. */
   readonly heartbeatMs?: number;
-  /** A node not heard from for this long is lost: its pids go DOWN with "noconnection". Default 5000 ms. */
+  /**
+   * A node not heard from for this long, while this node's own heartbeat makes the round trip
+   * through Redis, is lost: its pids go DOWN with "noconnection". Default 5000 ms.
+   */
   readonly nodeTimeoutMs?: number;
-  /** Signals for other nodes held while Redis is away; beyond it they are dropped, logged and counted. Default 10 000. */
+  /**
+   * How long this node's own Redis link may stall (away, or its heartbeat not echoed back)
+   * before it gives up on every other node; until then nobody is declared lost for silence
+   * this node caused itself. At least nodeTimeoutMs. Default 6 × nodeTimeoutMs.
+   */
+  readonly stallTimeoutMs?: number;
+  /** Signals for other nodes held while Redis is away or stalled; beyond it they are dropped, logged and counted. Default 10 000. */
   readonly maxBuffered?: number;
+  /** The same bound in bytes (v8-serialized). Default 32 MiB. */
+  readonly maxBufferedBytes?: number;
   /** Prefix of every Redis key and channel, so clusters can share a Redis. Default "corral". */
   readonly prefix?: string;
   /** Where cluster events are logged; default the runtime's logger. */
@@ -33,13 +44,17 @@ export interface ClusterInfo {
   readonly nodes: string[];
   /** Whether both Redis connections are up. */
   readonly connected: boolean;
+  /** Whether this node's own heartbeat is overdue from Redis (two heartbeats): signals wait, nobody is declared lost. */
+  readonly stalled: boolean;
   /** Signals published to other nodes. */
   readonly sent: number;
   /** Signals received from other nodes. */
   readonly received: number;
-  /** Signals waiting to be published (while Redis is away). */
+  /** Signals waiting to be published (while Redis is away or stalled). */
   readonly buffered: number;
-  /** Signals dropped: the buffer was full, a publish failed, or their node was lost. */
+  /** Their v8-serialized size. */
+  readonly bufferedBytes: number;
+  /** Signals dropped: the buffer was full, their node was not up or was lost, or Redis did not take them. */
   readonly dropped: number;
 }
 
@@ -48,6 +63,8 @@ const SIGNALS = 0;
 const HEARTBEAT = 1;
 /** "Tell me your group members": a new node, or one back after losing Redis. */
 const HELLO = 2;
+/** HELLO's body when the sender had lost the receiver: what stood between them ends on both sides. */
+const YOU_WERE_LOST = Buffer.from([1]);
 /** The answer to HELLO, after the members. */
 const WELCOME = 3;
 const BYE = 4;
@@ -55,12 +72,20 @@ const BYE = 4;
 /** Signals per frame: a long burst in one tick (a loop over many remote pids) leaves as it goes. */
 const FRAME_SIGNALS = 1024;
 
+/** Heartbeats this node's own may be overdue before its Redis link counts as stalled. */
+const STALL_BEATS = 2;
+
+/** Drops are logged once per window, with their counts by cause. */
+const DROP_LOG_MS = 1000;
+
 /** Signals queued for one channel; `marked` when any of them carries wire markers. */
 interface Outbox {
   /** The node whose channel this is; null for the shared channel. */
   readonly node: string | null;
   readonly signals: unknown[][];
   marked: boolean;
+  /** Serialized size of the signals queued while they had to wait. */
+  bytes: number;
 }
 
 function redisClient(url: string, connectTimeout: number, retry: (retries: number, cause: Error) => number | Error) {
@@ -78,7 +103,10 @@ class Cluster implements DistTransport {
   readonly node: string;
   private readonly heartbeatMs: number;
   private readonly timeoutMs: number;
+  private readonly stallMs: number;
+  private readonly stallTimeoutMs: number;
   private readonly maxBuffered: number;
+  private readonly maxBufferedBytes: number;
   private readonly prefix: string;
   private readonly log: Logger;
   private readonly allChannel: string;
@@ -92,13 +120,23 @@ class Cluster implements DistTransport {
    * (a HELLO or WELCOME from them): pub/sub keeps nothing for a subscriber that is away.
    */
   private readonly held = new Set<string>();
+  /** Nodes this one lost (not by BYE), when: met again, they are told so. */
+  private readonly lostAt = new Map<string, number>();
+  /** Nodes told so that have not answered yet: their own such HELLO means both lost each other. */
+  private readonly rejoined = new Set<string>();
   private buffered = 0;
+  private bufferedBytes = 0;
   private flushing = false;
   private sent = 0;
   private received = 0;
   private dropped = 0;
-  private unlogged = 0;
-  private loggedAt = -Infinity;
+  /** Drops not logged yet, by cause; logged when dropTimer fires. */
+  private readonly unlogged = new Map<string, number>();
+  private dropTimer: NodeJS.Timeout | undefined;
+  /** When a frame of this node's own last came back through Redis: the proof its link works. */
+  private echoedAt = performance.now();
+  /** This node's own link is overdue: signals wait and silence does not count against others. */
+  private stalled = false;
   private timer: NodeJS.Timeout | undefined;
   /** Nodes whose members startCluster waits for. */
   private readonly awaiting = new Set<string>();
@@ -115,7 +153,10 @@ class Cluster implements DistTransport {
     this.node = opts.node;
     this.heartbeatMs = opts.heartbeatMs;
     this.timeoutMs = opts.nodeTimeoutMs;
+    this.stallMs = STALL_BEATS * opts.heartbeatMs;
+    this.stallTimeoutMs = opts.stallTimeoutMs;
     this.maxBuffered = opts.maxBuffered;
+    this.maxBufferedBytes = opts.maxBufferedBytes;
     this.prefix = opts.prefix;
     this.log = opts.logger;
     this.allChannel = `${this.prefix}:all`;
@@ -142,53 +183,88 @@ class Cluster implements DistTransport {
     this.queue(this.channel(node), node, signal, marked);
   }
 
+  unreachable(): void {
+    this.drop(1, "node not up");
+  }
+
   postAll(signal: unknown[], marked: boolean): void {
     this.queue(this.allChannel, null, signal, marked);
   }
 
   private queue(channel: string, node: string | null, signal: unknown[], marked: boolean): void {
-    if (this.pub.isReady && (node === null || !this.held.has(node))) {
+    let bytes = 0;
+    if (this.pub.isReady && !this.stalled && (node === null || !this.held.has(node))) {
       if (this.buffered >= FRAME_SIGNALS) this.flush();
-    } else if (this.buffered >= this.maxBuffered) {
-      this.drop(1, "buffer full: Redis has been away too long");
-      return;
+    } else {
+      if (this.buffered >= this.maxBuffered) {
+        this.drop(1, "maxBuffered reached");
+        return;
+      }
+      try {
+        bytes = serialize(signal).length;
+      } catch {
+        this.drop(1, "v8 could not serialize a message");
+        return;
+      }
+      if (this.bufferedBytes + bytes > this.maxBufferedBytes) {
+        this.drop(1, "maxBufferedBytes reached");
+        return;
+      }
     }
     const box = this.queues.get(channel);
-    if (box === undefined) this.queues.set(channel, { node, signals: [signal], marked });
+    if (box === undefined) this.queues.set(channel, { node, signals: [signal], marked, bytes });
     else {
       box.signals.push(signal);
       if (marked) box.marked = true;
+      box.bytes += bytes;
     }
     this.buffered++;
+    this.bufferedBytes += bytes;
     if (!this.flushing) {
       this.flushing = true;
       process.nextTick(() => this.flush());
     }
   }
 
-  /** Counts every drop; logs the first of a burst, then at most once a second, with the count since. */
+  /** Counts every drop; a burst is logged once, at warn, DROP_LOG_MS after its first drop, with its counts by cause. */
   private drop(n: number, why: string): void {
+    if (n <= 0) return;
     this.dropped += n;
-    this.unlogged += n;
-    const now = performance.now();
-    if (now - this.loggedAt < 1000) return;
-    this.loggedAt = now;
-    this.log.error({ dropped: this.unlogged, total: this.dropped, node: this.node }, `cluster: signals for other nodes dropped (${why})`);
-    this.unlogged = 0;
+    this.unlogged.set(why, (this.unlogged.get(why) ?? 0) + n);
+    if (this.dropTimer !== undefined) return;
+    this.dropTimer = setTimeout(() => this.logDrops(), DROP_LOG_MS);
+    this.dropTimer.unref();
   }
 
-  /** Publishes every queued signal, a frame per channel; while Redis is away they wait. */
+  private logDrops(): void {
+    clearTimeout(this.dropTimer);
+    this.dropTimer = undefined;
+    if (this.unlogged.size === 0) return;
+    let dropped = 0;
+    for (const n of this.unlogged.values()) dropped += n;
+    const causes = Object.fromEntries(this.unlogged);
+    this.unlogged.clear();
+    this.log.warn({ node: this.node, dropped, causes, total: this.dropped }, `cluster: ${dropped} signals for other nodes dropped`);
+  }
+
+  /** Takes a channel's queue out of the buffer. */
+  private take(channel: string, box: Outbox): void {
+    this.queues.delete(channel);
+    this.buffered -= box.signals.length;
+    this.bufferedBytes -= box.bytes;
+  }
+
+  /** Publishes every queued signal, a frame per channel; while Redis is away or stalled they wait. */
   private flush(): void {
     this.flushing = false;
-    if (!this.pub.isReady) return;
+    if (!this.pub.isReady || this.stalled) return;
     for (const [channel, box] of this.queues) {
       if (box.node !== null && this.held.has(box.node)) continue;
-      this.queues.delete(channel);
+      this.take(channel, box);
       const { signals } = box;
-      this.buffered -= signals.length;
       for (let start = 0; start < signals.length; start += FRAME_SIGNALS) {
         const chunk = signals.length <= FRAME_SIGNALS ? signals : signals.slice(start, start + FRAME_SIGNALS);
-        this.publish(channel, this.frame(SIGNALS, this.encode(chunk, box.marked)), chunk.length);
+        this.publish(channel, this.frame(SIGNALS, this.encode(chunk, box.marked)), chunk.length, box.node !== null);
       }
     }
   }
@@ -219,16 +295,20 @@ class Cluster implements DistTransport {
     return out;
   }
 
-  private control(kind: number, channel: string): void {
+  private control(kind: number, channel: string, body: Buffer | null = null): void {
     if (!this.pub.isReady) return;
-    this.publish(channel, this.frame(kind, null), 0);
+    this.publish(channel, this.frame(kind, body), 0);
   }
 
-  private publish(channel: string, frame: Buffer, count: number): void {
+  /** Publishes a frame of count signals; to one node's channel, a publish nobody received counts them as dropped. */
+  private publish(channel: string, frame: Buffer, count: number, direct = false): void {
     this.sent += count;
-    this.pub.publish(channel, frame).catch((err: unknown) => {
-      if (count > 0) this.drop(count, `publish failed: ${describe(err)}`);
-    });
+    this.pub.publish(channel, frame).then(
+      (receivers) => {
+        if (direct && receivers === 0) this.drop(count, "node not subscribed");
+      },
+      () => this.drop(count, "publish failed"),
+    );
   }
 
   /** One frame from the shared channel or this node's own. */
@@ -237,19 +317,27 @@ class Cluster implements DistTransport {
     const kind = frame[0]!;
     const nameEnd = 3 + frame.readUInt16BE(1);
     const from = frame.toString("utf8", 3, nameEnd);
-    if (from === this.node || this.stopped) return;
+    if (this.stopped) return;
+    if (from === this.node) {
+      this.echoed();
+      return;
+    }
     if (kind === BYE) {
       this.lose(from, "stopped");
+      this.lostAt.delete(from);
       return;
     }
     const known = this.seen.has(from);
+    if (known && kind === HELLO && frame[nameEnd] === YOU_WERE_LOST[0] && !this.rejoined.has(from)) this.lostBy(from);
     this.seen.set(from, performance.now());
     if (!known) this.meet(from);
     if (kind === SIGNALS) {
       this.signals(from, frame.subarray(nameEnd));
     } else if (kind === HELLO) {
+      this.rejoined.delete(from);
       this.welcome(from);
     } else if (kind === WELCOME) {
+      this.rejoined.delete(from);
       if (this.held.delete(from)) this.flush();
       this.awaiting.delete(from);
       if (this.awaiting.size === 0) this.welcomed?.();
@@ -278,8 +366,30 @@ class Cluster implements DistTransport {
   /** A node not seen before (or seen again after being lost): swap group members both ways. */
   private meet(node: string): void {
     this.log.info({ node: this.node, peer: node }, "cluster: node up");
-    this.control(HELLO, this.channel(node));
+    const lost = this.lostAt.delete(node);
+    if (lost) this.rejoined.add(node);
+    this.control(HELLO, this.channel(node), lost ? YOU_WERE_LOST : null);
     nodeUp(node);
+  }
+
+  /**
+   * node lost this one (its link was fine while this one stalled or froze) and met it again:
+   * links, monitors and signals still queued between them end here too, with "noconnection",
+   * as an Erlang disconnect is seen on both sides. The HELLO's answer sends the members again.
+   */
+  private lostBy(node: string): void {
+    this.log.warn({ node: this.node, peer: node }, "cluster: node had lost this one; links and monitors to it end with noconnection");
+    this.end(node);
+  }
+
+  /** Drops what is queued for node and ends every link and monitor to it. */
+  private end(node: string): void {
+    const box = this.queues.get(this.channel(node));
+    if (box !== undefined) {
+      this.take(this.channel(node), box);
+      this.drop(box.signals.length, "node lost");
+    }
+    nodeDown(node);
   }
 
   /** Answers HELLO: this node's members, then WELCOME, in that order on one connection. */
@@ -290,24 +400,53 @@ class Cluster implements DistTransport {
     this.control(WELCOME, this.channel(node));
   }
 
-  private lose(node: string, why: string): void {
+  /** node is lost; freeNames unless this node gave up on it only because its own link stalled (the other may live on). */
+  private lose(node: string, why: string, freeNames = true): void {
     if (!this.seen.delete(node)) return;
     this.held.delete(node);
+    this.rejoined.delete(node);
+    this.lostAt.set(node, performance.now());
     this.log.warn({ node: this.node, peer: node, why }, "cluster: node down");
-    const box = this.queues.get(this.channel(node));
-    if (box !== undefined) {
-      this.queues.delete(this.channel(node));
-      this.buffered -= box.signals.length;
-      this.drop(box.signals.length, `node ${node} is down`);
-    }
-    nodeDown(node);
+    this.end(node);
     if (this.awaiting.delete(node) && this.awaiting.size === 0) this.welcomed?.();
+    if (!freeNames) return;
     this.names.releaseNode(node).catch((err: unknown) => this.log.warn({ err, peer: node }, "cluster: releasing a lost node's names failed"));
+  }
+
+  /**
+   * A frame of this node's own came back: its link works. Silence of others counts only
+   * against such proof, and silence during a stall before it does not count at all.
+   */
+  private echoed(): void {
+    const now = performance.now();
+    const gap = now - this.echoedAt;
+    this.echoedAt = now;
+    if (gap > this.stallMs) {
+      for (const [node, last] of this.seen) this.seen.set(node, Math.min(now, last + gap));
+      for (const [node, at] of this.lostAt) this.lostAt.set(node, Math.min(now, at + gap));
+    }
+    if (this.stalled) {
+      this.stalled = false;
+      this.log.info({ node: this.node, stalledMs: Math.round(gap), buffered: this.buffered }, "cluster: Redis answers again; buffered signals are sent");
+      this.reassertNames();
+      this.flush();
+    }
+    for (const [node, last] of this.seen) if (now - last > this.timeoutMs) this.lose(node, "no heartbeat");
   }
 
   private beat(): void {
     const now = performance.now();
-    for (const [node, last] of this.seen) if (now - last > this.timeoutMs) this.lose(node, "no heartbeat");
+    // Past this (time this node's link worked) a lost node still alive has given up on this one itself (its stallTimeoutMs).
+    if (!this.stalled) for (const [node, at] of this.lostAt) if (now - at > this.stallTimeoutMs + this.timeoutMs) this.lostAt.delete(node);
+    const silent = now - this.echoedAt;
+    if (silent > this.stallMs && !this.stalled) {
+      this.stalled = true;
+      this.log.warn(
+        { node: this.node, silentMs: Math.round(silent), stallTimeoutMs: this.stallTimeoutMs },
+        "cluster: Redis has not echoed this node's heartbeat; signals to other nodes are buffered and no node is declared lost until stallTimeoutMs",
+      );
+    }
+    if (silent > this.stallTimeoutMs) for (const node of Array.from(this.seen.keys())) this.lose(node, "this node's Redis link stalled past stallTimeoutMs", false);
     if (!this.pub.isReady) return;
     this.pub.set(this.aliveKey, "1", { PX: this.timeoutMs }).catch(() => {});
     this.control(HEARTBEAT, this.allChannel);
@@ -363,14 +502,22 @@ class Cluster implements DistTransport {
     this.outage = false;
     this.log.info({ node: this.node }, "cluster: Redis is back");
     this.pub.set(this.aliveKey, "1", { PX: this.timeoutMs }).catch(() => {});
+    // A stalled node does it when its first frame comes back (echoed), with the flush.
+    if (!this.stalled) this.reassertNames();
+    this.control(HELLO, this.allChannel);
+    // Both connections are fresh: as good a proof as an echo (it ends a stall, so what waits is not held behind it).
+    this.echoed();
+    this.flush();
+  }
+
+  /** After Redis lost them (a restart) or another node freed them (it lost this one): this node's global names back. */
+  private reassertNames(): void {
     this.names
       .reassert(localGlobalNames())
       .then((lost) => {
         if (lost.length > 0) this.log.error({ names: lost }, "cluster: global names taken by another node while Redis was away");
       })
       .catch((err: unknown) => this.log.warn({ err }, "cluster: reasserting global names failed"));
-    this.control(HELLO, this.allChannel);
-    this.flush();
   }
 
   lost(err: unknown): void {
@@ -385,9 +532,11 @@ class Cluster implements DistTransport {
       node: this.node,
       nodes: Array.from(this.seen.keys()),
       connected: this.pub.isReady && this.sub.isReady,
+      stalled: this.stalled,
       sent: this.sent,
       received: this.received,
       buffered: this.buffered,
+      bufferedBytes: this.bufferedBytes,
       dropped: this.dropped,
     };
   }
@@ -395,6 +544,7 @@ class Cluster implements DistTransport {
   /** A start that failed halfway: the runtime goes back to one node. */
   abandon(): void {
     clearInterval(this.timer);
+    clearTimeout(this.dropTimer);
     this.stopped = true;
     stopDist([]);
     setGlobalStore(null);
@@ -404,6 +554,12 @@ class Cluster implements DistTransport {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.flush();
+    // What could not leave (Redis away or stalled) is lost with the cluster: counted and said.
+    for (const [channel, box] of this.queues) {
+      this.take(channel, box);
+      this.drop(box.signals.length, "cluster stopped");
+    }
+    this.logDrops();
     this.stopped = true;
     if (this.pub.isReady) {
       this.control(BYE, this.allChannel);
@@ -440,7 +596,10 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
   const heartbeatMs = positive(opts.heartbeatMs, 1000, "heartbeatMs");
   const nodeTimeoutMs = positive(opts.nodeTimeoutMs, 5000, "nodeTimeoutMs");
   if (nodeTimeoutMs < 2 * heartbeatMs) throw badarg(`startCluster: nodeTimeoutMs (${nodeTimeoutMs}) must be at least twice heartbeatMs (${heartbeatMs})`);
+  const stallTimeoutMs = positive(opts.stallTimeoutMs, 6 * nodeTimeoutMs, "stallTimeoutMs");
+  if (stallTimeoutMs < nodeTimeoutMs) throw badarg(`startCluster: stallTimeoutMs (${stallTimeoutMs}) must be at least nodeTimeoutMs (${nodeTimeoutMs})`);
   const maxBuffered = positive(opts.maxBuffered, 10_000, "maxBuffered");
+  const maxBufferedBytes = positive(opts.maxBufferedBytes, 32 * 1024 * 1024, "maxBufferedBytes");
   const prefix = opts.prefix ?? "corral";
   if (typeof prefix !== "string" || prefix === "") throw badarg(`startCluster: prefix must be a non-empty string, got ${describe(prefix)}`);
   const node = opts.node ?? (nodeName() === "nonode@nohost" ? defaultNodeName() : nodeName());
@@ -472,7 +631,7 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
     // The first run of a name keeps ids from 1; a later run (after a crash, say) starts past them.
     const creation = Number(await pub.incr(`${prefix}:creation:${node}`)) - 1;
     if (!setCreation(creation) && creation > 0) logger.debug({ node }, "cluster: ids already in use; this run keeps counting from them");
-    cluster = new Cluster(pub, sub, { node, heartbeatMs, nodeTimeoutMs, maxBuffered, prefix, logger });
+    cluster = new Cluster(pub, sub, { node, heartbeatMs, nodeTimeoutMs, stallTimeoutMs, maxBuffered, maxBufferedBytes, prefix, logger });
     await cluster.start();
   } catch (err) {
     cluster?.abandon();

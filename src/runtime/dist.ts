@@ -22,6 +22,8 @@ export interface DistTransport {
   post(node: string, signal: unknown[], marked: boolean): void;
   /** Queues a signal for every other node, in the same order as post's. */
   postAll(signal: unknown[], marked: boolean): void;
+  /** A signal for a node that is not up was not sent: the transport counts and logs it as dropped. */
+  unreachable(node: string): void;
 }
 
 // Signal tags: the first element of every encoded signal.
@@ -146,7 +148,10 @@ const groupDist = {
 
 const dist = {
   send(to: Pid, msg: unknown): void {
-    if (!transport!.isUp(to.node)) return;
+    if (!transport!.isUp(to.node)) {
+      transport!.unreachable(to.node);
+      return;
+    }
     const { signal, marked } = userSignal(`send to ${to}`, msg, (payload) => [SEND, to.id, payload]);
     transport!.post(to.node, signal, marked);
   },
@@ -194,6 +199,7 @@ const dist = {
 
   exit(from: Pid, to: Pid, reason: ExitReason): void {
     if (transport!.isUp(to.node)) post(to.node, [EXIT, from, to.id, portable(reason), false]);
+    else transport!.unreachable(to.node);
   },
 
   remotes: remotesOf,

@@ -125,13 +125,13 @@ const commands = {
     send(Pid.parse(to), decode(msg));
     return true;
   },
-  /** From a fresh process: n messages { tag, seq } to `to`, then it ends. */
   sendAfter: ({ to, ms, msg }) => (corral.sendAfter(ms, Pid.parse(to), decode(msg)), true),
-  sendSeq: ({ to, n, tag }) =>
+  /** From a fresh process: n messages { tag, seq } to `to`, seq counting from `from` (0), then it ends. */
+  sendSeq: ({ to, n, tag, from = 0 }) =>
     new Promise((resolve) => {
       const dest = Pid.parse(to);
       spawn(async () => {
-        for (let i = 0; i < n; i++) send(dest, { tag, seq: i });
+        for (let i = from; i < from + n; i++) send(dest, { tag, seq: i });
         resolve(true);
       });
     }),

@@ -64,6 +64,10 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Starts a fresh (empty) server on the same port and waits until it answers. */
   restart(): Promise<void>;
+  /** SIGSTOP: the server stalls with every connection open, as in a long GC-like freeze. */
+  freeze(): void;
+  /** SIGCONT: a frozen server runs again (call it in a finally after freeze). */
+  thaw(): void;
 }
 
 const servers = new Set<ChildProcess>();
@@ -135,6 +139,12 @@ export async function startRedis(): Promise<RedisServer> {
       child.kill("SIGKILL");
       await exited(child);
     },
+    freeze() {
+      child?.kill("SIGSTOP");
+    },
+    thaw() {
+      child?.kill("SIGCONT");
+    },
     async restart() {
       if (child !== undefined && child.exitCode === null && child.signalCode === null) {
         child.kill("SIGKILL");
@@ -158,6 +168,7 @@ export async function startRedis(): Promise<RedisServer> {
 /** Kills every redis-server this module started (afterAll, even after a failure). */
 export async function stopAllRedis(): Promise<void> {
   const left = [...servers];
+  for (const c of left) c.kill("SIGCONT");
   for (const c of left) c.kill("SIGKILL");
   await Promise.all(left.map((c) => boundedExit(c, 5_000)));
 }
