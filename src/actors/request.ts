@@ -4,6 +4,7 @@ import type { Pid, Ref } from "../runtime/pid.js";
 import { applyResult, spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
 import { isThenable } from "../runtime/result.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
+import { terminateReasonOf } from "./close.js";
 import type { Loop, LoopHandler } from "./loop.js";
 import { logValue, RequestError, type HttpOk, type PartialReq, type Req } from "./req.js";
 import {
@@ -34,20 +35,17 @@ export interface Handler<Opts = unknown> {
  */
 export interface Exchange {
   readonly req: Req;
-  /** 426 or 400 when the request cannot become a WebSocket (COWBOY.md, Handshake). */
-  handshakeError(): { status: number; headers: Record<string, string> } | undefined;
-  /** Writes the 101 with the Req's response headers and returns the port (null if the socket died first). */
-  upgrade(opts: ResolvedWebSocketOptions): WebSocketPort | null;
+  /**
+   * cowboy_websocket:upgrade: refuses the request (426, 400, 403) or writes the 101 with the
+   * Req's response headers and returns the port; null when it was refused or the socket died first.
+   */
+  upgrade(opts: ResolvedWebSocketOptions, handler: string): WebSocketPort | null;
   /** Calls back once if the client goes away before the response is complete. */
   onClientGone(callback: () => void): void;
   /** Ends a streamed response, if one is open. */
   endStream(): void;
   /** Cuts the connection when a response started and cannot be completed (a crash mid-stream); a complete one is left alone. */
   abort(): void;
-  /** The subprotocols the client offered, for the missing-subprotocol warning. */
-  readonly offeredProtocols: readonly string[];
-  /** The response header the handler set for the subprotocol, if any. */
-  chosenProtocol(): string | undefined;
   readonly logger: Logger;
 }
 
@@ -136,29 +134,10 @@ class Request implements Actor {
     }
     this.state = r.state;
     const opts = resolveWebSocketOptions(r.opts);
-    const ex = this.exchange;
-    const origin = ex.req.header("origin");
-    const refused =
-      ex.handshakeError() ??
-      (opts.allowedOrigins !== undefined && origin !== undefined && !opts.allowedOrigins.has(origin.toLowerCase())
-        ? { status: 403, headers: {} }
-        : undefined);
-    if (refused !== undefined) {
-      // As cowboy_websocket:upgrade: the refusal is the answer, terminate does not run.
-      this.done = true;
-      ex.req.reply(refused.status, refused.headers);
-      p.stopSelf("normal");
-      return;
-    }
-    if (ex.offeredProtocols.length > 0 && ex.chosenProtocol() === undefined) {
-      this.logger.warn(
-        { handler: this.name, offered: logValue(ex.offeredProtocols) },
-        "the client offered subprotocols and init chose none: browsers will fail this connection (set the sec-websocket-protocol response header in init)",
-      );
-    }
+    // From here terminate belongs to the connection, or (a refusal) does not run, as in cowboy_websocket:upgrade.
     this.done = true;
-    const port = ex.upgrade(opts);
-    if (port !== null) spawnConnection(handler, this.name, r.state, port, ex.req, opts, this.logger);
+    const port = this.exchange.upgrade(opts, this.name);
+    if (port !== null) spawnConnection(handler, this.name, r.state, port, this.exchange.req, opts, this.logger);
     p.stopSelf("normal");
   }
 
@@ -225,11 +204,7 @@ class Request implements Actor {
       this.exchange.abort();
     }
     if (reason === "killed") return;
-    const why: TerminateReason =
-      this.ending ??
-      (typeof reason === "string"
-        ? reason === "shutdown" ? "shutdown" : reason === "normal" ? "normal" : { error: reason }
-        : "crash" in reason ? reason : { shutdown: reason.shutdown });
+    const why = this.ending ?? terminateReasonOf(reason);
     this.handler.terminate?.(why, req, (this.looping ? p.liveState() : this.state) as never);
   }
 }

@@ -4,6 +4,7 @@ import type { Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
 import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
+import { closeCodeFor, terminateReasonOf } from "./close.js";
 import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 
@@ -233,25 +234,6 @@ export class PortClosed {
 }
 
 /* ---------------------------------------------------------------- the connection process */
-
-/** Cowboy's close codes by terminate reason (COWBOY.md); undefined: nothing to send. */
-function closeCodeFor(reason: TerminateReason): number | "destroy" | undefined {
-  if (typeof reason === "string") {
-    if (reason === "stop" || reason === "timeout") return 1000;
-    if (reason === "shutdown") return 1001;
-    return undefined;
-  }
-  if ("crash" in reason) return 1011;
-  if ("shutdown" in reason) return 1001;
-  if ("error" in reason && reason.error === "backpressure") return 1008;
-  return undefined;
-}
-
-function fromExit(reason: ExitReason): TerminateReason {
-  if (typeof reason === "string") return reason === "shutdown" ? "shutdown" : { error: reason };
-  if ("crash" in reason) return reason;
-  return { shutdown: reason.shutdown };
-}
 
 /** Between the fields of a packed Req: HTTP/1.1 allows no line feed in any of them. */
 const SEP = "\n";
@@ -511,10 +493,12 @@ class Connection<S> implements Actor {
   terminate(p: Process, exit: ExitReason): void {
     const cold = this.cold;
     const note = cold instanceof ExitNote ? cold : undefined;
-    const reason = note?.reason ?? fromExit(exit);
-    const code = exit === "killed" ? "destroy" : closeCodeFor(reason);
-    if (code === "destroy") this.port.destroy();
-    else if (code !== undefined) this.port.sendClose(code, undefined);
+    const reason = note?.reason ?? terminateReasonOf(exit);
+    if (exit === "killed") this.port.destroy();
+    else {
+      const code = closeCodeFor(reason);
+      if (code !== undefined) this.port.sendClose(code, undefined);
+    }
     if (exit === "killed") return;
     const filtered = note === undefined ? (cold as PartialReq | string) : note.req;
     const req = typeof filtered === "string" ? unpackReq(filtered) : filtered;

@@ -1,5 +1,6 @@
 // cow_ws's inflate and deflate steps (permessage-deflate), as ws runs them, with flow control and fair turns in front.
 import type { Socket } from "node:net";
+import type { WsDeflate } from "./ws-internals.js";
 
 /** What the gates need of a WebSocket port (port.ts). */
 interface DeflatePort {
@@ -8,15 +9,10 @@ interface DeflatePort {
   /** ws's readyState: 3 once closed and its zlib streams cleaned up. */
   readonly readyState: number;
   readonly _socket: Socket;
+  /** Reports the close now: ws would wait for a receiver that is held. */
+  closeNow(): void;
 }
 
-type ZlibCallback = (err: Error | null, result?: Buffer) => void;
-
-/** ws's per-connection permessage-deflate: its receiver inflates and its sender deflates one message at a time through it. */
-export interface Deflate {
-  decompress(data: Buffer, fin: boolean, callback: ZlibCallback): void;
-  compress(data: Buffer, fin: boolean, callback: ZlibCallback): void;
-}
 
 /**
  * A job is heavy when its message is past this size (for an inflate: when the connection's
@@ -61,7 +57,7 @@ function heavyDone(): void {
 const held = new Map<DeflatePort, () => void>();
 
 /** Routes the connection's zlib jobs through the port's flow control and the fair turns. */
-export function gateDeflate(port: DeflatePort, pmd: Deflate): void {
+export function gateDeflate(port: DeflatePort, pmd: WsDeflate): void {
   const { decompress, compress } = pmd;
   /** The connection's last message inflated past HEAVY. */
   let heavyIn = false;
@@ -103,7 +99,7 @@ function hold(port: DeflatePort, run: () => void): void {
 }
 
 function closeHeld(port: DeflatePort): void {
-  (port as unknown as { emitClose(): void }).emitClose();
+  port.closeNow();
 }
 
 /** The mailbox drained: inflate what was held. */

@@ -9,7 +9,9 @@ import type { ResolvedWebSocketOptions, WebSocketPort } from "../actors/websocke
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { exit } from "../runtime/process.js";
-import { completeUpgrade, PortSet } from "./port.js";
+import { PortSet } from "./idle.js";
+import type { WsPort } from "./port.js";
+import { completeUpgrade, refuseUpgrade, warnNoSubprotocol } from "./upgrade.js";
 import { DEFAULT_MAX_BODY_SIZE, HttpReq } from "./req.js";
 import { matchRoute, type Dispatch } from "./router.js";
 
@@ -84,7 +86,7 @@ class ListenerState implements Listener {
   readonly dispatch: Dispatch;
   readonly logger: Logger;
   readonly limits: Limits;
-  readonly ports = new PortSet();
+  readonly ports = new PortSet<WsPort>();
   /** Request bodies still arriving, checked against minBodyRate by one sweep for the listener. */
   readonly bodies = new Set<BodyWatch>();
   bodySweep: NodeJS.Timeout | undefined = undefined;
@@ -155,7 +157,6 @@ function sweepBodies(listener: ListenerState): void {
 /** What a request process needs from the server for one request. */
 class ServerExchange implements Exchange {
   readonly req: HttpReq;
-  readonly offeredProtocols: readonly string[];
   private readonly listener: ListenerState;
   private readonly raw: IncomingMessage;
   private readonly res: ServerResponse | undefined;
@@ -169,44 +170,26 @@ class ServerExchange implements Exchange {
     this.res = res;
     this.socket = socket;
     this.head = head;
-    this.offeredProtocols = req.headers["sec-websocket-protocol"] === undefined ? [] : (req.parseHeader("sec-websocket-protocol") ?? []);
   }
 
   get logger(): Logger {
     return this.listener.logger;
   }
 
-  handshakeError(): { status: number; headers: Record<string, string> } | undefined {
+  upgrade(opts: ResolvedWebSocketOptions, handler: string): WebSocketPort | null {
     const req = this.req;
-    const connection = req.headers["connection"] ?? "";
-    const isUpgrade =
-      this.socket !== undefined &&
-      req.version === "HTTP/1.1" &&
-      hasToken(connection, "upgrade") &&
-      (req.headers["upgrade"] ?? "").toLowerCase() === "websocket";
-    if (!isUpgrade) {
-      // node keeps a connection alive when the response names "upgrade" only: say close when the client did.
-      const close = hasToken(connection, "close") || (req.version !== "HTTP/1.1" && !hasToken(connection, "keep-alive"));
-      return { status: 426, headers: { connection: close ? "upgrade, close" : "upgrade", upgrade: "websocket" } };
+    const refused = refuseUpgrade(req, this.socket !== undefined, opts);
+    if (refused !== undefined) {
+      req.reply(refused.status, refused.headers);
+      return null;
     }
-    if (req.method !== "GET" || req.headers["sec-websocket-key"] === undefined || req.headers["sec-websocket-version"] !== "13") {
-      return { status: 400, headers: {} };
-    }
-    return undefined;
-  }
-
-  chosenProtocol(): string | undefined {
-    const v = this.req.respHeaders.get("sec-websocket-protocol");
-    return v === undefined ? undefined : String(v);
-  }
-
-  upgrade(opts: ResolvedWebSocketOptions): WebSocketPort | null {
+    warnNoSubprotocol(req, handler, this.listener.logger);
     const socket = this.socket!;
     if (this.listener.stopping !== undefined) {
       socket.destroy();
       return null;
     }
-    return completeUpgrade(this.req, this.raw, socket, this.head!, opts, this.listener.ports);
+    return completeUpgrade(req, this.raw, socket, this.head!, opts, this.listener.ports);
   }
 
   onClientGone(callback: () => void): void {
@@ -225,17 +208,6 @@ class ServerExchange implements Exchange {
     const out = this.res ?? this.socket!;
     if (!out.writableEnded) out.destroy();
   }
-}
-
-/** Whether a comma-separated header value lists `token` (given in lower case), in any case. */
-function hasToken(value: string, token: string): boolean {
-  for (let start = 0; start <= value.length; ) {
-    let end = value.indexOf(",", start);
-    if (end < 0) end = value.length;
-    if (value.slice(start, end).trim().toLowerCase() === token) return true;
-    start = end + 1;
-  }
-  return false;
 }
 
 function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined): void {

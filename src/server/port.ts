@@ -1,35 +1,39 @@
-import type { IncomingMessage } from "node:http";
+// cowboy_websocket's socket side (Cowboy's ranch transport): frames in and out, flow control, the close as the transport sees it.
 import type { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import { Writable, type Duplex } from "node:stream";
-import { WebSocket, WebSocketServer, type ServerOptions } from "ws";
+import type { Writable } from "node:stream";
+import { WebSocket } from "ws";
+import { protocolError, remoteClose } from "../actors/close.js";
 import { inboundCost, ReceivedFrame, type Frame } from "../actors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../actors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
-import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./frame.js";
-import { forgetInflate, gateDeflate, releaseInflate, type Deflate } from "./deflate.js";
-import type { HttpReq } from "./req.js";
+import { forgetInflate, gateDeflate, releaseInflate } from "./deflate.js";
+import type { IdleGroup, IdlePort } from "./idle.js";
 import { FrameScan } from "./utf8.js";
+import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./wire.js";
+import { flushAfterTurn } from "./writes.js";
+import {
+  deflateOf,
+  dropListenerTable,
+  emitClose,
+  interceptReceiverWrite,
+  receiverError,
+  receiverOf,
+  receiverWrite,
+  setMaxPayload,
+  setStatusCode,
+  shareNoExtensions,
+  takeOverReceiverEvent,
+  webSocketOf,
+  wsReceiverListener,
+  type WsReceiver,
+} from "./ws-internals.js";
 
 const TEXT_PLAIN = { binary: false, compress: false, fin: true };
 const TEXT_DEFLATE = { binary: false, compress: true, fin: true };
 const BINARY_PLAIN = { binary: true, compress: false, fin: true };
 const BINARY_DEFLATE = { binary: true, compress: true, fin: true };
-
-/** The terminate reason for an error ws's receiver raised (it has already sent the close frame). */
-function errorReason(err: Error & { code?: string }): TerminateReason {
-  switch (err.code) {
-    case "WS_ERR_INVALID_UTF8":
-      return { error: "badencoding" };
-    case "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH":
-    case "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH":
-    case "WS_ERR_TOO_MANY_BUFFERED_PARTS":
-      return { error: "badsize" };
-    default:
-      return { error: "badframe" };
-  }
-}
 
 // Port flags: one small integer instead of a field per boolean keeps a port small.
 const THROTTLED = 1;
@@ -58,26 +62,24 @@ const CLOSE_SENT = 8192;
 const PARTIAL_SCAN = 16384;
 /** The scan found invalid UTF-8: nothing more goes to ws's receiver. */
 const BAD_TEXT = 32768;
-/** The idle sweeps since a byte was last received count in the bits from here up. */
+/** The idle sweeps since a byte was last received count in the bits from here up (idle.ts: MAX_SWEEPS fits in them). */
 const SWEEP_SHIFT = 16;
 const SWEEP = 1 << SWEEP_SHIFT;
-/** The most sweeps the flags can count: a timeout needing more (thousands of years) never comes. */
-const MAX_SWEEPS = 2 ** (31 - SWEEP_SHIFT) - 1;
 
 /** One frozen empty extensions object for every connection without one (ws makes one per connection). */
 const NO_EXTENSIONS = Object.freeze({});
 
 /**
- * A WebSocket connection's socket (DESIGN.md: the port): ws's WebSocket itself, extended,
+ * A WebSocket connection's socket (docs/architecture.md, the port): ws's WebSocket itself, extended,
  * so a connection costs no object of its own for the port. Events reach the port through
  * an overridden emit: no listener is registered, so ws's listener table is never made.
  */
-export class WsPort extends WebSocket implements WebSocketPort {
+export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort> {
   /** The connection's pid once attached; before, what happened already (only an early close can). */
   private target: Pid | PortClosed | null = null;
   private portFlags = 0;
   /** The listener's ports with this port's idle timeout: the port is in it while its socket is open. */
-  private idleGroup: IdleGroup | null = null;
+  private idleGroup: IdleGroup<WsPort> | null = null;
   /** @internal The group's intrusive list. */
   idlePrev: WsPort | null = null;
   /** @internal */
@@ -87,32 +89,32 @@ export class WsPort extends WebSocket implements WebSocketPort {
   /** What the received frames waiting in the mailbox weigh (inboundCost), and the most they may before reading stops. */
   private queuedBytes = 0;
   private maxQueuedBytes = Infinity;
+  /** ws's own field: the TCP (or TLS) socket under it. */
   declare readonly _socket: Socket;
 
   constructor(...args: unknown[]) {
     super(...(args as [null]));
-    // EventEmitter creates its listener table again on the first on(); the port needs none.
-    (this as unknown as { _events: unknown })._events = undefined;
-    // ws replaces it (never writes into it) when an extension is negotiated.
-    (this as unknown as { _extensions: object })._extensions = NO_EXTENSIONS;
+    dropListenerTable(this);
+    shareNoExtensions(this, NO_EXTENSIONS);
   }
 
   /** @internal The handshake is done: start as a port, not reading yet, in the group of its idle timeout. */
-  open(group: IdleGroup, opts: ResolvedWebSocketOptions): void {
+  open(group: IdleGroup<WsPort>, opts: ResolvedWebSocketOptions): void {
     if (opts.compress) this.portFlags |= COMPRESS;
     this.maxQueuedBytes = opts.maxQueuedBytes;
-    if (this.extensions.includes("permessage-deflate")) {
+    const deflate = deflateOf(this);
+    if (deflate !== undefined) {
       this.portFlags |= DEFLATING;
-      gateDeflate(this, (this as unknown as { _extensions: Record<string, Deflate> })._extensions["permessage-deflate"]!);
+      gateDeflate(this, deflate);
     }
-    // Nothing is read until the connection has run websocketInit (COWBOY.md, Callbacks).
+    // Nothing is read until the connection has run websocketInit (docs/websocket.md, callbacks).
     this.pause();
-    const receiver = (this as unknown as { _receiver?: EventEmitter & { write: Writable["write"] } })._receiver;
+    const receiver = receiverOf(this);
     if (receiver !== undefined) {
-      if (takeOver(receiver, "conclude", onConclude)) this.portFlags |= HOLDS_CONCLUDE;
-      if (takeOver(receiver, "error", onReceiverError)) this.portFlags |= HOLDS_ERROR;
+      if (takeOverReceiverEvent(receiver, "conclude", onConclude)) this.portFlags |= HOLDS_CONCLUDE;
+      if (takeOverReceiverEvent(receiver, "error", onReceiverError)) this.portFlags |= HOLDS_ERROR;
       // Text is checked as it arrives (utf8.ts), before ws's receiver sees the bytes.
-      if (opts.validateUtf8) receiver.write = scanWrite as Writable["write"];
+      if (opts.validateUtf8) interceptReceiverWrite(receiver, scanWrite);
     }
     this.join(group);
   }
@@ -128,7 +130,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
         this.deliverFrame(event, a as Buffer);
         return true;
       case "error":
-        this.closed(errorReason(a as Error));
+        this.closed(protocolError((a as Error & { code?: string }).code).reason);
         return true;
       case "close":
         this.gone();
@@ -141,7 +143,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
   /** @internal The client's close frame or a bad frame: stop reading, hold ws's answer for the connection. */
   receiverEnded(receiver: EventEmitter, reason: TerminateReason, args: unknown[], error: boolean): void {
     this._socket.pause();
-    const theirs = (this.portFlags & (error ? HOLDS_ERROR : HOLDS_CONCLUDE)) === 0 ? undefined : error ? wsOnError : wsOnConclude;
+    const theirs = (this.portFlags & (error ? HOLDS_ERROR : HOLDS_CONCLUDE)) === 0 ? undefined : wsReceiverListener(error ? "error" : "conclude");
     this.closed(reason, theirs === undefined ? undefined : () => theirs.apply(receiver, args));
   }
 
@@ -177,7 +179,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
     this.idleGroup?.delete(this);
   }
 
-  private join(group: IdleGroup): void {
+  private join(group: IdleGroup<WsPort>): void {
     this.idleGroup = group;
     group.add(this);
     this.idleRead = this._socket.bytesRead | 0;
@@ -221,7 +223,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
     if ((this.portFlags & ATTACHED) === 0) return;
     const pid = this.target as Pid;
     send(pid, msg);
-    // Inbound flow control: a mailbox past a high-water mark (frames or bytes) stops reading until the connection drains it.
+    // Inbound flow control (docs/websocket.md): a mailbox past a high-water mark (frames or bytes) stops reading until the connection drains it.
     if ((this.portFlags & THROTTLED) === 0 && ((pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER || this.queuedBytes > this.maxQueuedBytes)) {
       this.portFlags |= THROTTLED;
       this.pause();
@@ -270,8 +272,7 @@ export class WsPort extends WebSocket implements WebSocketPort {
     if ((this.portFlags & CORKED) !== 0) return;
     this.portFlags |= CORKED;
     this._socket.cork();
-    corkedPorts.push(this);
-    if (corkedPorts.length === 1) process.nextTick(flushCorked);
+    flushAfterTurn(this);
   }
 
   flush(): void {
@@ -356,152 +357,29 @@ export class WsPort extends WebSocket implements WebSocketPort {
   }
 
   setMaxFrameSize(bytes: number): void {
-    const max = bytes === Infinity ? 0 : bytes;
-    // ws fixes maxPayload per server; a runtime change reaches into its receiver and inflater.
-    const internals = this as unknown as {
-      _receiver?: { _maxPayload: number };
-      _extensions?: Record<string, { _maxPayload?: number }>;
-    };
-    if (internals._receiver) internals._receiver._maxPayload = max;
-    const deflate = internals._extensions?.["permessage-deflate"];
-    if (deflate !== undefined) deflate._maxPayload = max;
-  }
-}
-
-/**
- * Idle timeouts without a timer per connection: the ports of a listener are grouped by
- * idle timeout, and each group sweeps its ports IDLE_SWEEPS times per timeout, comparing
- * socket.bytesRead with the previous sweep. A connection closes between idleTimeout and
- * idleTimeout × (1 + 1 / IDLE_SWEEPS) (at least 1 ms more) after the last byte it received.
- */
-const IDLE_SWEEPS = 10;
-/** The longest delay a Node timer takes. */
-const TIMER_MAX = 2 ** 31 - 1;
-
-/** The open ports of one listener, by idle timeout. */
-export class PortSet {
-  private readonly groups = new Map<number, IdleGroup>();
-  size = 0;
-
-  /** The group of ports with this idle timeout (Infinity: never swept). */
-  group(timeout: number): IdleGroup {
-    let g = this.groups.get(timeout);
-    if (g === undefined) {
-      g = new IdleGroup(this, timeout);
-      this.groups.set(timeout, g);
-    }
-    return g;
+    setMaxPayload(this, bytes === Infinity ? 0 : bytes);
   }
 
-  /** @internal */
-  drop(group: IdleGroup): void {
-    if (this.groups.get(group.timeout) === group) this.groups.delete(group.timeout);
+  /** @internal The socket closed while inflating was held: ws would wait for its receiver forever. */
+  closeNow(): void {
+    emitClose(this);
   }
-
-  /** Every open port, taken at the time of the call. */
-  all(): WsPort[] {
-    const out: WsPort[] = [];
-    for (const g of this.groups.values()) g.collect(out);
-    return out;
-  }
-}
-
-/** @internal The ports of one listener with one idle timeout (an intrusive list), and their sweep timer. */
-export class IdleGroup {
-  private head: WsPort | null = null;
-  /** Sweeps without a received byte that make the timeout. */
-  private readonly limit: number;
-  private readonly period: number;
-  /** False for Infinity, and for timeouts beyond what the sweeps count (thousands of years). */
-  private readonly swept: boolean;
-  private timer: NodeJS.Timeout | undefined = undefined;
-
-  constructor(
-    readonly owner: PortSet,
-    readonly timeout: number,
-  ) {
-    // Timers count whole milliseconds: a timeout under IDLE_SWEEPS ms takes a sweep per millisecond.
-    this.limit = Math.max(Math.min(IDLE_SWEEPS, Math.ceil(timeout)), Math.ceil(timeout / TIMER_MAX));
-    // Rounded up, so limit × period is never shorter than the timeout.
-    this.period = Math.ceil(timeout / this.limit);
-    this.swept = this.limit <= MAX_SWEEPS;
-  }
-
-  add(port: WsPort): void {
-    port.idleNext = this.head;
-    if (this.head !== null) this.head.idlePrev = port;
-    this.head = port;
-    this.owner.size++;
-    if (this.timer === undefined && this.swept) {
-      this.timer = setInterval(sweepGroup, this.period, this);
-      // The sockets keep the process running, never the sweep.
-      this.timer.unref();
-    }
-  }
-
-  delete(port: WsPort): void {
-    const { idlePrev: prev, idleNext: next } = port;
-    if (prev === null && this.head !== port) return;
-    if (prev === null) this.head = next;
-    else prev.idleNext = next;
-    if (next !== null) next.idlePrev = prev;
-    port.idlePrev = port.idleNext = null;
-    this.owner.size--;
-    if (this.head !== null) return;
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-    this.owner.drop(this);
-  }
-
-  /** Appends every port of the group to `into`. */
-  collect(into: WsPort[]): void {
-    for (let port = this.head; port !== null; port = port.idleNext) into.push(port);
-  }
-
-  /** @internal */
-  sweep(): void {
-    const limit = this.limit;
-    for (let port = this.head; port !== null; port = port.idleNext) port.sweep(limit);
-  }
-}
-
-function sweepGroup(group: IdleGroup): void {
-  group.sweep();
-}
-
-/**
- * Write coalescing: the connection corks its port when more than one frame may come from
- * it in a turn (a callback with several frames, more messages waiting) and flushes it when
- * its mailbox is empty, so they leave in one syscall; raw ws makes one write per send.
- * Corked ports are also flushed once after the turn (a nextTick queued from the scheduler's
- * microtask runs when it is done), in case a process yields with mail left.
- */
-const corkedPorts: WsPort[] = [];
-
-function flushCorked(): void {
-  for (let i = 0; i < corkedPorts.length; i++) corkedPorts[i]!.flush();
-  corkedPorts.length = 0;
 }
 
 /** Frames waiting in a connection's mailbox before its socket stops being read, and where reading starts again. */
 const MAILBOX_HIGH_WATER = 1024;
 const MAILBOX_LOW_WATER = 256;
 
-/** The port of a ws receiver: it points back to its WebSocket under ws's own symbol ("websocket"). */
-function portOf(receiver: EventEmitter): WsPort {
-  kWebSocket ??= Object.getOwnPropertySymbols(receiver).find((s) => s.description === "websocket");
-  return (receiver as unknown as Record<symbol, WsPort>)[kWebSocket!]!;
+function portOf(receiver: object): WsPort {
+  return webSocketOf<WsPort>(receiver);
 }
-
-let kWebSocket: symbol | undefined;
 
 /**
  * Cowboy ends the connection as soon as the client's close frame is in, not when TCP closes:
  * ws's receiver says so with 'conclude' (ws echoes the frame itself).
  */
 function onConclude(this: EventEmitter, code: number, reason: Buffer): void {
-  const why: TerminateReason = code === 1005 ? "remote" : { remote: { code, reason: reason.toString() } };
-  portOf(this).receiverEnded(this, why, [code, reason], false);
+  portOf(this).receiverEnded(this, remoteClose(code, reason.toString()), [code, reason], false);
 }
 
 /**
@@ -510,8 +388,6 @@ function onConclude(this: EventEmitter, code: number, reason: Buffer): void {
  */
 let scratchScan = new FrameScan();
 const partialScans = new WeakMap<WsPort, FrameScan>();
-
-const receiverWrite = Writable.prototype.write as (this: Writable, chunk: Buffer, callback?: (err?: Error | null) => void) => boolean;
 
 /** ws's receiver's write, for a port that checks UTF-8 as it arrives. */
 function scanWrite(this: Writable, chunk: Buffer): boolean {
@@ -524,138 +400,18 @@ function scanWrite(this: Writable, chunk: Buffer): boolean {
   return false;
 }
 
-interface WsReceiver extends Writable {
-  createError(ctor: ErrorConstructor, message: string, prefix: boolean, statusCode: number, code: string): Error;
-}
-
 /** Fails the receiver with ws's own 1007 error, through the same path as one ws found. */
 function failText(receiver: Writable): void {
-  const err = (receiver as WsReceiver).createError(Error, "invalid UTF-8 sequence", true, 1007, "WS_ERR_INVALID_UTF8");
-  onReceiverError.call(receiver, err);
+  onReceiverError.call(receiver, receiverError(receiver as WsReceiver, "invalid UTF-8 sequence", 1007, "WS_ERR_INVALID_UTF8"));
 }
 
-/**
- * A protocol error from ws's receiver. Corrupt deflate data is 1002 for Cowboy, where ws
- * would send 1007; a message in more fragments than ws keeps is too big (1009), where ws says 1008.
- */
+/** A protocol error from ws's receiver: the reason and, where Cowboy's differs from ws's, the close code (close.ts). */
 function onReceiverError(this: EventEmitter, err: Error & { code?: string }): void {
-  if (err.code?.startsWith("Z_") === true) setStatusCode(err, 1002);
-  else if (err.code === "WS_ERR_TOO_MANY_BUFFERED_PARTS") setStatusCode(err, 1009);
-  portOf(this).receiverEnded(this, errorReason(err), [err], true);
+  const { reason, code } = protocolError(err.code);
+  if (code !== undefined) setStatusCode(err, code);
+  portOf(this).receiverEnded(this, reason, [err], true);
 }
 
 function resumeAfterThrottle(port: WsPort): void {
   port.afterThrottle();
-}
-
-type ReceiverListener = (...args: unknown[]) => void;
-
-/** ws's own receiver listeners for 'conclude' and 'error' (module functions, the same for every receiver). */
-let wsOnConclude: ReceiverListener | undefined;
-let wsOnError: ReceiverListener | undefined;
-
-/**
- * Puts our listener in place of ws's own for one receiver event, in the same slot of the
- * listener table (no new property on it), and keeps ws's, to be called later by the
- * connection. If ws ever registers other than one, it keeps its own: returns false.
- */
-function takeOver(receiver: EventEmitter, event: "conclude" | "error", ours: (...args: never[]) => void): boolean {
-  const events = (receiver as unknown as { _events?: Record<string, unknown> })._events;
-  const theirs = events?.[event];
-  if (typeof theirs !== "function" || (event === "conclude" ? wsOnConclude ?? theirs : wsOnError ?? theirs) !== theirs) {
-    receiver.prependListener(event, ours as ReceiverListener);
-    return false;
-  }
-  if (event === "conclude") wsOnConclude = theirs as ReceiverListener;
-  else wsOnError = theirs as ReceiverListener;
-  events![event] = ours;
-  return true;
-}
-
-/** ws keeps the close code of a receiver error under its own symbol, named "status-code". */
-function setStatusCode(err: Error, code: number): void {
-  for (const sym of Object.getOwnPropertySymbols(err)) {
-    if (sym.description === "status-code") (err as unknown as Record<symbol, number>)[sym] = code;
-  }
-}
-
-/** How long ws waits for the client's close reply before dropping the socket. */
-const CLOSE_TIMEOUT = 1000;
-
-/** One ws server (noServer) per set of per-connection options that ws fixes at the handshake. */
-const servers = new Map<string, WebSocketServer>();
-/** The last server used and its options: most listeners use one set, so no key is built per handshake. */
-let lastServer: { readonly maxFrameSize: number; readonly validateUtf8: boolean; readonly compress: boolean; readonly wss: WebSocketServer } | null = null;
-/** The Req being upgraded, for ws's handshake hooks: ws upgrades synchronously, inside completeUpgrade. */
-let upgrading: HttpReq | null = null;
-/** What ws's upgrade callback handed over during that call. */
-let upgraded: WsPort | null = null;
-
-function serverFor(opts: ResolvedWebSocketOptions): WebSocketServer {
-  const last = lastServer;
-  if (last !== null && last.maxFrameSize === opts.maxFrameSize && last.validateUtf8 === opts.validateUtf8 && last.compress === opts.compress) return last.wss;
-  const key = `${opts.maxFrameSize}|${opts.validateUtf8}|${opts.compress}`;
-  let wss = servers.get(key);
-  if (wss === undefined) {
-    wss = newServer(opts);
-    servers.set(key, wss);
-  }
-  lastServer = { maxFrameSize: opts.maxFrameSize, validateUtf8: opts.validateUtf8, compress: opts.compress, wss };
-  return wss;
-}
-
-function newServer(opts: ResolvedWebSocketOptions): WebSocketServer {
-  // closeTimeout and autoPong are newer than @types/ws knows.
-  const options: ServerOptions & { closeTimeout: number; autoPong: boolean } = {
-    noServer: true,
-    WebSocket: WsPort,
-    clientTracking: false,
-    closeTimeout: CLOSE_TIMEOUT,
-    // The connection process answers pings itself, in frame order (COWBOY.md, Ping).
-    autoPong: false,
-    maxPayload: opts.maxFrameSize === Infinity ? 0 : opts.maxFrameSize,
-    skipUTF8Validation: !opts.validateUtf8,
-    perMessageDeflate: opts.compress ? {} : false,
-    // Cowboy picks no subprotocol by itself: only the one init set goes out.
-    handleProtocols: () => {
-      const chosen = upgrading?.respHeaders.get("sec-websocket-protocol");
-      return chosen === undefined ? false : String(chosen);
-    },
-  };
-  const wss = new WebSocketServer(options);
-  wss.on("headers", (headers: string[]) => {
-    if (upgrading === null) return;
-    for (const [name, value] of upgrading.respHeaders) {
-      if (name === "sec-websocket-protocol") continue;
-      for (const v of Array.isArray(value) ? value : [value]) headers.push(`${name}: ${v}`);
-    }
-  });
-  return wss;
-}
-
-function onUpgraded(ws: WebSocket): void {
-  upgraded = ws as WsPort;
-}
-
-/**
- * Completes the handshake with ws and returns the port, or null when ws refused it or the
- * socket died first (ws then answers or drops the socket itself). Without a verifyClient,
- * ws decides within the call, so the answer is known when it returns.
- */
-export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions, ports: PortSet): WsPort | null {
-  if (!socket.readable || !socket.writable) return null;
-  upgrading = req;
-  try {
-    serverFor(opts).handleUpgrade(raw, socket, head, onUpgraded);
-  } finally {
-    upgrading = null;
-  }
-  const port = upgraded;
-  upgraded = null;
-  if (port === null) return null;
-  req.replied = true;
-  // node caches getpeername's answer on the socket for its lifetime; the Req has its copy.
-  (socket as { _peername?: unknown })._peername = undefined;
-  port.open(ports.group(opts.idleTimeout), opts);
-  return port;
 }

@@ -1,3 +1,4 @@
+// cow_ws:frame/2: the bytes of a server frame on the wire.
 /**
  * cow_ws:frame/2 for the frames a server sends without an extension: unmasked, final,
  * header and payload in one buffer, so a frame is one chunk of one socket write. ws's
