@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
 import { compileRoutes, ok, processInfo, reply, self, startClear, stopListener, text, upgrade, type Pid, type WebSocketHandler } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../helpers.js";
+
+const { records } = captureLogs();
 
 let port = 0;
 const pids: Pid[] = [];
@@ -29,8 +31,15 @@ const echo: WebSocketHandler<null> = {
   websocketHandle: (frame, state) => (frame.type === "text" ? reply(frame, state) : ok(state)),
 };
 
+/** What the /origins route passes as allowedOrigins, set by the test before each upgrade. */
+let originsGiven: unknown = undefined;
+const checked: WebSocketHandler<null> = {
+  init: (req) => upgrade(req, null, { allowedOrigins: originsGiven as string[] }),
+  websocketHandle: (_f, s) => ok(s),
+};
+
 beforeAll(async () => {
-  const dispatch = compileRoutes([{ host: "_", paths: [["/slow", slow], ["/origin", echo]] }]);
+  const dispatch = compileRoutes([{ host: "_", paths: [["/slow", slow], ["/origin", echo], ["/origins", checked]] }]);
   port = (await startClear("guards", { port: 0 }, { dispatch })).port;
 });
 afterAll(() => stopListener("guards"));
@@ -50,8 +59,8 @@ test("a flooding client: reading pauses, the mailbox stays bounded, nothing is l
   ws.close();
 });
 
-async function status(origin: string | undefined): Promise<number> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/origin`, origin === undefined ? {} : { origin });
+async function status(origin: string | undefined, path = "/origin"): Promise<number> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, origin === undefined ? {} : { origin });
   return new Promise((resolve) => {
     ws.once("open", () => {
       ws.close();
@@ -69,13 +78,22 @@ test("allowedOrigins: a listed origin upgrades, another gets 403, no Origin pass
   expect(await status(undefined)).toBe(101);
 });
 
-test("allowedOrigins must be full origins", () => {
-  const bad: WebSocketHandler<null> = {
-    init: (req) => upgrade(req, null, { allowedOrigins: ["good.example"] }),
-    websocketHandle: (_f, s) => ok(s),
-  };
-  void bad;
-  expect(pids.length).toBeGreaterThan(0);
+test("allowedOrigins must be full origins: a bare host, a path or a non-list crashes init's upgrade (500) naming the option", async () => {
+  for (const [given, code] of [
+    [["good.example"], 500],
+    [["https://good.example/path"], 500],
+    ["https://good.example", 500],
+    [["https://good.example/"], 101],
+  ] as const) {
+    originsGiven = given;
+    const before = records.length;
+    expect(await status("https://good.example", "/origins")).toBe(code);
+    if (code === 500) {
+      await until(() => records.slice(before).some((r) => r.msg === "process crashed"), 2000, "the crash report");
+      const report = records.slice(before).find((r) => r.msg === "process crashed")!;
+      expect(JSON.stringify(report["err"])).toContain("allowedOrigins");
+    }
+  }
 });
 
 test("after a flood the connection keeps reading (throttle released)", async () => {
