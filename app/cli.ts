@@ -1,13 +1,12 @@
 #!/usr/bin/env node
+// The demo's start script, as an OTP release's bin/: one node, or a primary that supervises worker nodes.
 import cluster, { type Worker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { availableParallelism, hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { pino, type Logger } from "pino";
-import { startCluster, stopCluster } from "../cluster/cluster.js";
-import { demoDispatch } from "../handlers/demo/routes.js";
-import { setLogger } from "../runtime/log.js";
-import { startClear, stopListener } from "./listener.js";
+import { setLogger, startClear, startCluster, stopCluster, stopListener, type Logger } from "corral";
+import { pino } from "pino";
+import { demoDispatch } from "./demo/routes.js";
 
 const USAGE = `usage: corral [--port N] [--host ADDR] [--log-level LEVEL] [--workers N] [--redis URL] [--node NAME]
 
