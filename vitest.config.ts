@@ -1,6 +1,11 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  resolve: {
+    // The app imports the library as "corral" (dist/index.js once built); under test that is the source the tests import, one runtime.
+    alias: [{ find: /^corral$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) }],
+  },
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 20_000,

@@ -41,7 +41,7 @@ import {
   type WsInfoEvent,
   type WsTextEvent,
 } from "../../src/index.js";
-import { gameHandler, gameMachine, serverMove } from "../../src/handlers/demo/game.js";
+import { gameHandler, gameMachine, serverMove } from "../../app/demo/game.js";
 import { captureLogs, settle, sleep, until, type LogRecord } from "../helpers.js";
 
 const { records } = captureLogs();

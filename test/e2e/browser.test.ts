@@ -17,12 +17,12 @@ import path from "node:path";
 import { pino } from "pino";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { broadcastHandler } from "../../src/handlers/demo/broadcast.js";
-import { chatHandler } from "../../src/handlers/demo/chat.js";
-import { echoHandler } from "../../src/handlers/demo/echo.js";
-import { guideHandler } from "../../src/handlers/demo/guide.js";
-import { PRIV_DIR } from "../../src/handlers/demo/routes.js";
-import { statsHandler } from "../../src/handlers/demo/stats.js";
+import { broadcastHandler } from "../../app/demo/broadcast.js";
+import { chatHandler } from "../../app/demo/chat.js";
+import { echoHandler } from "../../app/demo/echo.js";
+import { guideHandler } from "../../app/demo/guide.js";
+import { PRIV_DIR } from "../../app/demo/routes.js";
+import { statsHandler } from "../../app/demo/stats.js";
 import { compileRoutes, startClear, staticDir, staticFile, stopListener, type Dispatch } from "../../src/index.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";

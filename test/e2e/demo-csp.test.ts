@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { pino } from "pino";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { demoDispatch, PAGE_CSP } from "../../src/handlers/demo/routes.js";
+import { demoDispatch, PAGE_CSP } from "../../app/demo/routes.js";
 import { startClear, stopListener } from "../../src/index.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";

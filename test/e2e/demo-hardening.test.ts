@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type WebSocket from "ws";
-import { PRESENCE_MS, type PresenceSummary } from "../../src/handlers/demo/presence.js";
+import { PRESENCE_MS, type PresenceSummary } from "../../app/demo/presence.js";
 import { cliChildren, listening, runCli, type Cli } from "../support/cli.js";
 import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, within } from "../support/dist.js";

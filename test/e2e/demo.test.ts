@@ -1,14 +1,14 @@
 /**
- * The demo as a user runs it: the built CLI (dist/server/cli.js) in its own process, talked to
+ * The demo as a user runs it: the built CLI (dist/app/cli.js) in its own process, talked to
  * over HTTP and WebSockets on 127.0.0.1. No browser here (see browser.test.ts).
  *
- * dist/ is built by `npm ci` (prepare); if anything under src/ is newer, beforeAll builds it
- * once, one build at a time across test files (test/support/dist.ts).
+ * dist/ is built by `npm ci` (prepare); if anything under src/ or app/ is newer, beforeAll
+ * builds it once, one build at a time across test files (test/support/dist.ts).
  */
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import type { PresenceSummary } from "../../src/handlers/demo/presence.js";
+import type { PresenceSummary } from "../../app/demo/presence.js";
 import { cliChildren, listening, runCli, type Cli } from "../support/cli.js";
 import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, freePort, within } from "../support/dist.js";
@@ -18,7 +18,7 @@ const WAIT = 5_000;
 
 /**
  * Sends a signal once the CLI has answered a request. The CLI prints its URL before it installs
- * its SIGINT/SIGTERM handlers (src/server/cli.ts), so a signal sent the moment the line appears
+ * its SIGINT/SIGTERM handlers (app/cli.ts), so a signal sent the moment the line appears
  * can still meet the default action and kill it; after a round trip the handlers are in place.
  * The test "a signal sent as soon as the URL is printed..." below covers that window.
  */
@@ -32,7 +32,7 @@ async function startCli(args: readonly string[] = [], env: Record<string, string
   return { cli, url: await listening(cli, WAIT) };
 }
 
-/** A presence summary from the chat (src/handlers/demo/presence.ts) that satisfies pred. */
+/** A presence summary from the chat (app/demo/presence.ts) that satisfies pred. */
 function isPresence(text: string, pred: (p: PresenceSummary) => boolean): boolean {
   const msg = JSON.parse(text) as { type: string };
   return msg.type === "presence" && pred(msg as PresenceSummary);
@@ -205,7 +205,7 @@ describe("the demo CLI, starting and stopping", () => {
     expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(0);
   });
 
-  // Skipped until src/server/cli.ts installs its signal handlers before it prints the URL:
+  // Skipped until app/cli.ts installs its signal handlers before it prints the URL:
   // today about half of these runs end killed by the signal (exit "SIGTERM"), not with 0.
   test("a signal sent as soon as the URL is printed is still a graceful stop (cli.ts: handlers after the URL line)", async () => {
     for (let i = 0; i < 10; i++) {

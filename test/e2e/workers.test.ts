@@ -1,10 +1,11 @@
 /**
- * `corral --workers N` as a user runs it: the built CLI (dist/server/cli.js) as a primary with
+ * `corral --workers N` as a user runs it: the built CLI (dist/app/cli.js) as a primary with
  * worker processes sharing one port, each a cluster node, meeting in a redis-server this file
  * starts on a free 127.0.0.1 port. Talked to over HTTP and WebSockets; workers are found as the
  * primary's child processes in /proc (Linux, as the redis-server package is).
  *
- * dist/ is built when src/ is newer, one build at a time across test files (test/support/dist.ts).
+ * dist/ is built when src/ or app/ is newer, one build at a time across test files
+ * (test/support/dist.ts).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";

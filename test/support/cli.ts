@@ -1,12 +1,12 @@
 /**
- * The demo CLI (dist/server/cli.js) in its own process, as a user runs it: its output kept,
+ * The demo CLI (dist/app/cli.js) in its own process, as a user runs it: its output kept,
  * its exit awaited, and every one still running listed for afterAll to kill.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { ROOT, within } from "./dist.js";
 
-const CLI = path.join(ROOT, "dist/server/cli.js");
+const CLI = path.join(ROOT, "dist/app/cli.js");
 
 export interface Cli {
   readonly child: ChildProcess;

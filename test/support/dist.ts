@@ -1,6 +1,6 @@
 /**
  * What tests that run the built package in child processes share: a build of dist/ when
- * src/ is newer (one at a time across parallel test files), a free port, bounded waits.
+ * src/ or app/ is newer (one at a time across parallel test files), a free port, bounded waits.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -11,7 +11,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BUILT = path.join(ROOT, "dist/index.js");
+/** The library's entry and the app's: both must be newer than every source. */
+const BUILT = [path.join(ROOT, "dist/index.js"), path.join(ROOT, "dist/app/cli.js")];
+/** The library first: the app imports it as "corral", which resolves to dist/. */
+const BUILDS = ["tsconfig.build.json", "tsconfig.app.json"];
 
 function newest(dir: string): number {
   let latest = 0;
@@ -33,9 +36,10 @@ function mtime(file: string): number {
 let builtOnce: Promise<void> | undefined;
 
 /**
- * Rebuilds dist/ (tsc -p tsconfig.build.json) when anything under src/ or the tsconfigs is
- * newer. Test files run in parallel: a lock directory keeps it to one build. Once per test
- * file, so the test process and its children run the same code for the whole file.
+ * Rebuilds dist/ (the library, then the app, as `npm run build`) when anything under src/,
+ * app/ or the tsconfigs is newer. Test files run in parallel: a lock directory keeps it to
+ * one build. Once per test file, so the test process and its children run the same code for
+ * the whole file.
  */
 export function ensureBuilt(): Promise<void> {
   builtOnce ??= build();
@@ -58,11 +62,13 @@ async function build(): Promise<void> {
     }
   }
   try {
-    const sources = Math.max(newest(path.join(ROOT, "src")), mtime(path.join(ROOT, "tsconfig.build.json")), mtime(path.join(ROOT, "tsconfig.json")));
-    if (mtime(BUILT) >= sources) return;
+    const sources = Math.max(newest(path.join(ROOT, "src")), newest(path.join(ROOT, "app")), ...["tsconfig.json", ...BUILDS].map((f) => mtime(path.join(ROOT, f))));
+    if (Math.min(...BUILT.map(mtime)) >= sources) return;
     const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
-    const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-    if (result.status !== 0) throw new Error(`building dist/ failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
+    for (const config of BUILDS) {
+      const result = spawnSync(process.execPath, [tsc, "-p", config], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+      if (result.status !== 0) throw new Error(`building dist/ (${config}) failed (exit ${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
+    }
   } finally {
     rmdirSync(lock);
   }

@@ -1,4 +1,4 @@
-import { ok, reply, upgrade, type WebSocketHandler } from "../../index.js";
+import { ok, reply, upgrade, type WebSocketHandler } from "corral";
 
 /** Echoes text and binary frames back as they came: what the benchmarks measure. */
 export const echoHandler: WebSocketHandler<null> = {

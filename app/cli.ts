@@ -1,13 +1,12 @@
 #!/usr/bin/env node
+// The demo's start script, as an OTP release's bin/: one node, or a primary that supervises worker nodes.
 import cluster, { type Worker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { availableParallelism, hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { pino, type Logger } from "pino";
-import { startCluster, stopCluster } from "../cluster/cluster.js";
-import { demoDispatch } from "../handlers/demo/routes.js";
-import { setLogger } from "../runtime/log.js";
-import { startClear, stopListener } from "./listener.js";
+import { setLogger, setNodeName, startClear, startCluster, stopCluster, stopListener, type Logger } from "corral";
+import { pino } from "pino";
+import { demoDispatch } from "./demo/routes.js";
 
 const USAGE = `usage: corral [--port N] [--host ADDR] [--log-level LEVEL] [--workers N] [--redis URL] [--node NAME]
 
@@ -25,9 +24,6 @@ an echo at /echo, a chat at /chat, POST /broadcast, /api/stats, /static/.
   -h, --help         this text
 `;
 
-const LEVELS = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
-/** What setNodeName accepts. */
-const NODE_NAME = /^[A-Za-z0-9_@\-.]+$/;
 const MAX_WORKERS = 1024;
 /** Crashed workers restarted within RESTART_PERIOD_MS before the primary gives up, as a supervisor's intensity. */
 const MAX_RESTARTS = 5;
@@ -77,7 +73,7 @@ function parse(): Options {
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) usage(`invalid port ${JSON.stringify(portText)}`);
   const level = values["log-level"] ?? process.env["LOG_LEVEL"] ?? "info";
-  if (!LEVELS.has(level)) usage(`invalid log level ${JSON.stringify(level)}`);
+  if (!isLevel(level)) usage(`invalid log level ${JSON.stringify(level)}`);
   let workers: number | undefined;
   if (values.workers !== undefined) {
     workers = values.workers === "auto" ? availableParallelism() : Number(values.workers);
@@ -86,9 +82,21 @@ function parse(): Options {
   const redis = values.redis ?? (workers === undefined ? undefined : (process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"));
   if (redis !== undefined && !isRedisUrl(redis)) usage(`invalid Redis URL ${JSON.stringify(redis)} (redis://host:port or rediss://host:port)`);
   const node = values.node;
-  if (node !== undefined && (!NODE_NAME.test(node) || node.startsWith("."))) usage(`invalid node name ${JSON.stringify(node)} (letters, digits, _ @ - .)`);
+  if (node !== undefined) {
+    // The library's check: no pid exists yet, and serving names this node again (a worker: its own name).
+    try {
+      setNodeName(node);
+    } catch {
+      usage(`invalid node name ${JSON.stringify(node)} (letters, digits, _ @ - .)`);
+    }
+  }
   if (node !== undefined && redis === undefined) usage("--node needs --redis or --workers");
   return { port, host: values.host ?? "127.0.0.1", level, workers, redis, node };
+}
+
+/** pino's levels (corral's Logger is pino's), and "silent", which turns logging off. */
+function isLevel(level: string): boolean {
+  return level === "silent" || Object.hasOwn(pino.levels.values, level);
 }
 
 function isRedisUrl(text: string): boolean {

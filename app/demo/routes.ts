@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { compileRoutes, staticDir, staticFile, type Dispatch, type HttpHandler } from "../../index.js";
+import { compileRoutes, staticDir, staticFile, type Dispatch, type HttpHandler } from "corral";
 import { broadcastHandler } from "./broadcast.js";
 import { chatHandler } from "./chat.js";
 import { echoHandler } from "./echo.js";
@@ -7,8 +7,8 @@ import { gameHandler } from "./game.js";
 import { guideHandler } from "./guide.js";
 import { statsHandler } from "./stats.js";
 
-/** The demo's page and assets: priv/ at the package root (the same path from src/ and dist/). */
-export const PRIV_DIR = fileURLToPath(new URL("../../../priv/", import.meta.url));
+/** The demo's page and assets: priv/ at the package root, two folders up from app/demo/ and three from its build, dist/app/demo/. */
+export const PRIV_DIR = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../../priv/" : "../../../priv/", import.meta.url));
 
 /**
  * The page's Content-Security-Policy: scripts, styles and sockets from its own origin only, no

@@ -1,4 +1,4 @@
-import { broadcast, join, ok, reply, text, upgrade, type WebSocketHandler } from "../../index.js";
+import { broadcast, join, ok, reply, text, upgrade, type WebSocketHandler } from "corral";
 import { announce, type PresenceSummary } from "./presence.js";
 
 /** The group every chat connection joins; POST /broadcast sends to it from app code. */

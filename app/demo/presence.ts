@@ -1,4 +1,4 @@
-import { broadcast, isDown, members, monitor, ok, self, send, sendAfter, spawn, whereis, type Pid, type Ref } from "../../index.js";
+import { broadcast, isDown, members, monitor, ok, self, send, sendAfter, spawn, whereis, type Pid, type Ref } from "corral";
 
 /**
  * Who joined and left a room, coalesced: one process per room and node collects the changes

@@ -1,4 +1,4 @@
-import { isTimeout, ok, reply, self, startTimer, text, upgrade, type WebSocketHandler } from "../../index.js";
+import { isTimeout, ok, reply, self, startTimer, text, upgrade, type WebSocketHandler } from "corral";
 
 /**
  * The Cowboy guide's ws_handler, in corral: greets "Hello!" from a timer after the

@@ -1,5 +1,5 @@
 import { assign, raise, setup } from "xstate";
-import { machineHandler, text, wsHibernate, wsReply, type MachineOutput, type WsEvent } from "../../index.js";
+import { machineHandler, text, wsHibernate, wsReply, type MachineOutput, type WsEvent } from "corral";
 
 /**
  * /game: noughts and crosses against the server, written as an xstate machine

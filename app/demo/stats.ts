@@ -1,4 +1,4 @@
-import { clusterInfo, listenerInfo, processInfo, processes, type HttpHandler } from "../../index.js";
+import { clusterInfo, listenerInfo, processInfo, processes, type HttpHandler } from "corral";
 
 const started = Date.now();
 

@@ -1,4 +1,4 @@
-import { broadcast, CorralError, type HttpHandler } from "../../index.js";
+import { broadcast, CorralError, type HttpHandler } from "corral";
 import { CHAT_ROOM, type ChatMessage } from "./chat.js";
 
 const MAX_BODY = 4096;
