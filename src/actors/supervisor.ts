@@ -33,6 +33,7 @@ import { whereis } from "../runtime/registry.js";
 import { ok, stop, type Result } from "../runtime/result.js";
 import { spawn, spawnLink } from "../runtime/spawn.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
+import { flag, limit, toError } from "../runtime/validate.js";
 
 // ---------------------------------------------------------------------------------------
 // Public types
@@ -208,8 +209,7 @@ function checkSupervisorSpec(spec: SupervisorSpec): Omit<SupervisorArg, "parent"
   if (typeof intensity !== "number" || !Number.isInteger(intensity) || intensity < 0) {
     throw badarg(`${fn}: intensity must be an integer >= 0, got ${describe(intensity)}`);
   }
-  const periodMs = s.periodMs ?? DEFAULT_PERIOD_MS;
-  if (typeof periodMs !== "number" || !(periodMs > 0)) throw badarg(`${fn}: periodMs must be a number > 0, got ${describe(periodMs)}`);
+  const periodMs = limit(s.periodMs ?? DEFAULT_PERIOD_MS, `${fn}: periodMs must be a number > 0`);
   if (!Array.isArray(spec.children)) throw badarg(`${fn}: children must be an array of child specs, got ${describe(s.children)}`);
   const children = spec.children.map((c) => checkChildSpec(c, fn));
   const ids = new Set<string>();
@@ -353,7 +353,7 @@ function startProcess(s: SupervisorState, child: Child): Pid | Error {
   try {
     started = child.start();
   } catch (err) {
-    return err instanceof Error ? err : new Error(`start threw ${describe(err)}`, { cause: err });
+    return toError(err, "start threw");
   }
   if (!(started instanceof Pid)) {
     return new CorralError("ERR_BAD_RESULT", `child ${JSON.stringify(child.id)}: start returned ${describe(started)}; expected a Pid (e.g. from spawnLink)`);
@@ -694,9 +694,8 @@ const supervisors = new WeakSet<Pid>();
  */
 export function startSupervisor(spec: SupervisorSpec, opts?: StartSupervisorOptions): Pid {
   const checked = checkSupervisorSpec(spec);
-  if (opts?.link !== undefined && typeof opts.link !== "boolean") throw badarg(`startSupervisor: link must be a boolean, got ${describe(opts.link)}`);
   const caller = currentProcess();
-  const linked = opts?.link ?? caller !== null;
+  const linked = flag(opts?.link, "startSupervisor: link must be a boolean", caller !== null);
   if (linked && caller === null) {
     throw new CorralError("ERR_NOT_IN_PROCESS", "startSupervisor: link: true needs a calling process to link to; call it inside a process, or leave link unset");
   }

@@ -1,3 +1,4 @@
+// net_kernel and epmd over Redis: nodes meet, heartbeat, notice a lost node and carry signals between them.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createClient } from "redis";
@@ -8,6 +9,7 @@ import { localGlobalNames, setGlobalStore } from "../runtime/global.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { nodeName, setNodeName } from "../runtime/node.js";
 import { setCreation } from "../runtime/pid.js";
+import { positive } from "../runtime/validate.js";
 import { RedisNames } from "./names.js";
 
 export interface ClusterOptions {
@@ -574,12 +576,6 @@ class Cluster implements DistTransport {
 
 let running: Cluster | undefined;
 
-function positive(value: number | undefined, fallback: number, what: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) throw badarg(`startCluster: ${what} must be a positive number, got ${describe(value)}`);
-  return value;
-}
-
 function defaultNodeName(): string {
   const host = hostname().replace(/[^A-Za-z0-9_\-.]/g, "-") || "localhost";
   return `corral-${process.pid}-${randomBytes(3).toString("hex")}@${host}`;
@@ -593,13 +589,13 @@ function defaultNodeName(): string {
 export async function startCluster(opts: ClusterOptions): Promise<ClusterInfo> {
   if (running !== undefined) throw new CorralError("ERR_BADARG", `startCluster: this node is already in a cluster as ${running.node}`);
   if (typeof opts !== "object" || opts === null || typeof opts.redis !== "string") throw badarg(`startCluster: expected { redis: "redis://host:port", ... }, got ${describe(opts)}`);
-  const heartbeatMs = positive(opts.heartbeatMs, 1000, "heartbeatMs");
-  const nodeTimeoutMs = positive(opts.nodeTimeoutMs, 5000, "nodeTimeoutMs");
+  const heartbeatMs = positive(opts.heartbeatMs, "startCluster: heartbeatMs must be a positive number", 1000);
+  const nodeTimeoutMs = positive(opts.nodeTimeoutMs, "startCluster: nodeTimeoutMs must be a positive number", 5000);
   if (nodeTimeoutMs < 2 * heartbeatMs) throw badarg(`startCluster: nodeTimeoutMs (${nodeTimeoutMs}) must be at least twice heartbeatMs (${heartbeatMs})`);
-  const stallTimeoutMs = positive(opts.stallTimeoutMs, 6 * nodeTimeoutMs, "stallTimeoutMs");
+  const stallTimeoutMs = positive(opts.stallTimeoutMs, "startCluster: stallTimeoutMs must be a positive number", 6 * nodeTimeoutMs);
   if (stallTimeoutMs < nodeTimeoutMs) throw badarg(`startCluster: stallTimeoutMs (${stallTimeoutMs}) must be at least nodeTimeoutMs (${nodeTimeoutMs})`);
-  const maxBuffered = positive(opts.maxBuffered, 10_000, "maxBuffered");
-  const maxBufferedBytes = positive(opts.maxBufferedBytes, 32 * 1024 * 1024, "maxBufferedBytes");
+  const maxBuffered = positive(opts.maxBuffered, "startCluster: maxBuffered must be a positive number", 10_000);
+  const maxBufferedBytes = positive(opts.maxBufferedBytes, "startCluster: maxBufferedBytes must be a positive number", 32 * 1024 * 1024);
   const prefix = opts.prefix ?? "corral";
   if (typeof prefix !== "string" || prefix === "") throw badarg(`startCluster: prefix must be a non-empty string, got ${describe(prefix)}`);
   const node = opts.node ?? (nodeName() === "nonode@nohost" ? defaultNodeName() : nodeName());

@@ -15,6 +15,7 @@ import { logValue, type HeaderValue, type HttpOk, type Req } from "../actors/req
 import type { HttpHandler } from "../actors/request.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
+import { flag } from "../runtime/validate.js";
 
 /* ------------------------------------------------------------------------------ public API */
 
@@ -225,8 +226,7 @@ function resolveOptions(fn: string, opts: StaticOptions): Resolved {
   if (dotfiles !== "allow" && dotfiles !== "deny" && dotfiles !== "ignore") {
     throw badarg(`${fn}: dotfiles must be "allow", "deny" or "ignore", got ${describe(dotfiles)}`);
   }
-  if (typeof nosniff !== "boolean") throw badarg(`${fn}: nosniff must be true or false, got ${describe(nosniff)}`);
-  return { mime, charset: cs, textOnlyCharset: typeof charset === "string", etag: tag, dotfiles, nosniff };
+  return { mime, charset: cs, textOnlyCharset: typeof charset === "string", etag: tag, dotfiles, nosniff: flag(nosniff, `${fn}: nosniff must be true or false`) };
 }
 
 function contentType(file: string, o: Resolved): string {

@@ -2,6 +2,7 @@ import { CorralError, badarg, describe } from "./errors.js";
 import { runtimeLogger } from "./log.js";
 import { Pid } from "./pid.js";
 import { GLOBAL_NAMED, send, type Process } from "./process.js";
+import { checkPid } from "./validate.js";
 
 /**
  * Erlang's global: names that span the cluster, kept apart from the local registry (whose
@@ -83,8 +84,7 @@ function forget(name: string): void {
  */
 export async function registerGlobal(name: string, pid: Pid): Promise<void> {
   checkName(name, "registerGlobal");
-  if (!(pid instanceof Pid)) throw badarg(`registerGlobal: expected a Pid, got ${describe(pid)}`);
-  const p = pid.proc;
+  const p = checkPid(pid, "registerGlobal").proc;
   if (p === null) throw new CorralError("ERR_NOPROC", `registerGlobal: ${pid} is not a live process of this node`);
   const other = holderOf.get(name);
   if (other !== undefined && other !== p) throw new CorralError("ERR_NAME_TAKEN", `registerGlobal: ${JSON.stringify(name)} is already registered to ${other.pid}`);

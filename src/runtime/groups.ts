@@ -1,6 +1,7 @@
 import { badarg, describe } from "./errors.js";
 import { Pid } from "./pid.js";
 import { currentProcess, type Process } from "./process.js";
+import { checkPid } from "./validate.js";
 
 /**
  * Process groups, as Erlang's pg: any process may join any group; a process that ends
@@ -40,8 +41,7 @@ function target(pid: Pid | undefined, fn: string): Process | null {
     if (me === null) throw badarg(`${fn}: no pid given and not called inside a process`);
     return me;
   }
-  if (!(pid instanceof Pid)) throw badarg(`${fn}: expected a Pid, got ${describe(pid)}`);
-  return pid.proc;
+  return checkPid(pid, fn).proc;
 }
 
 /** Adds pid (default: the caller) to group. Joining with a dead pid does nothing. */

@@ -1,9 +1,9 @@
 import { deserialize, serialize } from "node:v8";
-import { badarg, describe } from "./errors.js";
 import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
 import { FROZEN_BYTES, type Actor, type Process } from "./process.js";
+import { checkPid } from "./validate.js";
 
 /**
  * Where hibernated state goes instead of the default in-process buffer: an LRU, a file, a
@@ -167,8 +167,7 @@ export function restoreState(p: Process): void {
 
 /** The bytes a hibernated process holds in place of its state: 0 when live, in a StateStore, small enough to stay as it was, or not alive. */
 export function frozenSize(pid: Pid): number {
-  if (!(pid instanceof Pid)) throw badarg(`frozenSize: expected a Pid, got ${describe(pid)}`);
-  const p = pid.proc;
+  const p = checkPid(pid, "frozenSize").proc;
   if (p === null || !p.hibernated) return 0;
   if (p.flags & FROZEN_BYTES) return (p.state as string).length;
   return p.state instanceof FrozenState ? p.state.bytes.length : 0;

@@ -1,6 +1,7 @@
 import { CorralError, badarg, describe } from "./errors.js";
 import { Pid } from "./pid.js";
 import type { Process } from "./process.js";
+import { checkPid } from "./validate.js";
 
 /** Erlang's local name registry: one name per process, one process per name. */
 const names = new Map<string, Process>();
@@ -33,8 +34,7 @@ export function unregisterProcess(p: Process): void {
 
 /** Registers pid under name. A taken name, a process that has a name, or a dead pid: a clear Error. */
 export function register(name: string, pid: Pid): void {
-  if (!(pid instanceof Pid)) throw badarg(`register: expected a Pid, got ${describe(pid)}`);
-  const p = pid.proc;
+  const p = checkPid(pid, "register").proc;
   if (p === null) throw new CorralError("ERR_NOPROC", `register: ${pid} is not alive`);
   registerProcess(name, p);
 }
