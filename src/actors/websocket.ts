@@ -1,4 +1,5 @@
 import { CorralError, badarg, describe } from "../runtime/errors.js";
+import { flag, knownKeys, limit } from "../runtime/validate.js";
 import type { StateStore } from "../runtime/hibernate.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
@@ -126,18 +127,6 @@ export interface ResolvedWebSocketOptions {
 export const DEFAULT_MAX_BUFFERED_AMOUNT = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
 
-function limit(value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || Number.isNaN(value) || value <= 0) throw badarg(`websocket option ${name}: expected a number > 0 or Infinity, got ${describe(value)}`);
-  return value;
-}
-
-function flag(value: unknown, name: string, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== "boolean") throw badarg(`websocket option ${name}: expected a boolean, got ${describe(value)}`);
-  return value;
-}
-
 const KNOWN_OPTIONS = new Set(["idleTimeout", "maxFrameSize", "compress", "validateUtf8", "reqFilter", "maxBufferedAmount", "maxQueuedBytes", "stateStore", "allowedOrigins"]);
 
 /** Origins compare as browsers send them: scheme://host[:port], lower-case, no trailing slash. */
@@ -160,17 +149,17 @@ let defaults: ResolvedWebSocketOptions | undefined;
 
 function resolveGiven(opts: WebSocketOptions | undefined): ResolvedWebSocketOptions {
   if (opts !== undefined && (typeof opts !== "object" || opts === null)) throw badarg(`websocket options: expected an object, got ${describe(opts)}`);
-  for (const key of Object.keys(opts ?? {})) if (!KNOWN_OPTIONS.has(key)) throw badarg(`websocket options: unknown option ${JSON.stringify(key)}`);
+  if (opts !== undefined) knownKeys(opts, KNOWN_OPTIONS, "websocket options");
   const reqFilter = opts?.reqFilter;
   if (reqFilter !== undefined && typeof reqFilter !== "function") throw badarg(`websocket option reqFilter: expected a function, got ${describe(reqFilter)}`);
   return {
-    idleTimeout: limit(opts?.idleTimeout, "idleTimeout", 60_000),
-    maxFrameSize: limit(opts?.maxFrameSize, "maxFrameSize", 1_000_000),
-    compress: flag(opts?.compress, "compress", false),
-    validateUtf8: flag(opts?.validateUtf8, "validateUtf8", true),
+    idleTimeout: limit(opts?.idleTimeout, "websocket option idleTimeout: expected a number > 0 or Infinity", 60_000),
+    maxFrameSize: limit(opts?.maxFrameSize, "websocket option maxFrameSize: expected a number > 0 or Infinity", 1_000_000),
+    compress: flag(opts?.compress, "websocket option compress: expected a boolean", false),
+    validateUtf8: flag(opts?.validateUtf8, "websocket option validateUtf8: expected a boolean", true),
     reqFilter,
-    maxBufferedAmount: limit(opts?.maxBufferedAmount, "maxBufferedAmount", DEFAULT_MAX_BUFFERED_AMOUNT),
-    maxQueuedBytes: limit(opts?.maxQueuedBytes, "maxQueuedBytes", DEFAULT_MAX_QUEUED_BYTES),
+    maxBufferedAmount: limit(opts?.maxBufferedAmount, "websocket option maxBufferedAmount: expected a number > 0 or Infinity", DEFAULT_MAX_BUFFERED_AMOUNT),
+    maxQueuedBytes: limit(opts?.maxQueuedBytes, "websocket option maxQueuedBytes: expected a number > 0 or Infinity", DEFAULT_MAX_QUEUED_BYTES),
     stateStore: opts?.stateStore,
     allowedOrigins: originsOf(opts?.allowedOrigins),
   };
