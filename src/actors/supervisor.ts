@@ -13,25 +13,12 @@ import { performance } from "node:perf_hooks";
 import { CorralError, badarg, describe, type ErrorCode } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
 import { Pid, type Ref } from "../runtime/pid.js";
-import {
-  currentProcess,
-  exit,
-  isAlive,
-  isDown,
-  isExit,
-  isExitReason,
-  link,
-  monitor,
-  self,
-  send,
-  unlink,
-  type ExitMessage,
-  type ExitReason,
-  type ProcessBehavior,
-} from "../runtime/process.js";
+import { isAlive } from "../runtime/info.js";
+import { currentProcess, self, send } from "../runtime/process.js";
 import { whereis } from "../runtime/registry.js";
 import { ok, stop, type Result } from "../runtime/result.js";
-import { spawn, spawnLink } from "../runtime/spawn.js";
+import { exit, isDown, isExit, isExitReason, link, monitor, unlink, type ExitMessage, type ExitReason } from "../runtime/signals.js";
+import { spawn, spawnLink, type ProcessBehavior } from "../runtime/spawn.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 
 // ---------------------------------------------------------------------------------------

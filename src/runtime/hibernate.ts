@@ -1,9 +1,11 @@
+// erlang:hibernate/3: a process's state leaves the live heap while it waits, and comes back with the next message.
 import { deserialize, serialize } from "node:v8";
 import { badarg, describe } from "./errors.js";
 import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
-import { FROZEN_BYTES, type Actor, type Process } from "./process.js";
+import { FROZEN_BYTES } from "./flags.js";
+import type { Actor, Process } from "./process.js";
 
 /**
  * Where hibernated state goes instead of the default in-process buffer: an LRU, a file, a

@@ -1,4 +1,5 @@
-import { badarg } from "./errors.js";
+// Erlang's pids and references (self(), make_ref()): identities that name a process or a monitor across nodes.
+import { badarg, describe } from "./errors.js";
 import { freezeNodeName, nodeName } from "./node.js";
 import type { Process } from "./process.js";
 
@@ -49,6 +50,12 @@ export class Pid {
     if (!Number.isSafeInteger(id)) throw badarg(`Pid.parse: id out of range in ${text}`);
     return pidOf(m[1]!, id);
   }
+}
+
+/** @internal pid, checked to be a Pid; else a clear Error naming fn. */
+export function checkPid(pid: unknown, fn: string): Pid {
+  if (!(pid instanceof Pid)) throw badarg(`${fn}: expected a Pid, got ${describe(pid)}`);
+  return pid;
 }
 
 /** @internal The pid named by node and id: the live local one itself, else a detached copy. */
