@@ -1,6 +1,6 @@
 // The Erlang process itself: its record (pid, mailbox, flags, state), the run loop that hands it messages, `!`, and how it ends.
 import { CorralError, badarg, describe } from "./errors.js";
-import { BUSY, DEAD, DIST_LINKED, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } from "./flags.js";
+import * as flags from "./flags.js";
 import { evictState, restoreState, type StateStore } from "./hibernate.js";
 import { runtimeLogger, type Logger } from "./log.js";
 import { nodeName } from "./node.js";
@@ -10,6 +10,9 @@ import { lookupName, registerProcess, unregisterProcess } from "./registry.js";
 import { schedule } from "./scheduler.js";
 import type { ExitReason, Monitor } from "./signals.js";
 import type { SpawnOptions } from "./spawn.js";
+
+// The flags as this module's own consts: V8 folds those into the run loop, but loads an imported binding at every use.
+const { BUSY, DEAD, DIST_LINKED, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
 
 /**
  * @internal How one kind of process runs: the callback behaviour, the receive loop, and

@@ -1,11 +1,11 @@
 // erlang:spawn/3, spawn_link/3 and spawn_monitor/3, and the two kinds of process they start: gen_server-like callbacks, or an async function that receives.
 import { badarg, describe } from "./errors.js";
+import type { StateStore } from "./hibernate.js";
 import type { Pid, Ref } from "./pid.js";
 import { callerProcess, spawnActor, type Actor, type Process } from "./process.js";
 import { receiveIn } from "./receive.js";
 import { applyResult, isResult, isThenable, type Result } from "./result.js";
 import { demonitorFrom, exitFrom, linkFrom, linkProcesses, monitorFrom, trapExitFor, unlinkFrom, type ExitReason } from "./signals.js";
-import type { StateStore } from "./hibernate.js";
 
 /** A gen_server-like process: callbacks run one message at a time, never re-entrantly. */
 export interface ProcessBehavior<S, M = unknown, A = unknown> {
