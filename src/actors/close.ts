@@ -1,5 +1,5 @@
 // cowboy_websocket's close paths in one table: why a connection ends, the terminate reason it gives, the close code it sends.
-import type { ExitReason } from "../runtime/process.js";
+import type { ExitReason } from "../runtime/signals.js";
 import type { TerminateReason } from "./websocket.js";
 
 const BADFRAME: TerminateReason = Object.freeze({ error: "badframe" });

@@ -1,8 +1,9 @@
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
-import { applyResult, spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
-import { isThenable } from "../runtime/result.js";
+import { spawnActor, type Actor, type Process } from "../runtime/process.js";
+import { applyResult, isThenable } from "../runtime/result.js";
+import type { ExitReason } from "../runtime/signals.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import { terminateReasonOf } from "./close.js";
 import type { Loop, LoopHandler } from "./loop.js";

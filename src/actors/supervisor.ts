@@ -10,28 +10,16 @@
  * as messages wait in the mailbox while OTP's supervisor blocks in its shutdown receive.
  */
 import { performance } from "node:perf_hooks";
+import { call as callProcess, type Outcome, type Reply } from "../runtime/call.js";
 import { CorralError, badarg, describe, type ErrorCode } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
 import { Pid, type Ref } from "../runtime/pid.js";
-import {
-  currentProcess,
-  exit,
-  isAlive,
-  isDown,
-  isExit,
-  isExitReason,
-  link,
-  monitor,
-  self,
-  send,
-  unlink,
-  type ExitMessage,
-  type ExitReason,
-  type ProcessBehavior,
-} from "../runtime/process.js";
+import { isAlive } from "../runtime/info.js";
+import { currentProcess, self, send } from "../runtime/process.js";
 import { whereis } from "../runtime/registry.js";
 import { ok, stop, type Result } from "../runtime/result.js";
-import { spawn, spawnLink } from "../runtime/spawn.js";
+import { exit, isDown, isExit, isExitReason, link, monitor, unlink, type ExitMessage, type ExitReason } from "../runtime/signals.js";
+import { spawn, spawnLink, type ProcessBehavior } from "../runtime/spawn.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
 import { flag, limit, toError } from "../runtime/validate.js";
 
@@ -222,10 +210,6 @@ function checkSupervisorSpec(spec: SupervisorSpec): Omit<SupervisorArg, "parent"
 
 // ---------------------------------------------------------------------------------------
 // The supervisor's own messages
-
-/** A call's answer: a value, or the Error the caller's promise rejects with. */
-type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
-type Reply<T> = (outcome: Outcome<T>) => void;
 
 /** A request from a dynamic call, answered through `reply` (one heap: a callback, not a pid and a tag). */
 type Request =
@@ -726,55 +710,15 @@ function supervisorPid(sup: SupRef, fn: string): Pid {
   return pid;
 }
 
-/** Carries the settling of the caller's promise to the call process, which then ends. */
-class CallReply {
-  constructor(readonly settle: () => void) {}
-}
-
-interface CallArg {
-  readonly sup: Pid;
-  readonly fn: string;
-  /** Builds the request once the call process knows its own pid. */
-  readonly request: (me: Pid) => Request;
-  readonly reject: (err: Error) => void;
-}
-
-interface CallState {
-  readonly arg: CallArg;
-  readonly ref: Ref;
-}
-
-/** A monitor turns a supervisor that dies before replying into a rejection, never a hang. */
-class SupervisorCaller implements ProcessBehavior<CallState, unknown, CallArg> {
-  init(arg: CallArg): Result<CallState> {
-    const ref = monitor(arg.sup);
-    send(arg.sup, new SupervisorCall(arg.request(self())));
-    return ok({ arg, ref });
-  }
-
-  handleInfo(msg: unknown, st: CallState): Result<CallState> {
-    if (msg instanceof CallReply) {
-      msg.settle();
-      return stop(st);
-    }
-    if (isDown(msg) && msg.ref === st.ref) {
-      const { fn, sup } = st.arg;
-      const why = msg.reason === "noproc" ? "is not alive" : `exited with reason ${reasonText(msg.reason)} before replying`;
-      st.arg.reject(new CorralError("ERR_NOPROC", `${fn}: supervisor ${sup} ${why}`));
-      return stop(st);
-    }
-    return ok(st);
-  }
-}
-
-const CALLER = new SupervisorCaller();
-
+/** gen_server:call to a supervisor; a supervisor that ends before replying rejects it with ERR_NOPROC. */
 function call<T>(sup: SupRef, fn: string, build: (reply: Reply<T>) => Request): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
+  return attempt(() => {
     const pid = supervisorPid(sup, fn);
-    const settle = (o: Outcome<T>) => (o.ok ? resolve(o.value) : reject(o.error));
-    const request = (me: Pid) => build((o) => send(me, new CallReply(() => settle(o))));
-    spawn(CALLER, { sup: pid, fn, request, reject } satisfies CallArg);
+    return callProcess<T>(
+      pid,
+      (reply) => new SupervisorCall(build(reply)),
+      (reason) => new CorralError("ERR_NOPROC", `${fn}: supervisor ${pid} ${reason === "noproc" ? "is not alive" : `exited with reason ${reasonText(reason)} before replying`}`),
+    );
   });
 }
 

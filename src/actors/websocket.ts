@@ -3,9 +3,10 @@ import { flag, knownKeys, limit } from "../runtime/validate.js";
 import type { StateStore } from "../runtime/hibernate.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
-import { spawnActor, type Actor, type ExitReason, type Process } from "../runtime/process.js";
+import { spawnActor, type Actor, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
 import { closeCodeFor, terminateReasonOf } from "./close.js";
+import type { ExitReason } from "../runtime/signals.js";
 import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 

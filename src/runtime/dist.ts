@@ -1,10 +1,13 @@
+// Erlang distribution's signals: messages, links, monitors and exit signals to pids of other nodes, and "noconnection".
 import { serialize } from "node:v8";
 import { badarg, describe } from "./errors.js";
 import { checkPortable, markForWire, restoreFromWire } from "./external.js";
 import { dropNode, localBroadcast, localMemberships, remoteJoin, remoteLeave, setGroupDist } from "./groups.js";
 import { livePids, Pid, pidOf, Ref } from "./pid.js";
 import { nodeName } from "./node.js";
-import { DIST_LINKED, setDist, type DownMessage, type ExitReason, type Process } from "./process.js";
+import { DIST_LINKED } from "./flags.js";
+import { setDist, type Process } from "./process.js";
+import { exitSignal, type DownMessage, type ExitReason } from "./signals.js";
 
 /**
  * Erlang distribution's signals between nodes: messages, links, monitors and exit signals
@@ -158,7 +161,7 @@ const dist = {
 
   link(me: Process, to: Pid): void {
     if (!transport!.isUp(to.node)) {
-      me.signal(to, "noconnection", true);
+      exitSignal(me, to, "noconnection", true);
       return;
     }
     const r = remoteOf(me);
@@ -279,7 +282,7 @@ export function receiveSignal(from: string, signal: unknown[]): void {
         if (r === undefined || !removePid(r.links, other)) return;
         forgetIfEmpty(target, r);
       }
-      target.signal(other, reason, viaLink);
+      exitSignal(target, other, reason, viaLink);
       return;
     }
     case MONITOR: {
@@ -349,6 +352,6 @@ export function nodeDown(node: string): void {
       monitorsByRef.delete(m.id);
       down(m, "noconnection");
     }
-    for (const pid of lost) p.signal(pid, "noconnection", true);
+    for (const pid of lost) exitSignal(p, pid, "noconnection", true);
   }
 }

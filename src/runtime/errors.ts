@@ -1,3 +1,4 @@
+// erlang:error(badarg) and friends: every error the runtime throws, with a stable code.
 /** Every error the runtime throws carries a stable code, as ws does. */
 export type ErrorCode =
   | "ERR_BADARG"

@@ -1,3 +1,4 @@
+// Erlang's external term format, on v8 serialization: how pids and refs survive hibernation and the wire.
 import { Pid, pidOf, Ref } from "./pid.js";
 
 /**

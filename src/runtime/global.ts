@@ -1,7 +1,9 @@
+// Erlang's global: cluster-wide names (register_name, whereis_name, send), freed when their process ends.
 import { CorralError, badarg, describe } from "./errors.js";
 import { runtimeLogger } from "./log.js";
 import { Pid } from "./pid.js";
-import { GLOBAL_NAMED, send, type Process } from "./process.js";
+import { GLOBAL_NAMED } from "./flags.js";
+import { RELEASE_GLOBAL, send, setExitHook, type Process } from "./process.js";
 import { checkPid } from "./validate.js";
 
 /**
@@ -134,8 +136,8 @@ export function registeredGlobal(): Promise<string[]> {
   return store.names();
 }
 
-/** @internal The process ended: its global names are free again. */
-export function releaseGlobalNames(p: Process): void {
+/** The process ended: its global names are free again. */
+function releaseGlobalNames(p: Process): void {
   const names = namesOf.get(p);
   if (names === undefined) return;
   namesOf.delete(p);
@@ -144,3 +146,5 @@ export function releaseGlobalNames(p: Process): void {
     store.unregister(name, p.pid).catch((err: unknown) => runtimeLogger().error({ err, name }, "global name release failed"));
   }
 }
+
+setExitHook(RELEASE_GLOBAL, releaseGlobalNames);

@@ -1,6 +1,7 @@
+// Erlang's pg: process groups, joined and left by any process, left by every process that ends.
 import { badarg, describe } from "./errors.js";
 import { Pid } from "./pid.js";
-import { currentProcess, type Process } from "./process.js";
+import { currentProcess, LEAVE_GROUPS, setExitHook, type Process } from "./process.js";
 import { checkPid } from "./validate.js";
 
 /**
@@ -81,12 +82,14 @@ function removeMember(group: string, p: Process): void {
   dist?.left(group, p.pid);
 }
 
-/** @internal The process ended. */
-export function leaveAllGroups(p: Process): void {
+/** The process ended. */
+function leaveAllGroups(p: Process): void {
   const mine = p.groups;
   p.groups = null;
   if (mine !== null) for (const g of mine) removeMember(g, p);
 }
+
+setExitHook(LEAVE_GROUPS, leaveAllGroups);
 
 /** The pids in group: this node's in join order, then each other node's. */
 export function members(group: string): Pid[] {

@@ -1,8 +1,10 @@
+// erlang:hibernate/3: a process's state leaves the live heap while it waits, and comes back with the next message.
 import { deserialize, serialize } from "node:v8";
 import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
-import { FROZEN_BYTES, type Actor, type Process } from "./process.js";
+import { FROZEN_BYTES } from "./flags.js";
+import type { Actor, Process } from "./process.js";
 import { checkPid } from "./validate.js";
 
 /**

@@ -1,3 +1,4 @@
+// The runtime's logger (OTP's logger for crash reports): pino, at LOG_LEVEL.
 import { pino, type Logger } from "pino";
 
 export type { Logger };

@@ -1,3 +1,4 @@
+// erlang:node/0: this node's name, carried by every pid and ref.
 import { badarg } from "./errors.js";
 
 /**

@@ -1,3 +1,4 @@
+// Erlang's pids and references (self(), make_ref()): identities that name a process or a monitor across nodes.
 import { badarg } from "./errors.js";
 import { freezeNodeName, nodeName } from "./node.js";
 import type { Process } from "./process.js";

@@ -1,82 +1,19 @@
+// The Erlang process itself: its record (pid, mailbox, flags, state), the run loop that hands it messages, `!`, and how it ends.
 import { CorralError, badarg, describe } from "./errors.js";
-import { releaseGlobalNames } from "./global.js";
-import { leaveAllGroups } from "./groups.js";
+import { toError } from "./validate.js";
+import * as flags from "./flags.js";
 import { evictState, restoreState, type StateStore } from "./hibernate.js";
 import { runtimeLogger, type Logger } from "./log.js";
 import { nodeName } from "./node.js";
-import { livePids, newPid, Pid, Ref } from "./pid.js";
+import { livePids, newPid, Pid, type Ref } from "./pid.js";
+import type { Waiter } from "./receive.js";
 import { lookupName, registerProcess, unregisterProcess } from "./registry.js";
-import { isResult, type Result } from "./result.js";
 import { schedule } from "./scheduler.js";
-import { cancelProcessTimers, cancelTimerRef } from "./timers.js";
+import type { ExitReason, Monitor } from "./signals.js";
+import type { SpawnOptions } from "./spawn.js";
 
-/** Why a process ended. "killed" is what "kill" becomes; "noproc" and "noconnection" come from the runtime. */
-export type ExitReason =
-  | "normal"
-  | "shutdown"
-  | "kill"
-  | "killed"
-  | "noproc"
-  | "noconnection"
-  | { readonly shutdown: unknown }
-  | { readonly crash: Error };
-
-/** Delivered to a monitoring process when the monitored one ends. */
-export interface DownMessage {
-  readonly type: "DOWN";
-  readonly ref: Ref;
-  readonly pid: Pid;
-  readonly reason: ExitReason;
-}
-
-/** Delivered to a process that traps exits instead of the exit signal. */
-export interface ExitMessage {
-  readonly type: "EXIT";
-  readonly from: Pid;
-  readonly reason: ExitReason;
-}
-
-/** A gen_server-like process: callbacks run one message at a time, never re-entrantly. */
-export interface ProcessBehavior<S, M = unknown, A = unknown> {
-  init(arg: A): S | Result<S> | PromiseLike<S | Result<S>>;
-  handleInfo(msg: M, state: S): Result<S> | PromiseLike<Result<S>>;
-  terminate?(reason: ExitReason, state: S): void;
-}
-
-/** What an async-function process is given: its pid and Erlang's selective receive. */
-export interface ReceiveContext<M = unknown> {
-  readonly self: Pid;
-  /** The oldest message matching `pred` (any message without one); unmatched ones stay queued in order. */
-  receive(): Promise<M>;
-  receive<T extends M>(pred: (msg: M) => msg is T): Promise<T>;
-  receive(pred: (msg: M) => boolean): Promise<M>;
-  /** With `after`: resolves to undefined when nothing matched within timeoutMs. */
-  receive<T extends M>(pred: ((msg: M) => msg is T) | undefined, timeoutMs: number): Promise<T | undefined>;
-  receive(pred: ((msg: M) => boolean) | undefined, timeoutMs: number): Promise<M | undefined>;
-  /**
-   * The process acting as itself after an await, where self() and friends no longer know
-   * who is calling: Erlang's "receive, then link" in the async flavour.
-   */
-  link(pid: Pid): void;
-  unlink(pid: Pid): void;
-  monitor(pid: Pid): Ref;
-  demonitor(ref: Ref, opts?: { flush?: boolean }): boolean;
-  trapExit(on: boolean): boolean;
-  exit(pid: Pid, reason: ExitReason): void;
-  spawnLink<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): Pid;
-  spawnMonitor<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref };
-}
-
-export type ProcessFunction<M = unknown, A = unknown> = (ctx: ReceiveContext<M>, arg: A) => unknown;
-
-export interface SpawnOptions {
-  /** Register the new process under this name before it runs. */
-  readonly name?: string;
-  /** Start with exits trapped, as process_flag(trap_exit, true) in init would. */
-  readonly trapExit?: boolean;
-  /** Where hibernated state goes; default: v8-serialized into a buffer held by the process. */
-  readonly stateStore?: StateStore;
-}
+// The flags as this module's own consts: V8 folds those into the run loop, but loads an imported binding at every use.
+const { BUSY, DEAD, DIST_LINKED, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
 
 /**
  * @internal How one kind of process runs: the callback behaviour, the receive loop, and
@@ -95,28 +32,30 @@ export interface Actor {
   terminate(p: Process, reason: ExitReason): void;
 }
 
-// Process flags: one small integer instead of a field per boolean keeps a process small.
-const QUEUED = 1;
-const RUNNING = 2;
-const BUSY = 4;
-const STARTED = 8;
-const TRAP_EXIT = 16;
-const HIBERNATE_NEXT = 32;
-const HIBERNATED = 64;
-const DEAD = 128;
-/** @internal The process has links or monitors across nodes (dist.ts keeps them). */
-export const DIST_LINKED = 256;
-/** @internal The process holds cluster-wide names (global.ts keeps them). */
-export const GLOBAL_NAMED = 512;
-/** @internal The hibernated state is a bare serialized string (hibernate.ts). */
-export const FROZEN_BYTES = 1024;
+/** @internal What a module undoes when a process ends; registered once, when that module loads. */
+export type ExitHook = (p: Process, reason: ExitReason) => void;
 
-/** A pending receive of an async-function process. */
+// The slots of the exit hooks. die() runs them in this order, between its own steps (see die).
+/** groups.ts: leave every group. */
+export const LEAVE_GROUPS = 0;
+/** timers.ts: cancel the timers aimed at the process. */
+export const CANCEL_TIMERS = 1;
+/** signals.ts: drop its monitors, send exit signals to its links, DOWN to its watchers. */
+export const SIGNAL_LINKS = 2;
+/** global.ts: free its cluster-wide names. */
+export const RELEASE_GLOBAL = 3;
+
+type ExitHookSlot = typeof LEAVE_GROUPS | typeof CANCEL_TIMERS | typeof SIGNAL_LINKS | typeof RELEASE_GLOBAL;
+
+/** A module that never loaded made nothing a process could hold. */
+function nothingToUndo(): void {}
+
+/** A fixed array, filled at module load: a process's end allocates nothing and calls only what it holds. */
+const onExit: ExitHook[] = [nothingToUndo, nothingToUndo, nothingToUndo, nothingToUndo];
+
 /** @internal */
-export interface Waiter {
-  pred: ((msg: unknown) => boolean) | undefined;
-  resolve: (msg: unknown) => void;
-  timer: Ref | null;
+export function setExitHook(slot: ExitHookSlot, hook: ExitHook): void {
+  onExit[slot] = hook;
 }
 
 const EMPTY_QUEUE: unknown[] = [];
@@ -132,21 +71,6 @@ class Extra {
   stateStore: StateStore | undefined = undefined;
 }
 
-/** Monitor references know both ends so either end's exit can clean them up. */
-export class Monitor extends Ref {
-  /** @internal */
-  watcher: Process;
-  /** @internal */
-  target: Process;
-
-  /** @internal */
-  constructor(watcher: Process, target: Process) {
-    super();
-    this.watcher = watcher;
-    this.target = target;
-  }
-}
-
 export class Process {
   readonly pid: Pid;
   readonly actor: Actor;
@@ -160,6 +84,7 @@ export class Process {
   exitSignal: ExitReason | undefined = undefined;
   /** Head of the intrusive list of timers aimed at this process (timers.ts). */
   timers: Ref | null = null;
+  /** A pending receive (receive.ts). */
   waiter: Waiter | null = null;
   handled = 0;
   /** What most processes never use, made on first use. */
@@ -362,34 +287,14 @@ export class Process {
   deliver(msg: unknown): void {
     if (this.flags & DEAD) return;
     const waiter = this.waiter;
-    if (waiter !== null && this.matches(waiter, msg)) {
-      this.takeWaiter(waiter);
-      this.handled++;
-      waiter.resolve(msg);
-      return;
-    }
+    if (waiter !== null && waiter.offer(this, msg)) return;
     if (this.mailbox === EMPTY_QUEUE) this.mailbox = [msg];
     else this.mailbox.push(msg);
     this.enqueueSelf();
   }
 
-  /**
-   * Runs a receive pattern for a message on its way in. The pattern is the receiver's code
-   * running in the sender's call: if it throws, the receiver crashes, never the sender.
-   */
-  private matches(waiter: Waiter, msg: unknown): boolean {
-    if (waiter.pred === undefined) return true;
-    try {
-      return waiter.pred(msg);
-    } catch (err) {
-      const error = toError(err);
-      this.report(error, msg);
-      this.pendExit({ crash: error });
-      return false;
-    }
-  }
-
-  private dequeue(): unknown {
+  /** @internal Takes the oldest message (the run loop's, and a receive's that matched it). */
+  dequeue(): unknown {
     const q = this.mailbox;
     const msg = q[this.head];
     q[this.head++] = undefined;
@@ -404,48 +309,8 @@ export class Process {
     return msg;
   }
 
-  /** Removes and returns the first queued message matching pred (selective receive). */
-  takeMatching(pred: ((msg: unknown) => boolean) | undefined): { found: boolean; msg: unknown } {
-    const q = this.mailbox;
-    for (let i = this.head; i < q.length; i++) {
-      const msg = q[i];
-      if (pred === undefined || pred(msg)) {
-        if (i === this.head) this.dequeue();
-        else q.splice(i, 1);
-        this.handled++;
-        return { found: true, msg };
-      }
-    }
-    return { found: false, msg: undefined };
-  }
-
-  /** @internal Installs a pending receive; a timed one is cleared by the timer module. */
-  setWaiter(waiter: Waiter): void {
-    this.waiter = waiter;
-  }
-
-  /** @internal */
-  takeWaiter(waiter: Waiter): void {
-    this.waiter = null;
-    if (waiter.timer !== null) cancelTimerRef(waiter.timer);
-  }
-
-  /** An exit signal arrives (from a link or exit/2). */
-  signal(from: Pid, reason: ExitReason, viaLink: boolean): void {
-    if (this.flags & DEAD) return;
-    if (reason === "kill" && !viaLink) {
-      this.pendExit("killed");
-    } else if (this.flags & TRAP_EXIT) {
-      this.deliver({ type: "EXIT", from, reason: reason === "kill" ? "killed" : reason } satisfies ExitMessage);
-    } else if (reason === "normal") {
-      // A normal exit signal is ignored, unless a process sends it to itself (exit(self(), "normal")).
-      if (!viaLink && from === this.pid) this.pendExit("normal");
-    } else {
-      this.pendExit(reason === "kill" ? "killed" : reason);
-    }
-  }
-
-  private pendExit(reason: ExitReason): void {
+  /** @internal An exit to act on at the process's next turn ("killed" overrides any other). */
+  pendExit(reason: ExitReason): void {
     if (this.exitSignal === undefined || reason === "killed") this.exitSignal = reason;
     if (this.flags & (QUEUED | RUNNING)) return;
     this.flags |= QUEUED;
@@ -460,6 +325,13 @@ export class Process {
     this.report(error, msg);
   }
 
+  /** @internal This process's code threw outside its turn (a receive pattern, in the sender's call): report now, end at the next turn. */
+  crashLater(err: unknown, msg: unknown): void {
+    const error = toError(err);
+    this.report(error, msg);
+    this.pendExit({ crash: error });
+  }
+
   private report(error: Error, msg: unknown): void {
     (this.actor.logger ?? runtimeLogger()).error(
       { pid: this.pid.toString(), behaviour: this.actor.name, err: error, message: describe(msg) },
@@ -467,7 +339,12 @@ export class Process {
     );
   }
 
-  /** The one way a process ends: terminate, then free everything, then tell links and monitors. */
+  /**
+   * The one way a process ends: terminate, then free everything, then tell links and
+   * monitors. Each step runs only when the process holds something of its kind, in this
+   * order: name, groups, timers, pending receive, hibernated state, mailbox, links and
+   * monitors, global names, what it holds on other nodes.
+   */
   die(reason: ExitReason): void {
     if (this.flags & DEAD) return;
     this.flags |= DEAD;
@@ -486,34 +363,15 @@ export class Process {
     livePids.delete(this.pid.id);
     this.pid.proc = null;
     if (this.name !== undefined) unregisterProcess(this);
-    if (this.groups !== null) leaveAllGroups(this);
-    if (this.timers !== null) cancelProcessTimers(this);
-    if (this.waiter !== null) this.takeWaiter(this.waiter);
+    if (this.groups !== null) onExit[LEAVE_GROUPS](this, reason);
+    if (this.timers !== null) onExit[CANCEL_TIMERS](this, reason);
+    if (this.waiter !== null) this.waiter.cancel(this);
     if (this.flags & HIBERNATED) this.stateStore?.delete(this.pid);
     this.state = undefined;
     this.mailbox = EMPTY_QUEUE;
     this.head = 0;
-    if (this.monitors !== null) {
-      for (const m of this.monitors) m.target.monitoredBy?.delete(m);
-      this.monitors = null;
-    }
-    const links = this.links;
-    this.links = null;
-    if (links !== null) {
-      for (const other of links) {
-        other.links?.delete(this);
-        other.signal(this.pid, reason, true);
-      }
-    }
-    const watchers = this.monitoredBy;
-    this.monitoredBy = null;
-    if (watchers !== null) {
-      for (const m of watchers) {
-        m.watcher.monitors?.delete(m);
-        m.watcher.deliver({ type: "DOWN", ref: m, pid: this.pid, reason } satisfies DownMessage);
-      }
-    }
-    if (this.flags & GLOBAL_NAMED) releaseGlobalNames(this);
+    if (this.extra !== null) onExit[SIGNAL_LINKS](this, reason);
+    if (this.flags & GLOBAL_NAMED) onExit[RELEASE_GLOBAL](this, reason);
     if (this.flags & DIST_LINKED) dist?.died(this, reason);
   }
 }
@@ -546,20 +404,14 @@ export function setDist(d: Dist | null): void {
   dist = d;
 }
 
+/** @internal The running cluster's distribution, or null. */
+export function activeDist(): Dist | null {
+  return dist;
+}
+
 /** @internal dist, when pid belongs to another node and a cluster runs. */
-function distFor(pid: Pid): Dist | null {
+export function distFor(pid: Pid): Dist | null {
   return dist !== null && pid.node !== nodeName() ? dist : null;
-}
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(`non-error thrown: ${describe(err)}`, { cause: err });
-}
-
-/** The sender of exit signals that come from outside any process (Erlang's shell, say): `<node.0>`. */
-let outside: Pid | undefined;
-
-function outsidePid(): Pid {
-  return (outside ??= new Pid(nodeName(), 0, null));
 }
 
 /** @internal The running process, or null. */
@@ -618,216 +470,4 @@ export function send(dest: Pid | string, msg: unknown): void {
   const p = dest instanceof Pid ? dest.proc : resolve(dest, "send");
   if (p) p.deliver(msg);
   else if (dest instanceof Pid) distFor(dest)?.send(dest, msg);
-}
-
-
-function checkPid(pid: unknown, fn: string): Pid {
-  if (!(pid instanceof Pid)) throw badarg(`${fn}: expected a Pid, got ${describe(pid)}`);
-  return pid;
-}
-
-/** Links the caller and pid both ways. A dead pid: EXIT noproc if trapping, else throws ERR_NOPROC. */
-export function link(pid: Pid): void {
-  linkFrom(callerProcess("link"), pid);
-}
-
-/** @internal link() for a given process (the receive context's own). */
-export function linkFrom(me: Process, pid: Pid): void {
-  const other = checkPid(pid, "link").proc;
-  if (other === me) return;
-  if (other === null) {
-    const remote = distFor(pid);
-    if (remote !== null) remote.link(me, pid);
-    else if (me.flags & TRAP_EXIT) me.deliver({ type: "EXIT", from: pid, reason: "noproc" } satisfies ExitMessage);
-    else throw new CorralError("ERR_NOPROC", `link: ${pid} is not alive`);
-    return;
-  }
-  linkProcesses(me, other);
-}
-
-export function unlink(pid: Pid): void {
-  unlinkFrom(callerProcess("unlink"), pid);
-}
-
-/** @internal */
-export function unlinkFrom(me: Process, pid: Pid): void {
-  const other = checkPid(pid, "unlink").proc;
-  if (other === null) distFor(pid)?.unlink(me, pid);
-  if (other === null || other === me) return;
-  me.links?.delete(other);
-  other.links?.delete(me);
-}
-
-/** Monitors pid; exactly one DOWN follows, at once with "noproc" (or "noconnection" when remote) for a dead pid. */
-export function monitor(pid: Pid): Ref {
-  return monitorFrom(callerProcess("monitor"), pid);
-}
-
-/** @internal */
-export function monitorFrom(me: Process, pid: Pid): Ref {
-  const target = checkPid(pid, "monitor").proc;
-  if (target === null) {
-    const remote = distFor(pid);
-    if (remote !== null) return remote.monitor(me, pid);
-    const ref = new Ref();
-    const reason: ExitReason = pid.node === me.pid.node ? "noproc" : "noconnection";
-    me.deliver({ type: "DOWN", ref, pid, reason } satisfies DownMessage);
-    return ref;
-  }
-  const m = new Monitor(me, target);
-  (me.monitors ??= new Set()).add(m);
-  (target.monitoredBy ??= new Set()).add(m);
-  return m;
-}
-
-/** Removes a monitor; a DOWN already in the mailbox stays unless flush is set. Returns whether it was active. */
-export function demonitor(ref: Ref, opts?: { flush?: boolean }): boolean {
-  return demonitorFrom(callerProcess("demonitor"), ref, opts);
-}
-
-/** @internal */
-export function demonitorFrom(me: Process, ref: Ref, opts?: { flush?: boolean }): boolean {
-  if (!(ref instanceof Ref)) throw badarg(`demonitor: expected a Ref, got ${describe(ref)}`);
-  let active = false;
-  if (ref instanceof Monitor && ref.watcher === me && me.monitors?.delete(ref) === true) {
-    ref.target.monitoredBy?.delete(ref);
-    active = true;
-  } else if (dist !== null && !(ref instanceof Monitor)) {
-    active = dist.demonitor(me, ref);
-  }
-  if (opts?.flush === true) {
-    me.takeMatching((msg) => isDown(msg) && msg.ref === ref);
-  }
-  return active;
-}
-
-const EXIT_STRINGS = new Set(["normal", "shutdown", "kill", "killed", "noproc", "noconnection"]);
-
-/** True for the exit reasons of API.md §1 (and the runtime's own). */
-export function isExitReason(reason: unknown): reason is ExitReason {
-  if (typeof reason === "string") return EXIT_STRINGS.has(reason);
-  if (typeof reason !== "object" || reason === null) return false;
-  const keys = Object.keys(reason);
-  if (keys.length !== 1) return false;
-  if (keys[0] === "shutdown") return true;
-  return keys[0] === "crash" && (reason as { crash: unknown }).crash instanceof Error;
-}
-
-/** Erlang's exit/2: sends an exit signal to pid from the caller (or from the runtime outside a process). */
-export function exit(pid: Pid, reason: ExitReason): void {
-  exitFrom(current, pid, reason);
-}
-
-/** @internal exit/2 sent by a given process, or from outside (null). */
-export function exitFrom(sender: Process | null, pid: Pid, reason: ExitReason): void {
-  checkPid(pid, "exit");
-  if (!isExitReason(reason)) {
-    throw badarg(`exit: invalid reason ${describe(reason)}; use "normal", "shutdown", { shutdown: x }, "kill" or { crash: Error }`);
-  }
-  const target = pid.proc;
-  if (target !== null) target.signal(sender?.pid ?? outsidePid(), reason, false);
-  else distFor(pid)?.exit(sender?.pid ?? outsidePid(), pid, reason);
-}
-
-/** process_flag(trap_exit, on) for the caller; returns the previous value. */
-export function trapExit(on: boolean): boolean {
-  return trapExitFor(callerProcess("trapExit"), on);
-}
-
-/** @internal */
-export function trapExitFor(me: Process, on: boolean): boolean {
-  if (typeof on !== "boolean") throw badarg(`trapExit: expected a boolean, got ${describe(on)}`);
-  const was = (me.flags & TRAP_EXIT) !== 0;
-  if (on) me.flags |= TRAP_EXIT;
-  else me.flags &= ~TRAP_EXIT;
-  return was;
-}
-
-export function isAlive(pid: Pid): boolean {
-  return checkPid(pid, "isAlive").proc !== null;
-}
-
-/** Every live local process. */
-export function processes(): Pid[] {
-  return Array.from(livePids.values());
-}
-
-/** How many local processes are alive (without building the list). */
-export function processCount(): number {
-  return livePids.size;
-}
-
-export function isDown(msg: unknown): msg is DownMessage {
-  return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "DOWN" && "ref" in msg;
-}
-
-export function isExit(msg: unknown): msg is ExitMessage {
-  return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "EXIT" && "from" in msg;
-}
-
-export type ProcessStatus = "runnable" | "running" | "waiting" | "hibernated" | "exiting";
-
-export interface ProcessInfo {
-  readonly pid: Pid;
-  readonly behaviour: string;
-  readonly status: ProcessStatus;
-  readonly messageQueueLen: number;
-  readonly messagesHandled: number;
-  readonly registeredName: string | undefined;
-  readonly links: Pid[];
-  readonly monitors: Ref[];
-  readonly monitoredBy: Pid[];
-  readonly groups: string[];
-  readonly trapExit: boolean;
-  readonly hibernated: boolean;
-}
-
-/** A snapshot of one process, or undefined when it is not alive. */
-export function processInfo(pid: Pid): ProcessInfo | undefined {
-  const p = checkPid(pid, "processInfo").proc;
-  if (p === null) return undefined;
-  const f = p.flags;
-  const remote = f & DIST_LINKED ? dist?.remotes(p) : undefined;
-  const status: ProcessStatus =
-    p.exitSignal !== undefined ? "exiting"
-    : f & RUNNING ? "running"
-    : f & HIBERNATED ? "hibernated"
-    : p.waiter !== null ? "waiting"
-    : f & (QUEUED | BUSY) ? "runnable"
-    : "waiting";
-  return {
-    pid: p.pid,
-    behaviour: p.actor.name,
-    status,
-    messageQueueLen: p.queueLength,
-    messagesHandled: p.handled,
-    registeredName: p.name,
-    links: [...(p.links === null ? [] : Array.from(p.links, (l) => l.pid)), ...(remote?.links ?? [])],
-    monitors: [...(p.monitors === null ? [] : Array.from(p.monitors)), ...(remote?.monitors ?? [])],
-    monitoredBy: [...(p.monitoredBy === null ? [] : Array.from(p.monitoredBy, (m) => m.watcher.pid)), ...(remote?.monitoredBy ?? [])],
-    groups: p.groups === null ? [] : [...p.groups],
-    trapExit: (f & TRAP_EXIT) !== 0,
-    hibernated: (f & HIBERNATED) !== 0,
-  };
-}
-
-/** @internal Links two live processes both ways. */
-export function linkProcesses(a: Process, b: Process): void {
-  (a.links ??= new Set()).add(b);
-  (b.links ??= new Set()).add(a);
-}
-
-/** @internal Applies a callback result to the process; anything else is a crash naming the value. */
-export function applyResult(p: Process, result: unknown, callback: string): void {
-  if (!isResult(result)) {
-    throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} returned ${describe(result)}; expected ok(state) or stop(state)`);
-  }
-  p.state = result.state;
-  if (result.type === "stop") {
-    const reason = result.reason ?? "normal";
-    if (!isExitReason(reason)) throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} stopped with invalid reason ${describe(reason)}`);
-    p.stopSelf(reason);
-  } else if (result.hibernate === true) {
-    p.requestHibernate();
-  }
 }

@@ -1,3 +1,4 @@
+// erlang:register/2, unregister/1, whereis/1 and registered/0: the local name registry.
 import { CorralError, badarg, describe } from "./errors.js";
 import { Pid } from "./pid.js";
 import type { Process } from "./process.js";

@@ -1,6 +1,9 @@
-import type { ExitReason } from "./process.js";
+// gen_server's callback returns ({ok, State}, {ok, State, hibernate}, {stop, Reason, State}) and what they do to the process.
+import { CorralError, describe } from "./errors.js";
+import type { Process } from "./process.js";
+import { isExitReason, type ExitReason } from "./signals.js";
 
-/** Continue with a new state; `hibernate` evicts it until the next message (API.md §3). */
+/** Continue with a new state; `hibernate` evicts it until the next message (docs/hibernation.md). */
 export interface Ok<S> {
   readonly type: "ok";
   readonly state: S;
@@ -38,4 +41,19 @@ export function isResult(value: unknown): value is Result<unknown> {
 /** @internal A callback's answer that is a promise (the mailbox then waits for it). */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
+}
+
+/** @internal Applies a callback result to the process; anything else is a crash naming the value. */
+export function applyResult(p: Process, result: unknown, callback: string): void {
+  if (!isResult(result)) {
+    throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} returned ${describe(result)}; expected ok(state) or stop(state)`);
+  }
+  p.state = result.state;
+  if (result.type === "stop") {
+    const reason = result.reason ?? "normal";
+    if (!isExitReason(reason)) throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} stopped with invalid reason ${describe(reason)}`);
+    p.stopSelf(reason);
+  } else if (result.hibernate === true) {
+    p.requestHibernate();
+  }
 }

@@ -1,3 +1,4 @@
+// The BEAM scheduler's run queue: runnable processes take turns, a batch of messages each, yielding to I/O between budgets.
 import type { Process } from "./process.js";
 
 /** Messages one process may handle per turn before the next runnable process gets its turn. */

@@ -1,29 +1,53 @@
+// erlang:spawn/3, spawn_link/3 and spawn_monitor/3, and the two kinds of process they start: gen_server-like callbacks, or an async function that receives.
 import { badarg, describe } from "./errors.js";
+import type { StateStore } from "./hibernate.js";
 import type { Pid, Ref } from "./pid.js";
-import {
-  applyResult,
-  callerProcess,
-  demonitorFrom,
-  exitFrom,
-  linkFrom,
-  linkProcesses,
-  monitorFrom,
-  spawnActor,
-  trapExitFor,
-  unlinkFrom,
-  type Actor,
-  type ExitReason,
-  type Process,
-  type ProcessBehavior,
-  type ProcessFunction,
-  type ReceiveContext,
-  type SpawnOptions,
-  type Waiter,
-} from "./process.js";
-import { isResult, isThenable } from "./result.js";
-import { BUDGET } from "./scheduler.js";
-import { sendAfter } from "./timers.js";
+import { callerProcess, spawnActor, type Actor, type Process } from "./process.js";
+import { receiveIn } from "./receive.js";
+import { applyResult, isResult, isThenable, type Result } from "./result.js";
+import { demonitorFrom, exitFrom, linkFrom, linkProcesses, monitorFrom, trapExitFor, unlinkFrom, type ExitReason } from "./signals.js";
 
+/** A gen_server-like process: callbacks run one message at a time, never re-entrantly. */
+export interface ProcessBehavior<S, M = unknown, A = unknown> {
+  init(arg: A): S | Result<S> | PromiseLike<S | Result<S>>;
+  handleInfo(msg: M, state: S): Result<S> | PromiseLike<Result<S>>;
+  terminate?(reason: ExitReason, state: S): void;
+}
+
+/** What an async-function process is given: its pid and Erlang's selective receive. */
+export interface ReceiveContext<M = unknown> {
+  readonly self: Pid;
+  /** The oldest message matching `pred` (any message without one); unmatched ones stay queued in order. */
+  receive(): Promise<M>;
+  receive<T extends M>(pred: (msg: M) => msg is T): Promise<T>;
+  receive(pred: (msg: M) => boolean): Promise<M>;
+  /** With `after`: resolves to undefined when nothing matched within timeoutMs. */
+  receive<T extends M>(pred: ((msg: M) => msg is T) | undefined, timeoutMs: number): Promise<T | undefined>;
+  receive(pred: ((msg: M) => boolean) | undefined, timeoutMs: number): Promise<M | undefined>;
+  /**
+   * The process acting as itself after an await, where self() and friends no longer know
+   * who is calling: Erlang's "receive, then link" in the async flavour.
+   */
+  link(pid: Pid): void;
+  unlink(pid: Pid): void;
+  monitor(pid: Pid): Ref;
+  demonitor(ref: Ref, opts?: { flush?: boolean }): boolean;
+  trapExit(on: boolean): boolean;
+  exit(pid: Pid, reason: ExitReason): void;
+  spawnLink<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): Pid;
+  spawnMonitor<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref };
+}
+
+export type ProcessFunction<M = unknown, A = unknown> = (ctx: ReceiveContext<M>, arg: A) => unknown;
+
+export interface SpawnOptions {
+  /** Register the new process under this name before it runs. */
+  readonly name?: string;
+  /** Start with exits trapped, as process_flag(trap_exit, true) in init would. */
+  readonly trapExit?: boolean;
+  /** Where hibernated state goes; default: v8-serialized into a buffer held by the process. */
+  readonly stateStore?: StateStore;
+}
 
 /** The gen_server-like callbacks of ProcessBehavior, shared by every process of one behaviour. */
 class CallbackActor implements Actor {
@@ -57,9 +81,6 @@ class CallbackActor implements Actor {
     if (reason !== "killed") this.behavior.terminate?.(reason, p.liveState());
   }
 }
-
-/** A never-settling promise: what receive gives a process that has already ended. */
-const NEVER = new Promise<never>(() => {});
 
 /** An async function run as a process: it takes its own messages with ctx.receive. */
 class ReceiveActor implements Actor {
@@ -126,48 +147,8 @@ class Context implements ReceiveContext<unknown> {
   }
 
   receive(pred?: (msg: unknown) => boolean, timeoutMs?: number): Promise<never> {
-    const p = this.#p;
-    if (pred !== undefined && typeof pred !== "function") throw badarg(`receive: pattern must be a function, got ${describe(pred)}`);
-    if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
-      throw badarg(`receive: timeout must be a number of ms >= 0 or Infinity, got ${describe(timeoutMs)}`);
-    }
-    if (!p.alive) return NEVER;
-    if (p.waiter !== null) throw badarg("receive: this process is already waiting in receive");
-    const hit = p.takeMatching(pred);
-    if (hit.found) return resolveQueued(hit.msg);
-    if (timeoutMs === 0) return Promise.resolve(undefined as never);
-    const waiting = new Promise<unknown>((resolve) => {
-      const waiter: Waiter = { pred, resolve, timer: null };
-      if (timeoutMs !== undefined && timeoutMs !== Infinity) {
-        waiter.timer = sendAfter(timeoutMs, p.pid, new ReceiveTimeout(waiter));
-        // The timeout message must reach this waiter even though the pattern would reject it.
-        waiter.pred = (msg) => (msg instanceof ReceiveTimeout ? msg.waiter === waiter : pred === undefined || pred(msg));
-      }
-      p.setWaiter(waiter);
-    });
-    return waiting.then((msg) => (msg instanceof ReceiveTimeout ? undefined : msg)) as Promise<never>;
+    return receiveIn(this.#p, pred, timeoutMs);
   }
-}
-
-/**
- * A receive that finds its message queued resolves at once; a loop of those is one long
- * microtask chain, so every BUDGET of them waits for setImmediate and I/O gets its turn.
- */
-let immediateReceives = 0;
-
-function resolveQueued(msg: unknown): Promise<never> {
-  if (++immediateReceives < BUDGET) return Promise.resolve(msg as never);
-  return new Promise<never>((resolve) =>
-    setImmediate(() => {
-      immediateReceives = 0;
-      resolve(msg as never);
-    }),
-  );
-}
-
-/** The runtime's own message that ends a receive's `after`. */
-class ReceiveTimeout {
-  constructor(readonly waiter: object) {}
 }
 
 const callbackActors = new WeakMap<object, Actor>();

@@ -1,10 +1,11 @@
+// erlang:start_timer/3, send_after/3, cancel_timer/1 and read_timer/1: every timer of the runtime behind one Node timer.
 import { performance } from "node:perf_hooks";
 import { badarg, describe } from "./errors.js";
 import { runtimeLogger } from "./log.js";
 import { lookupName } from "./registry.js";
 import { Pid, Ref } from "./pid.js";
 import { nodeName } from "./node.js";
-import { send, type Process } from "./process.js";
+import { CANCEL_TIMERS, send, setExitHook, type Process } from "./process.js";
 import { deliverAndRun } from "./scheduler.js";
 
 /** What startTimer delivers: Erlang's {timeout, Ref, Msg}. */
@@ -279,8 +280,8 @@ export function timerCount(): number {
   return armed;
 }
 
-/** @internal A process ended: its timers go with it. */
-export function cancelProcessTimers(p: Process): void {
+/** A process ended: its timers go with it. */
+function cancelProcessTimers(p: Process): void {
   let t = p.timers as Timer | null;
   p.timers = null;
   while (t !== null) {
@@ -292,6 +293,8 @@ export function cancelProcessTimers(p: Process): void {
     t = next;
   }
 }
+
+setExitHook(CANCEL_TIMERS, cancelProcessTimers);
 
 /** @internal Cancels a timer the runtime armed for itself (a receive's `after`). */
 export function cancelTimerRef(ref: Ref): void {

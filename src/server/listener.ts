@@ -8,7 +8,7 @@ import { spawnRequest, type Exchange } from "../actors/request.js";
 import type { ResolvedWebSocketOptions, WebSocketPort } from "../actors/websocket.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
-import { exit } from "../runtime/process.js";
+import { exit } from "../runtime/signals.js";
 import { PortSet } from "./idle.js";
 import type { WsPort } from "./port.js";
 import { completeUpgrade, refuseUpgrade, warnNoSubprotocol } from "./upgrade.js";

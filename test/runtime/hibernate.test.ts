@@ -740,19 +740,26 @@ describe("hibernate: a custom StateStore", () => {
 
 describe("hibernate and terminate", () => {
   test("terminate of a hibernated process sees the real state", async () => {
-    type S = { name: string; tags: Set<string>; at: Date };
+    type S = { name: string; tags: Set<string>; at: Date; note: string };
     const rec = recorder<S>();
-    const pid = spawn(rec.behaviour, { name: "sleepy", tags: new Set(["a", "b"]), at: new Date(99) });
+    // Large enough to be serialized (a small state stays as it is), so terminate needs the thaw.
+    const original: S = { name: "sleepy", tags: new Set(["a", "b"]), at: new Date(99), note: "n".repeat(400) };
+    const pid = spawn(rec.behaviour, original);
     send(pid, "h");
     await hibernated(pid);
+    expect(frozenSize(pid)).toBeGreaterThan(400);
     exit(pid, "shutdown");
     await until(() => rec.terminated.length === 1, 2000, "terminate");
     expect(rec.terminated[0]!.reason).toBe("shutdown");
     const s = rec.terminated[0]!.state;
+    // A thawed copy, not the object the process held before it slept.
+    expect(s).not.toBe(original);
     expect(s.name).toBe("sleepy");
     expect(s.tags).toBeInstanceOf(Set);
     expect([...s.tags]).toEqual(["a", "b"]);
+    expect(s.at).toBeInstanceOf(Date);
     expect(s.at.getTime()).toBe(99);
+    expect(s.note).toBe("n".repeat(400));
   });
 
   test("terminate of a hibernated process with a StateStore sees what the store gives back", async () => {

@@ -261,10 +261,9 @@ describe("selective receive", () => {
     }
   });
 
-  // The pattern is the receiver's code; a bug in it must not blow up whoever sends. Today
-  // Process.deliver (process.ts) calls the waiting receive's pattern synchronously inside
-  // the sender's send(), without a guard: the sender gets the receiver's TypeError and the
-  // message is lost (it is neither delivered nor queued).
+  // The pattern is the receiver's code; a bug in it must not blow up whoever sends.
+  // Process.deliver runs the waiting receive's pattern (receive.ts, Waiter.offer) synchronously
+  // inside the sender's send(): a throw there crashes the receiver, never the sender.
   test("a pattern that throws does not throw in the sender's send() (outside a process)", async () => {
     const r = run(async (ctx) => ctx.receive((m) => (m as { x: { y: number } }).x.y === 1));
     const pid = await started(r);

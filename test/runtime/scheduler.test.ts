@@ -367,9 +367,9 @@ describe("I/O is not starved by a busy flood", () => {
   });
 
   // An async-function process takes its messages with ctx.receive: a hit in the mailbox
-  // resolves at once, so draining a backlog is one long chain of microtasks that never
-  // goes back to the event loop (spawn.ts, Context.receive: `if (hit.found) return
-  // Promise.resolve(hit.msg)`). A timer, an immediate or a socket waits for the whole backlog.
+  // resolves at once, so draining a backlog would be one long chain of microtasks that never
+  // goes back to the event loop. receive.ts (resolveQueued) makes every 1024th hit wait for
+  // setImmediate, so a timer, an immediate or a socket gets its turn during the backlog.
   test("an async-function process draining a 100k backlog does not starve I/O", async () => {
     let handled = 0;
     const pid = spawn(async (ctx: ReceiveContext) => {
