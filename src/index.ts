@@ -1,6 +1,6 @@
 export * from "./runtime/index.js";
 export { clusterInfo, nodes, startCluster, stopCluster, type ClusterInfo, type ClusterOptions } from "./cluster/cluster.js";
-export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./actors/frames.js";
+export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./behaviors/frames.js";
 export type {
   Body,
   ContentType,
@@ -13,9 +13,9 @@ export type {
   Peer,
   Req,
   SendFile,
-} from "./actors/req.js";
-export { loop, type Loop, type LoopHandler, type LoopOptions } from "./actors/loop.js";
-export type { Handler, HttpHandler } from "./actors/request.js";
+} from "./behaviors/req.js";
+export { loop, type Loop, type LoopHandler, type LoopOptions } from "./behaviors/loop.js";
+export type { Handler, HttpHandler } from "./behaviors/request.js";
 export {
   commands,
   reply,
@@ -31,7 +31,7 @@ export {
   type WebSocketHandler,
   type WebSocketOptions,
   type WebSocketResult,
-} from "./actors/websocket.js";
+} from "./behaviors/websocket.js";
 export {
   listenerInfo,
   startClear,
@@ -54,6 +54,6 @@ export {
   type RouteConstraints,
   type RouteMatch,
 } from "./server/router.js";
-export * from "./actors/supervisor.js";
+export * from "./behaviors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";
-export * from "./actors/machine.js";
+export * from "./behaviors/machine.js";

@@ -11,8 +11,8 @@
 import { constants, type BigIntStats } from "node:fs";
 import { open, realpath, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { logValue, type HeaderValue, type HttpOk, type Req } from "../actors/req.js";
-import type { HttpHandler } from "../actors/request.js";
+import { logValue, type HeaderValue, type HttpOk, type Req } from "../behaviors/req.js";
+import type { HttpHandler } from "../behaviors/request.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
 import { flag } from "../runtime/validate.js";

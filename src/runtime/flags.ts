@@ -6,7 +6,7 @@ export const QUEUED = 1;
 export const RUNNING = 2;
 /** A callback's promise holds the mailbox until it settles. */
 export const BUSY = 4;
-/** The actor's start (init) has run. */
+/** The loop's start (init) has run. */
 export const STARTED = 8;
 /** process_flag(trap_exit, true): exit signals arrive as EXIT messages. */
 export const TRAP_EXIT = 16;

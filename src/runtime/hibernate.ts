@@ -4,7 +4,7 @@ import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
 import { FROZEN_BYTES } from "./flags.js";
-import type { Actor, Process } from "./process.js";
+import type { ProcessLoop, Process } from "./process.js";
 import { checkPid } from "./validate.js";
 
 /**
@@ -127,7 +127,7 @@ function thaw(bytes: string): unknown {
 }
 
 /** Behaviours already warned about a state that cannot be evicted: one warning each. */
-const warned = new WeakSet<Actor>();
+const warned = new WeakSet<ProcessLoop>();
 
 /** @internal Moves a process's state out of the live heap; false when it must stay live. */
 export function evictState(p: Process): boolean {
@@ -141,10 +141,10 @@ export function evictState(p: Process): boolean {
   const frozen = freezeState(state);
   if (frozen === KEEP) return true;
   if (frozen === null) {
-    if (!warned.has(p.actor)) {
-      warned.add(p.actor);
+    if (!warned.has(p.loop)) {
+      warned.add(p.loop);
       runtimeLogger().warn(
-        { pid: p.pid.toString(), behaviour: p.actor.name },
+        { pid: p.pid.toString(), behaviour: p.loop.name },
         "hibernate: state holds functions, symbols or class instances that v8 serialization would lose; it stays live (give the process a StateStore to evict it anyway)",
       );
     }

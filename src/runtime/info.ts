@@ -50,7 +50,7 @@ export function processInfo(pid: Pid): ProcessInfo | undefined {
     : "waiting";
   return {
     pid: p.pid,
-    behaviour: p.actor.name,
+    behaviour: p.loop.name,
     status,
     messageQueueLen: p.queueLength,
     messagesHandled: p.handled,

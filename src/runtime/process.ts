@@ -16,15 +16,15 @@ import type { SpawnOptions } from "./spawn.js";
 const { BUSY, DEAD, DIST_LINKED, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
 
 /**
- * @internal How one kind of process runs: the callback behaviour, the receive loop, and
- * the actors in src/actors (the WebSocket connection). `handle` returns a thenable to hold
- * the mailbox until it settles.
+ * @internal How one kind of process runs (a behavior's generic part, as gen_server's loop):
+ * the callback process, the receive loop, and the behaviors in src/behaviors (the WebSocket
+ * connection, the request). `handle` returns a thenable to hold the mailbox until it settles.
  */
-export interface Actor {
+export interface ProcessLoop {
   readonly name: string;
   /** Where this process's crash reports go; default: the runtime's logger. */
   readonly logger?: Logger;
-  /** A receive-loop actor takes its own messages with ctx.receive; the run loop only starts it. */
+  /** A receive-loop process takes its own messages with ctx.receive; the run loop only starts it. */
   readonly receiveLoop: boolean;
   start(p: Process, arg: unknown): PromiseLike<unknown> | void;
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void;
@@ -73,8 +73,8 @@ class Extra {
 
 export class Process {
   readonly pid: Pid;
-  readonly actor: Actor;
-  /** The actor's state; while hibernated, what evictState left in its place. */
+  readonly loop: ProcessLoop;
+  /** The process's state; while hibernated, what evictState left in its place. */
   state: unknown = undefined;
   flags = 0;
   /** The mailbox: a queue read from `head`; shared empty array while idle. */
@@ -90,8 +90,8 @@ export class Process {
   /** What most processes never use, made on first use. */
   private extra: Extra | null = null;
 
-  constructor(actor: Actor, stateStore: StateStore | undefined) {
-    this.actor = actor;
+  constructor(loop: ProcessLoop, stateStore: StateStore | undefined) {
+    this.loop = loop;
     this.pid = newPid(this);
     if (stateStore !== undefined) this.more().stateStore = stateStore;
   }
@@ -190,7 +190,7 @@ export class Process {
       let pending: PromiseLike<unknown> | void;
       try {
         if (this.flags & HIBERNATED) this.wake();
-        pending = this.actor.handle(this, msg);
+        pending = this.loop.handle(this, msg);
       } catch (err) {
         current = null;
         this.flags &= ~RUNNING;
@@ -222,7 +222,7 @@ export class Process {
     const arg = this.state;
     this.state = undefined;
     try {
-      pending = this.actor.start(this, arg);
+      pending = this.loop.start(this, arg);
     } catch (err) {
       current = null;
       this.flags &= ~RUNNING;
@@ -245,7 +245,7 @@ export class Process {
         if (this.flags & DEAD) return;
         this.flags &= ~BUSY;
         if (this.exitSignal !== undefined) this.die(this.exitSignal);
-        else if (!this.actor.receiveLoop) this.endTurn();
+        else if (!this.loop.receiveLoop) this.endTurn();
       },
       (err: unknown) => {
         if (this.flags & DEAD) return;
@@ -270,14 +270,14 @@ export class Process {
     restoreState(this);
   }
 
-  /** @internal The state as the actor should see it, waking the process if it sleeps. */
+  /** @internal The state as the process's loop should see it, waking the process if it sleeps. */
   liveState(): unknown {
     if (this.flags & HIBERNATED) this.wake();
     return this.state;
   }
 
   private enqueueSelf(): void {
-    if ((this.flags & (QUEUED | RUNNING | BUSY | DEAD)) === 0 && !this.actor.receiveLoop) {
+    if ((this.flags & (QUEUED | RUNNING | BUSY | DEAD)) === 0 && !this.loop.receiveLoop) {
       this.flags |= QUEUED;
       schedule(this);
     }
@@ -333,8 +333,8 @@ export class Process {
   }
 
   private report(error: Error, msg: unknown): void {
-    (this.actor.logger ?? runtimeLogger()).error(
-      { pid: this.pid.toString(), behaviour: this.actor.name, err: error, message: describe(msg) },
+    (this.loop.logger ?? runtimeLogger()).error(
+      { pid: this.pid.toString(), behaviour: this.loop.name, err: error, message: describe(msg) },
       "process crashed",
     );
   }
@@ -354,9 +354,9 @@ export class Process {
       const caller = current;
       current = this;
       try {
-        this.actor.terminate(this, reason);
+        this.loop.terminate(this, reason);
       } catch (err) {
-        (this.actor.logger ?? runtimeLogger()).error({ pid: this.pid.toString(), behaviour: this.actor.name, err }, "terminate threw");
+        (this.loop.logger ?? runtimeLogger()).error({ pid: this.pid.toString(), behaviour: this.loop.name, err }, "terminate threw");
       }
       current = caller;
     }
@@ -435,9 +435,9 @@ export function self(): Pid {
   return callerProcess("self").pid;
 }
 
-/** @internal Starts a process for an actor. */
-export function spawnActor(actor: Actor, arg: unknown, opts: SpawnOptions | undefined): Process {
-  const p = new Process(actor, opts?.stateStore);
+/** @internal Starts a process that runs `loop`. */
+export function spawnProcess(loop: ProcessLoop, arg: unknown, opts: SpawnOptions | undefined): Process {
+  const p = new Process(loop, opts?.stateStore);
   p.state = arg;
   if (opts?.trapExit === true) p.flags |= TRAP_EXIT;
   if (opts?.name !== undefined) {

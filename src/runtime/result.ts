@@ -46,12 +46,12 @@ export function isThenable(v: unknown): v is PromiseLike<unknown> {
 /** @internal Applies a callback result to the process; anything else is a crash naming the value. */
 export function applyResult(p: Process, result: unknown, callback: string): void {
   if (!isResult(result)) {
-    throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} returned ${describe(result)}; expected ok(state) or stop(state)`);
+    throw new CorralError("ERR_BAD_RESULT", `${p.loop.name}.${callback} returned ${describe(result)}; expected ok(state) or stop(state)`);
   }
   p.state = result.state;
   if (result.type === "stop") {
     const reason = result.reason ?? "normal";
-    if (!isExitReason(reason)) throw new CorralError("ERR_BAD_RESULT", `${p.actor.name}.${callback} stopped with invalid reason ${describe(reason)}`);
+    if (!isExitReason(reason)) throw new CorralError("ERR_BAD_RESULT", `${p.loop.name}.${callback} stopped with invalid reason ${describe(reason)}`);
     p.stopSelf(reason);
   } else if (result.hibernate === true) {
     p.requestHibernate();

@@ -2,7 +2,7 @@
 import { badarg, describe } from "./errors.js";
 import type { StateStore } from "./hibernate.js";
 import type { Pid, Ref } from "./pid.js";
-import { callerProcess, spawnActor, type Actor, type Process } from "./process.js";
+import { callerProcess, spawnProcess, type ProcessLoop, type Process } from "./process.js";
 import { receiveIn } from "./receive.js";
 import { applyResult, isResult, isThenable, type Result } from "./result.js";
 import { demonitorFrom, exitFrom, linkFrom, linkProcesses, monitorFrom, trapExitFor, unlinkFrom, type ExitReason } from "./signals.js";
@@ -49,8 +49,8 @@ export interface SpawnOptions {
   readonly stateStore?: StateStore;
 }
 
-/** The gen_server-like callbacks of ProcessBehavior, shared by every process of one behaviour. */
-class CallbackActor implements Actor {
+/** The gen_server-like callbacks of ProcessBehavior, shared by every process of one behavior. */
+class CallbackLoop implements ProcessLoop {
   readonly name: string;
   readonly receiveLoop = false;
   readonly behavior: ProcessBehavior<unknown, unknown, unknown>;
@@ -83,7 +83,7 @@ class CallbackActor implements Actor {
 }
 
 /** An async function run as a process: it takes its own messages with ctx.receive. */
-class ReceiveActor implements Actor {
+class ReceiveLoop implements ProcessLoop {
   readonly name: string;
   readonly receiveLoop = true;
   readonly fn: ProcessFunction<unknown, unknown>;
@@ -151,13 +151,13 @@ class Context implements ReceiveContext<unknown> {
   }
 }
 
-const callbackActors = new WeakMap<object, Actor>();
-const receiveActors = new WeakMap<object, Actor>();
+const callbackLoops = new WeakMap<object, ProcessLoop>();
+const receiveLoops = new WeakMap<object, ProcessLoop>();
 
-function actorFor(behavior: unknown): Actor {
+function loopFor(behavior: unknown): ProcessLoop {
   if (typeof behavior === "function") {
-    let a = receiveActors.get(behavior);
-    if (a === undefined) receiveActors.set(behavior, (a = new ReceiveActor(behavior as ProcessFunction<unknown, unknown>)));
+    let a = receiveLoops.get(behavior);
+    if (a === undefined) receiveLoops.set(behavior, (a = new ReceiveLoop(behavior as ProcessFunction<unknown, unknown>)));
     return a;
   }
   if (
@@ -166,8 +166,8 @@ function actorFor(behavior: unknown): Actor {
     typeof (behavior as { init?: unknown }).init === "function" &&
     typeof (behavior as { handleInfo?: unknown }).handleInfo === "function"
   ) {
-    let a = callbackActors.get(behavior);
-    if (a === undefined) callbackActors.set(behavior, (a = new CallbackActor(behavior as ProcessBehavior<unknown, unknown, unknown>)));
+    let a = callbackLoops.get(behavior);
+    if (a === undefined) callbackLoops.set(behavior, (a = new CallbackLoop(behavior as ProcessBehavior<unknown, unknown, unknown>)));
     return a;
   }
   throw badarg(`spawn: behaviour must be an object with init and handleInfo, or an async function; got ${describe(behavior)}`);
@@ -177,7 +177,7 @@ export type Behavior<S, M, A> = ProcessBehavior<S, M, A> | ProcessFunction<M, A>
 
 /** Starts a process; it runs after the caller's current callback (never re-entrantly). */
 export function spawn<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: SpawnOptions): Pid {
-  return spawnActor(actorFor(behavior), arg, opts).pid;
+  return spawnProcess(loopFor(behavior), arg, opts).pid;
 }
 
 /** spawn and link to the caller atomically (before the new process runs). */
@@ -186,7 +186,7 @@ export function spawnLink<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: 
 }
 
 function spawnLinkFrom<S, M, A>(me: Process, behavior: Behavior<S, M, A>, arg: A | undefined, opts: SpawnOptions | undefined): Pid {
-  const p = spawnActor(actorFor(behavior), arg, opts);
+  const p = spawnProcess(loopFor(behavior), arg, opts);
   linkProcesses(me, p);
   return p.pid;
 }
@@ -197,6 +197,6 @@ export function spawnMonitor<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts
 }
 
 function spawnMonitorFrom<S, M, A>(me: Process, behavior: Behavior<S, M, A>, arg: A | undefined, opts: SpawnOptions | undefined): { pid: Pid; ref: Ref } {
-  const p = spawnActor(actorFor(behavior), arg, opts);
+  const p = spawnProcess(loopFor(behavior), arg, opts);
   return { pid: p.pid, ref: monitorFrom(me, p.pid) };
 }

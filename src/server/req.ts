@@ -12,8 +12,8 @@ import type {
   Peer,
   Req,
   SendFile,
-} from "../actors/req.js";
-import { RequestError } from "../actors/req.js";
+} from "../behaviors/req.js";
+import { RequestError } from "../behaviors/req.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 
 /** Where a reply goes: node's response object, or the bare socket of an upgrade request. */

@@ -13,7 +13,7 @@
  * on literal segments with one wildcard child per node. A lookup collects the few routes
  * whose shape fits the request, then tries them in route order.
  */
-import type { Handler } from "../actors/request.js";
+import type { Handler } from "../behaviors/request.js";
 import { badarg, describe } from "../runtime/errors.js";
 
 /**

@@ -2,11 +2,11 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type ServerOptions } from "ws";
-import type { ResolvedWebSocketOptions } from "../actors/websocket.js";
+import type { ResolvedWebSocketOptions } from "../behaviors/websocket.js";
 import type { Logger } from "../runtime/log.js";
 import type { PortSet } from "./idle.js";
 import { WsPort } from "./port.js";
-import { logValue } from "../actors/req.js";
+import { logValue } from "../behaviors/req.js";
 import type { HttpReq } from "./req.js";
 import { forgetPeername } from "./ws-internals.js";
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import type { HeaderValue, Req } from "../../src/actors/req.js";
+import type { HeaderValue, Req } from "../../src/behaviors/req.js";
 import { httpDate, parseRange, staticDir, staticFile, DEFAULT_MIME_TYPES, type StaticState } from "../../src/handlers/static.js";
 import { compileRoutes, startClear, stopListener } from "../../src/index.js";
 

@@ -193,7 +193,7 @@ describe("malformed handshakes: the documented status, the socket closed by the 
   // header, and node:http takes any Connection response header other than "close" as keep-alive
   // (it sets shouldKeepAlive), so the socket stays open until keepAliveTimeout instead of closing
   // after the response (RFC 9112 9.6). Suspected: the 426 headers from
-  // src/server/listener.ts ServerExchange.handshakeError, as replied by src/actors/request.ts.
+  // src/server/upgrade.ts refuseUpgrade, as replied by src/server/listener.ts.
   test("Upgrade: websocket with Connection: close → 426 and the server closes the socket right after the response", async () => {
     const o = await exchange(request("GET / HTTP/1.1", ["Upgrade: websocket", "Connection: close", "Sec-WebSocket-Version: 13", `Sec-WebSocket-Key: ${KEY}`]), 500);
     expect(o.status).toBe(426);

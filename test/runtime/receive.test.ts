@@ -248,7 +248,7 @@ describe("selective receive", () => {
 
   // A process blocked in receive is "waiting" (Erlang's process_info status), as an idle
   // callback process is. An async-function process holds its BUSY flag for its whole life
-  // (process.ts, Process.hold via ReceiveActor.start), so processInfo reports "runnable".
+  // (process.ts, Process.hold via ReceiveLoop.start), so processInfo reports "runnable".
   test("a process blocked in receive has status waiting", async () => {
     const r = run(async (ctx) => ctx.receive());
     const pid = await started(r);

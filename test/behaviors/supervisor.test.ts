@@ -11,7 +11,7 @@ import {
   type ChildSpec,
   type StartSupervisorOptions,
   type SupervisorSpec,
-} from "../../src/actors/supervisor.js";
+} from "../../src/behaviors/supervisor.js";
 import {
   exit,
   isAlive,

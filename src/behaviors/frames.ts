@@ -17,7 +17,7 @@ export interface CloseFrame {
 export type Frame = InFrame | CloseFrame;
 
 /**
- * @internal What the port hands the connection actor: an InFrame that is also known to
+ * @internal What the port hands the connection process: an InFrame that is also known to
  * come from the socket, so a user message shaped like a frame stays an info.
  */
 export class ReceivedFrame<T extends InFrame["type"] = InFrame["type"]> {

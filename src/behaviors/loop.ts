@@ -3,7 +3,7 @@ import type { HttpOk, PartialReq, Req } from "./req.js";
 import type { TerminateReason } from "./websocket.js";
 
 /**
- * Cowboy's cowboy_loop behaviour, for long-polling and server-sent events: init returns
+ * Cowboy's cowboy_loop behavior, for long-polling and server-sent events: init returns
  * loop(...), and the request process lives on, taking messages sent to it in `info` until
  * one returns stop. The loop itself runs in the request process (request.ts), as in Cowboy.
  */

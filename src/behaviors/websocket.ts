@@ -3,14 +3,14 @@ import { flag, knownKeys, limit } from "../runtime/validate.js";
 import type { StateStore } from "../runtime/hibernate.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
-import { spawnActor, type Actor, type Process } from "../runtime/process.js";
+import { spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
 import { closeCodeFor, terminateReasonOf } from "./close.js";
 import type { ExitReason } from "../runtime/signals.js";
 import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 
-/* ---------------------------------------------------------------- the behaviour */
+/* ---------------------------------------------------------------- the behavior */
 
 /** Cowboy's cowboy_websocket behaviour: the callbacks a WebSocket handler module exports. */
 export interface WebSocketHandler<S, Opts = unknown, Info = unknown> {
@@ -169,7 +169,7 @@ function resolveGiven(opts: WebSocketOptions | undefined): ResolvedWebSocketOpti
 /* ---------------------------------------------------------------- the port */
 
 /**
- * The connection's socket, as the actor sees it. src/server implements it with ws; the
+ * The connection's socket, as the connection process sees it. src/server implements it with ws; the
  * port delivers ReceivedFrame and PortClosed messages to the connection's pid.
  */
 export interface WebSocketPort {
@@ -296,7 +296,7 @@ class ExitNote {
  * One WebSocket connection (cowboy_websocket's loop): frames and infos in arrival order,
  * results turned into socket writes, every way out gathered in terminate.
  */
-class Connection<S> implements Actor {
+class Connection<S> implements ProcessLoop {
   private readonly spec: ConnectionSpec;
   private readonly port: WebSocketPort;
   /** What terminate gets (the reqFilter's result, or the default one packed by packReq), in an ExitNote once one is needed. */
@@ -558,5 +558,5 @@ export function spawnConnection<S>(
 ): Pid {
   const spec = specFor(handler as WebSocketHandler<unknown, unknown, unknown>, name, logger, opts.maxBufferedAmount);
   const conn = new Connection<S>(spec, port, req, opts);
-  return spawnActor(conn, state, { stateStore: opts.stateStore }).pid;
+  return spawnProcess(conn, state, { stateStore: opts.stateStore }).pid;
 }

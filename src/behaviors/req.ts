@@ -2,7 +2,7 @@ import type { FileHandle } from "node:fs/promises";
 import { CorralError, type ErrorCode } from "../runtime/errors.js";
 
 /**
- * The request as handlers see it (cowboy_req). Declared here, where the behaviours that
+ * The request as handlers see it (cowboy_req). Declared here, where the behaviors that
  * take it live; src/server implements it over node:http.
  */
 export interface Peer {

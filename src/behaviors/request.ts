@@ -1,7 +1,7 @@
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
-import { spawnActor, type Actor, type Process } from "../runtime/process.js";
+import { spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
 import { applyResult, isThenable } from "../runtime/result.js";
 import type { ExitReason } from "../runtime/signals.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
@@ -60,7 +60,7 @@ const CLIENT_GONE = Symbol("client gone");
  * keeps it alive (cowboy_loop). self() inside init is this process, not a WebSocket
  * connection's (Cowboy #1041).
  */
-class Request implements Actor {
+class Request implements ProcessLoop {
   readonly receiveLoop = false;
   readonly name: string;
   readonly logger: Logger;
@@ -212,5 +212,5 @@ class Request implements Actor {
 
 /** @internal Spawns the request process for one matched request. */
 export function spawnRequest(handler: Handler, opts: unknown, exchange: Exchange, name: string): Pid {
-  return spawnActor(new Request(handler, opts, exchange, name), undefined, undefined).pid;
+  return spawnProcess(new Request(handler, opts, exchange, name), undefined, undefined).pid;
 }
