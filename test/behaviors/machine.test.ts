@@ -42,7 +42,7 @@ import {
   type WsTextEvent,
 } from "../../src/index.js";
 import { gameHandler, gameMachine, serverMove } from "../../app/demo/game.js";
-import { captureLogs, settle, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, settle, sleep, until, type LogRecord } from "../support/helpers.js";
 
 const { records } = captureLogs();
 const LISTENER = "machine-e2e";

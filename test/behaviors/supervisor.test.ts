@@ -29,7 +29,7 @@ import {
   type Pid,
   type ProcessBehavior,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, settle, sleep, until, type LogRecord } from "../support/helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // A worker that records its end in a shared event list, and children built from it

@@ -5,9 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { clusterInfo, nodes, Pid, registerGlobal, send, startCluster, whereisGlobal, members, join, type ClusterInfo } from "../../src/index.js";
-import { captureLogs, type LogRecord } from "../helpers.js";
-import { collector, ensureBuilt, isDownMsg, killAllNodes, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "./harness.js";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { captureLogs, type LogRecord } from "../support/helpers.js";
+import { collector, ensureBuilt, isDownMsg, killAllNodes, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "../support/cluster.js";
+import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../support/redis.js";
 import { freePort } from "../support/dist.js";
 
 const enabled = haveRedis();

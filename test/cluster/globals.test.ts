@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CorralError, exit, isAlive, Pid, registeredGlobal, registerGlobal, sendGlobal, spawn, unregisterGlobal, whereisGlobal } from "../../src/index.js";
-import { collector, RUN, startNode, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "./harness.js";
-import { haveRedis } from "./redis.js";
+import { collector, RUN, startNode, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "../support/cluster.js";
+import { haveRedis } from "../support/redis.js";
 
 const enabled = haveRedis();
 

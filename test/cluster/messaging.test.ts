@@ -1,6 +1,6 @@
 /**
  * Cross-node messaging: this test process is one node (startCluster before any pid exists),
- * two forked processes (test/cluster/node.mjs, the built package) are the others, all on a
+ * two forked processes (test/support/cluster-node.mjs, the built package) are the others, all on a
  * real redis-server of this file's own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -17,8 +17,8 @@ import {
   startTimer,
   type ClusterInfo,
 } from "../../src/index.js";
-import { collector, launchNode, RUN, startTrio, stopTrio, until, within, type ChildNode, type EncodedPid, type Trio } from "./harness.js";
-import { haveRedis } from "./redis.js";
+import { collector, launchNode, RUN, startTrio, stopTrio, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
+import { haveRedis } from "../support/redis.js";
 
 const enabled = haveRedis();
 

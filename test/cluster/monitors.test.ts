@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { exit, isAlive, monitor, nodes, Pid, processInfo, Ref, send, spawn, startCluster, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
-import { collector, ensureBuilt, isDownMsg, isExitMsg, RUN, sleep, startNode, stopNodes, until, within, type ChildNode, type Collector } from "./harness.js";
-import { haveRedis, startRedis, type RedisServer } from "./redis.js";
+import { collector, ensureBuilt, isDownMsg, isExitMsg, RUN, sleep, startNode, stopNodes, until, within, type ChildNode, type Collector } from "../support/cluster.js";
+import { haveRedis, startRedis, type RedisServer } from "../support/redis.js";
 
 const enabled = haveRedis();
 

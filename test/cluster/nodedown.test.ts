@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { isAlive, nodes, Pid, send, startCluster, type DownMessage, type ExitMessage } from "../../src/index.js";
-import { collector, ensureBuilt, isDownMsg, isExitMsg, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "./harness.js";
-import { haveRedis, startRedis, type RedisServer } from "./redis.js";
+import { collector, ensureBuilt, isDownMsg, isExitMsg, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "../support/cluster.js";
+import { haveRedis, startRedis, type RedisServer } from "../support/redis.js";
 
 const enabled = haveRedis();
 

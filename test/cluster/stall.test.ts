@@ -8,9 +8,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { clusterInfo, nodes, Pid, send, startCluster, type ClusterInfo } from "../../src/index.js";
-import { captureLogs, type LogRecord } from "../helpers.js";
-import { collector, ensureBuilt, isDownMsg, RUN, sleep, startNode, stopNodes, until, within, type ChildNode, type Collector } from "./harness.js";
-import { haveRedis, startRedis, type RedisServer } from "./redis.js";
+import { captureLogs, type LogRecord } from "../support/helpers.js";
+import { collector, ensureBuilt, isDownMsg, RUN, sleep, startNode, stopNodes, until, within, type ChildNode, type Collector } from "../support/cluster.js";
+import { haveRedis, startRedis, type RedisServer } from "../support/redis.js";
 
 const enabled = haveRedis();
 

@@ -11,7 +11,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../cluster/redis.js";
+import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../support/redis.js";
 import { cliChildren, LISTENING, listening, runCli, type Cli } from "../support/cli.js";
 import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, freePort, until, within } from "../support/dist.js";

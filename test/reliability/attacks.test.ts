@@ -25,9 +25,9 @@ import {
   type WebSocketHandler,
   type WebSocketOptions,
 } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { sleep, until } from "../support/helpers.js";
 import { OP, RawClient, encodeFrame } from "../support/raw-client.js";
-import { fullGc } from "./scale.js";
+import { fullGc } from "../support/measure.js";
 
 type State = { id: string; handled: number };
 

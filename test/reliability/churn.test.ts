@@ -31,9 +31,10 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs, until } from "../helpers.js";
+import { captureLogs, until } from "../support/helpers.js";
 import { OP, RawClient, encodeFrame } from "../support/raw-client.js";
-import { HEAVY, SCALE, handles, pool, settledHeap, timeout } from "./scale.js";
+import { HEAVY, SCALE, timeout } from "./scale.js";
+import { handles, pool, settledHeap } from "../support/measure.js";
 
 const { logger, records } = captureLogs();
 

@@ -28,9 +28,10 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 import { RawClient } from "../support/raw-client.js";
-import { SCALE, handles, pool, rng, timeout } from "./scale.js";
+import { SCALE, timeout } from "./scale.js";
+import { handles, pool, rng } from "../support/measure.js";
 
 const { logger, records } = captureLogs();
 

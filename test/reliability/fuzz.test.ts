@@ -20,9 +20,10 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
 import { compileRoutes, isAlive, ok, processCount, reply, self, startClear, stopListener, upgrade, type Listener, type Pid, type TerminateReason, type WebSocketHandler } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 import { OP, RawClient, closePayload, encodeFrame, type ServerFrame } from "../support/raw-client.js";
-import { SCALE, handles, pool, rng, timeout } from "./scale.js";
+import { SCALE, timeout } from "./scale.js";
+import { handles, pool, rng } from "../support/measure.js";
 
 type Rng = ReturnType<typeof rng>;
 type State = { id: string };
@@ -373,7 +374,7 @@ async function runValid(seed: number): Promise<string[]> {
   const s = validStream(r);
   const { c, id } = await connect();
   // Everything before the close first, its answers awaited; then the close (see the "replies
-  // lost to an early close" cases in conformance-extra: a close in the same read drops them).
+  // lost to an early close" cases in test/websocket/conformance.test.ts: a close in the same read drops them).
   await writeChunked(r, c, s.bytes.subarray(0, s.closeAt));
   const expected = s.frames.filter((f) => f.end <= s.closeAt).flatMap((f) => f.out);
   const got = await take(c, expected.length);

@@ -9,8 +9,9 @@ import { connect as netConnect } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import { compileRoutes, ok, processCount, reply, startClear, stopListener, upgrade, type Listener, type WebSocketHandler } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
-import { SCALE, handles, timeout } from "./scale.js";
+import { sleep, until } from "../support/helpers.js";
+import { SCALE, timeout } from "./scale.js";
+import { handles } from "../support/measure.js";
 
 const echo: WebSocketHandler<null> = {
   init: (req) => upgrade(req, null),

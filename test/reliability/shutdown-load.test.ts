@@ -29,9 +29,10 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 import { RawClient, type ServerFrame } from "../support/raw-client.js";
-import { SCALE, handles, timeout } from "./scale.js";
+import { SCALE, timeout } from "./scale.js";
+import { handles } from "../support/measure.js";
 
 const { logger, records } = captureLogs();
 

@@ -8,9 +8,10 @@
  */
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { compileRoutes, ok, processCount, reply, startClear, stopListener, upgrade, type Listener, type WebSocketHandler } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 import { RawClient } from "../support/raw-client.js";
-import { SCALE, handles, pool, timeout } from "./scale.js";
+import { SCALE, timeout } from "./scale.js";
+import { handles, pool } from "../support/measure.js";
 
 const { logger, records } = captureLogs();
 

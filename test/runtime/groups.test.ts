@@ -20,7 +20,7 @@ import {
   type Pid,
   type ProcessBehavior,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until, expectCode } from "../helpers.js";
+import { captureLogs, settle, sleep, until, expectCode } from "../support/helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers

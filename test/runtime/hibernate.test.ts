@@ -25,7 +25,7 @@ import {
   type Ref,
   type StateStore,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, settle, sleep, until, type LogRecord } from "../support/helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers

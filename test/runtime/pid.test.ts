@@ -17,7 +17,7 @@ import {
   stop,
   type DownMessage,
 } from "../../src/index.js";
-import { captureLogs, until } from "../helpers.js";
+import { captureLogs, until } from "../support/helpers.js";
 
 /** A process that stays alive until it gets "stop". */
 function idle(): Pid {

@@ -31,7 +31,7 @@ import {
   type ProcessInfo,
   type SpawnOptions,
 } from "../../src/index.js";
-import { captureLogs, settle, until, type LogRecord } from "../helpers.js";
+import { captureLogs, settle, until, type LogRecord } from "../support/helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // Helpers: an "agent" process that runs test code inside itself (a job is a function run

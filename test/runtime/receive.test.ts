@@ -25,7 +25,7 @@ import {
   type Pid,
   type ReceiveContext,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, settle, sleep, until, type LogRecord } from "../support/helpers.js";
 
 type Tagged = { tag: string; n: number };
 const isTagged = (tag: string) => (m: unknown): m is Tagged =>

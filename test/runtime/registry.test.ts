@@ -22,7 +22,7 @@ import {
   type ProcessBehavior,
   type ReceiveContext,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until, expectCode, deadPid } from "../helpers.js";
+import { captureLogs, settle, sleep, until, expectCode, deadPid } from "../support/helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers

@@ -14,7 +14,7 @@ import {
   type ProcessBehavior,
   type ReceiveContext,
 } from "../../src/index.js";
-import { captureLogs, settle, sleep, until } from "../helpers.js";
+import { captureLogs, settle, sleep, until } from "../support/helpers.js";
 
 /** Spins for about `us` microseconds: per-message work that makes a backlog take real time. */
 function work(us: number): void {

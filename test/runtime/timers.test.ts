@@ -24,7 +24,7 @@ import {
   type Ref,
   type TimeoutMessage,
 } from "../../src/index.js";
-import { sleep, until, expectCode, deadPid } from "../helpers.js";
+import { sleep, until, expectCode, deadPid } from "../support/helpers.js";
 
 // ---------------------------------------------------------------------------------------
 // helpers

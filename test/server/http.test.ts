@@ -28,7 +28,7 @@ import {
   type Req,
   type TerminateReason,
 } from "../../src/index.js";
-import { captureLogs, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, sleep, until, type LogRecord } from "../support/helpers.js";
 
 const NAME = "http-e2e-test";
 const MAX_BODY = 1024;

@@ -28,7 +28,7 @@ import {
   type TransportOptions,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 
 /* ---------------------------------------------------------------- handlers */
 

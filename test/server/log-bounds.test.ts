@@ -9,7 +9,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { compileRoutes, startClear, stopListener, upgrade, type HttpHandler, type TerminateReason, type WebSocketHandler } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { sleep, until } from "../support/helpers.js";
 
 const NAME = "log-bounds-test";
 /** Bytes one hostile request may add to the log. The subprotocol warning alone is ~450. */

@@ -21,7 +21,7 @@ import {
   type Pid,
   type TerminateReason,
 } from "../../src/index.js";
-import { captureLogs, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, sleep, until, type LogRecord } from "../support/helpers.js";
 
 const NAME = "loop-e2e-test";
 

@@ -7,7 +7,7 @@
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
 import { CorralError, compileRoutes, startClear, stopListener, type HttpHandler, type TerminateReason } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { sleep, until } from "../support/helpers.js";
 
 const NAME = "slow-body-test";
 const reasons: TerminateReason[] = [];

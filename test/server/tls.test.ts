@@ -25,7 +25,7 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs } from "../helpers.js";
+import { captureLogs } from "../support/helpers.js";
 
 const NAME = "tls-e2e-test";
 const MTLS_NAME = "tls-e2e-mtls";

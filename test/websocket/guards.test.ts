@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
 import { compileRoutes, ok, processInfo, reply, self, startClear, stopListener, text, upgrade, type Pid, type WebSocketHandler } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 
 const { records } = captureLogs();
 

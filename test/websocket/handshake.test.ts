@@ -20,7 +20,7 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, sleep, until, type LogRecord } from "../support/helpers.js";
 
 /* ---------------------------------------------------------------- shared plumbing */
 

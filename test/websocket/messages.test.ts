@@ -27,7 +27,7 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { captureLogs, sleep, until } from "../helpers.js";
+import { captureLogs, sleep, until } from "../support/helpers.js";
 
 /* ---------------------------------------------------------------- shared plumbing */
 

@@ -28,7 +28,7 @@ import {
   type WebSocketHandler,
   type WebSocketOptions,
 } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { sleep, until } from "../support/helpers.js";
 import { OP, RawClient, closePayload, whenClosed, type ServerFrame } from "../support/raw-client.js";
 
 type State = { id: string };

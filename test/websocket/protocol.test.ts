@@ -17,7 +17,7 @@ import {
   type TerminateReason,
   type WebSocketHandler,
 } from "../../src/index.js";
-import { until } from "../helpers.js";
+import { until } from "../support/helpers.js";
 import { OP, RawClient, closePayload, encodeFrame, type ServerFrame } from "../support/raw-client.js";
 import { serverWrites } from "../support/writes.js";
 

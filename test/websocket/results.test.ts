@@ -36,7 +36,7 @@ import {
   type WebSocketHandler,
   type WebSocketOptions,
 } from "../../src/index.js";
-import { captureLogs, sleep, until, type LogRecord } from "../helpers.js";
+import { captureLogs, sleep, until, type LogRecord } from "../support/helpers.js";
 import { serverWrites } from "../support/writes.js";
 
 /* ---------------------------------------------------------------- shared plumbing */

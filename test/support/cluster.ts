@@ -1,18 +1,18 @@
 /**
  * The cluster tests' harness: builds dist/ when src/ is newer, forks corral nodes
- * (test/cluster/node.mjs, driven over IPC) and gives the test process its own recording
+ * (test/support/cluster-node.mjs, driven over IPC) and gives the test process its own recording
  * processes. Every wait is bounded and names what it waited for.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { nodes, Pid, send, spawn, startCluster, stopCluster, type ClusterInfo, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
-import { ensureBuilt, until, within } from "../support/dist.js";
+import { ensureBuilt, until, within } from "./dist.js";
 import { startRedis, stopAllRedis, type RedisServer } from "./redis.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const NODE_SCRIPT = fileURLToPath(new URL("./node.mjs", import.meta.url));
+const NODE_SCRIPT = fileURLToPath(new URL("./cluster-node.mjs", import.meta.url));
 
-export { ensureBuilt, sleep, until, within } from "../support/dist.js";
+export { ensureBuilt, sleep, until, within } from "./dist.js";
 
 // ---------------------------------------------------------------------------------------
 // child nodes

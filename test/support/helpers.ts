@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { expect } from "vitest";
-import { CorralError, isAlive, setLogger, spawn, type ErrorCode, type Logger, type Pid } from "../src/index.js";
+import { CorralError, isAlive, setLogger, spawn, type ErrorCode, type Logger, type Pid } from "../../src/index.js";
 
 export interface LogRecord {
   level: number;

@@ -7,7 +7,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { compileRoutes, ok, reply, startClear, stopListener, upgrade, type InFrame, type Listener, type TerminateReason, type WebSocketHandler } from "../../src/index.js";
-import { sleep, until } from "../helpers.js";
+import { sleep, until } from "../support/helpers.js";
 import { OP, RawClient, closePayload, encodeFrame, type FrameSpec, type ServerFrame } from "../support/raw-client.js";
 
 type State = { id: string };
