@@ -1,3 +1,4 @@
+// cow_ws's frame terms ({text, Data}, {binary, Data}, ping, pong, close): the frames handlers receive and send.
 import { CorralError, describe } from "../runtime/errors.js";
 
 /** A frame from the client, as websocketHandle sees it (fragments already reassembled). */

@@ -1,3 +1,4 @@
+// cowboy_loop: a request process that waits for messages (long polling, server-sent events).
 import type { Result } from "../runtime/result.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 import type { TerminateReason } from "./websocket.js";

@@ -1,3 +1,4 @@
+// OTP's supervisor: children started, watched and restarted by strategy, within an intensity.
 /**
  * Erlang's supervisor: a process that starts children, watches them through links and
  * restarts them by strategy, within a restart intensity. The guide is docs/supervisors.md.

@@ -1,3 +1,4 @@
+// cowboy_websocket: the behavior (its callbacks, results, commands and options) and the connection process's loop.
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { flag, knownKeys, limit } from "../runtime/validate.js";
 import type { StateStore } from "../runtime/hibernate.js";

@@ -1,3 +1,4 @@
+// global's name table across nodes, kept in Redis: who holds which cluster-wide name.
 import type { GlobalStore } from "../runtime/global.js";
 import { Pid } from "../runtime/pid.js";
 

@@ -1,3 +1,4 @@
+// cowboy_static: files and directories served with ETags, ranges and conditional requests.
 /**
  * cowboy_static as route handlers: `staticFile(path)` serves one file, `staticDir(dir)` serves
  * the files under a directory by the segments a route's trailing `[...]` captured.
