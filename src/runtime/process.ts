@@ -465,6 +465,11 @@ function resolve(dest: Pid | string, fn: string): Process | undefined {
   throw badarg(`${fn}: destination must be a Pid or a registered name, got ${describe(dest)}`);
 }
 
+/** @internal process_info(Pid, message_queue_len) without the snapshot: for a port's flow control, per frame. */
+export function mailboxLength(pid: Pid): number {
+  return pid.proc?.queueLength ?? 0;
+}
+
 /** Erlang's `!`: asynchronous, ordered per sender; to a dead pid it is dropped. */
 export function send(dest: Pid | string, msg: unknown): void {
   const p = dest instanceof Pid ? dest.proc : resolve(dest, "send");

@@ -7,7 +7,7 @@ import { protocolError, remoteClose } from "../behaviors/close.js";
 import { inboundCost, ReceivedFrame, type Frame } from "../behaviors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../behaviors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
-import { send } from "../runtime/process.js";
+import { mailboxLength, send } from "../runtime/process.js";
 import { forgetInflate, gateDeflate, releaseInflate } from "./deflate.js";
 import type { IdleGroup, IdlePort } from "./idle.js";
 import { FrameScan } from "./utf8.js";
@@ -224,7 +224,7 @@ export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort>
     const pid = this.target as Pid;
     send(pid, msg);
     // Inbound flow control (docs/websocket.md): a mailbox past a high-water mark (frames or bytes) stops reading until the connection drains it.
-    if ((this.portFlags & THROTTLED) === 0 && ((pid.proc?.queueLength ?? 0) > MAILBOX_HIGH_WATER || this.queuedBytes > this.maxQueuedBytes)) {
+    if ((this.portFlags & THROTTLED) === 0 && (mailboxLength(pid) > MAILBOX_HIGH_WATER || this.queuedBytes > this.maxQueuedBytes)) {
       this.portFlags |= THROTTLED;
       this.pause();
     }
