@@ -33,13 +33,16 @@ export function refuseUpgrade(req: HttpReq, hasSocket: boolean, opts: ResolvedWe
   if (req.method !== "GET" || req.headers["sec-websocket-key"] === undefined || req.headers["sec-websocket-version"] !== "13") {
     return { status: 400, headers: {} };
   }
-  const origin = req.header("origin");
-  if (opts.allowedOrigins !== undefined && origin !== undefined && !opts.allowedOrigins.has(origin.toLowerCase())) return { status: 403, headers: {} };
+  if (opts.allowedOrigins === undefined) return undefined;
+  const origin = req.headers["origin"];
+  if (origin !== undefined && !opts.allowedOrigins.has(origin.toLowerCase())) return { status: 403, headers: {} };
   return undefined;
 }
 
 /** Whether a comma-separated header value lists `token` (given in lower case), in any case. */
 export function hasToken(value: string, token: string): boolean {
+  // The usual header is the one token alone: no pieces to cut.
+  if (value.length === token.length && value.toLowerCase() === token) return true;
   for (let start = 0; start <= value.length; ) {
     let end = value.indexOf(",", start);
     if (end < 0) end = value.length;
