@@ -22,6 +22,11 @@ export type Sink = { readonly res: ServerResponse } | { readonly socket: Duplex 
 export const DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024;
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** The Host header: a name or a bracketed IPv6 literal, then maybe a port. */
+const HOST = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/;
+/** What a Req has before a route binds anything, and its response headers before one is set: shared, never written. */
+const NO_BINDINGS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_HEADERS: ReadonlyMap<string, HeaderValue> = new Map();
 
 /**
  * The request headers by lower-case name, a repeated header joined as Cowboy joins it. node
@@ -55,11 +60,11 @@ export class HttpReq implements Req {
   readonly qs: string;
   readonly peer: Peer;
   readonly headers: Readonly<Record<string, string>>;
-  bindings: Readonly<Record<string, string>> = {};
+  bindings: Readonly<Record<string, string>> = NO_BINDINGS;
   hostInfo: readonly string[] | undefined = undefined;
   pathInfo: readonly string[] | undefined = undefined;
-  /** Response headers set before the reply or the 101, lower-case names. */
-  readonly respHeaders = new Map<string, HeaderValue>();
+  /** Response headers set before the reply or the 101, lower-case names; made on the first one (most upgrades set none). */
+  private resp: Map<string, HeaderValue> | null = null;
   replied = false;
   private readonly raw: IncomingMessage;
   private readonly sink: Sink;
@@ -75,18 +80,27 @@ export class HttpReq implements Req {
     this.scheme = scheme;
     this.maxBodySize = maxBodySize;
     this.method = raw.method ?? "GET";
-    this.version = `HTTP/${raw.httpVersion}`;
+    const v = raw.httpVersion;
+    this.version = v === "1.1" ? "HTTP/1.1" : `HTTP/${v}`;
     const target = raw.url ?? "/";
     const q = target.indexOf("?");
     this.path = q < 0 ? target : target.slice(0, q);
     this.qs = q < 0 ? "" : target.slice(q + 1);
     this.headers = headersOf(raw);
     const hostHeader = this.headers["host"] ?? "";
-    const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(hostHeader);
+    const m = HOST.exec(hostHeader);
     this.host = (m?.[1] ?? "").toLowerCase();
     this.port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
     const socket = raw.socket;
     this.peer = { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  }
+
+  get respHeaders(): ReadonlyMap<string, HeaderValue> {
+    return this.resp ?? NO_HEADERS;
+  }
+
+  private respOut(): Map<string, HeaderValue> {
+    return (this.resp ??= new Map());
   }
 
   get cert(): Uint8Array | undefined {
@@ -131,7 +145,7 @@ export class HttpReq implements Req {
     if (typeof name !== "string" || !TOKEN.test(name)) throw badarg(`setRespHeader: invalid header name ${describe(name)}`);
     checkHeaderValue(name, value);
     this.checkNotSent(`setRespHeader(${JSON.stringify(name)})`);
-    this.respHeaders.set(name.toLowerCase(), value);
+    this.respOut().set(name.toLowerCase(), value);
     return this;
   }
 
@@ -147,7 +161,7 @@ export class HttpReq implements Req {
     if (opts?.httpOnly === true) cookie += "; HttpOnly";
     if (opts?.sameSite !== undefined) cookie += `; SameSite=${opts.sameSite[0]!.toUpperCase()}${opts.sameSite.slice(1)}`;
     const had = this.respHeaders.get("set-cookie");
-    this.respHeaders.set("set-cookie", had === undefined ? [cookie] : [...(Array.isArray(had) ? had : [String(had)]), cookie]);
+    this.respOut().set("set-cookie", had === undefined ? [cookie] : [...(Array.isArray(had) ? had : [String(had)]), cookie]);
     return this;
   }
 

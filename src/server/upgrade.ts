@@ -1,4 +1,5 @@
 // cowboy_websocket:upgrade: whether a request becomes a WebSocket, and the 101 that makes it one.
+import { hash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type ServerOptions } from "ws";
@@ -8,7 +9,7 @@ import type { PortSet } from "./idle.js";
 import { WsPort } from "./port.js";
 import { logValue } from "../behaviors/req.js";
 import type { HttpReq } from "./req.js";
-import { forgetPeername } from "./ws-internals.js";
+import { attachSocket, forgetPeername, parseSubprotocols, setProtocol } from "./ws-internals.js";
 
 /** A refusal: the status and headers the client gets instead of the 101. */
 export interface Refusal {
@@ -32,13 +33,16 @@ export function refuseUpgrade(req: HttpReq, hasSocket: boolean, opts: ResolvedWe
   if (req.method !== "GET" || req.headers["sec-websocket-key"] === undefined || req.headers["sec-websocket-version"] !== "13") {
     return { status: 400, headers: {} };
   }
-  const origin = req.header("origin");
-  if (opts.allowedOrigins !== undefined && origin !== undefined && !opts.allowedOrigins.has(origin.toLowerCase())) return { status: 403, headers: {} };
+  if (opts.allowedOrigins === undefined) return undefined;
+  const origin = req.headers["origin"];
+  if (origin !== undefined && !opts.allowedOrigins.has(origin.toLowerCase())) return { status: 403, headers: {} };
   return undefined;
 }
 
 /** Whether a comma-separated header value lists `token` (given in lower case), in any case. */
 export function hasToken(value: string, token: string): boolean {
+  // The usual header is the one token alone: no pieces to cut.
+  if (value.length === token.length && value.toLowerCase() === token) return true;
   for (let start = 0; start <= value.length; ) {
     let end = value.indexOf(",", start);
     if (end < 0) end = value.length;
@@ -104,11 +108,9 @@ function newServer(opts: ResolvedWebSocketOptions): WebSocketServer {
   };
   const wss = new WebSocketServer(options);
   wss.on("headers", (headers: string[]) => {
-    if (upgrading === null) return;
-    for (const [name, value] of upgrading.respHeaders) {
-      if (name === "sec-websocket-protocol") continue;
-      for (const v of Array.isArray(value) ? value : [value]) headers.push(`${name}: ${v}`);
-    }
+    // ws joins its lines with CRLF: the Req's lines go in as one, without the last CRLF.
+    const extra = upgrading === null ? "" : extraHeaders(upgrading);
+    if (extra !== "") headers.push(extra.slice(0, -2));
   });
   return wss;
 }
@@ -117,13 +119,63 @@ function onUpgraded(ws: WebSocket): void {
   upgraded = ws as WsPort;
 }
 
+/** RFC 6455's key: 16 bytes in base64, as ws checks it. */
+const KEY = /^[+/0-9A-Za-z]{22}==$/;
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
 /**
- * Completes the handshake with ws and returns the port, or null when ws refused it or the
- * socket died first (ws then answers or drops the socket itself). Without a verifyClient,
- * ws decides within the call, so the answer is known when it returns.
+ * Completes the handshake and returns the port, or null when it was refused or the socket
+ * died first. The usual request gets its 101 written here, byte for byte as ws writes it,
+ * and the socket goes to a port as ws's handleUpgrade would hand it over; anything ws would
+ * refuse or negotiate (a malformed key or subprotocol list, a permessage-deflate offer with
+ * compress on) goes through ws's handleUpgrade, which answers it as it always has.
  */
 export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions, ports: PortSet<WsPort>): WsPort | null {
   if (!socket.readable || !socket.writable) return null;
+  const port = writeSwitch(req, raw, socket, head, opts) ?? wsUpgrade(req, raw, socket, head, opts);
+  if (port === null) return null;
+  req.replied = true;
+  forgetPeername(socket);
+  port.open(ports.group(opts.idleTimeout), opts);
+  return port;
+}
+
+/** The 101 for a request ws would accept without negotiating: undefined when ws must decide. */
+function writeSwitch(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions): WsPort | undefined {
+  const headers = raw.headers;
+  const key = headers["sec-websocket-key"]!;
+  if (!KEY.test(key) || (opts.compress && headers["sec-websocket-extensions"] !== undefined)) return undefined;
+  let protocol = "";
+  const offered = headers["sec-websocket-protocol"];
+  if (offered !== undefined) {
+    if (parseSubprotocols(offered) === undefined) return undefined;
+    const chosen = req.respHeaders.get("sec-websocket-protocol");
+    if (chosen !== undefined) protocol = String(chosen);
+  }
+  let text = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${hash("sha1", key + GUID, "base64")}\r\n`;
+  if (protocol !== "") text += `Sec-WebSocket-Protocol: ${protocol}\r\n`;
+  if (req.respHeaders.size > 0) text += extraHeaders(req);
+  const wss = serverFor(opts);
+  const port = new WsPort(null, undefined, wss.options);
+  if (protocol !== "") setProtocol(port, protocol);
+  socket.write(`${text}\r\n`);
+  attachSocket(port, socket, head, wss.options);
+  return port;
+}
+
+/** The Req's response headers as lines of the 101 (the subprotocol has its own line). */
+function extraHeaders(req: HttpReq): string {
+  let text = "";
+  for (const [name, value] of req.respHeaders) {
+    if (name === "sec-websocket-protocol") continue;
+    if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}\r\n`;
+    else text += `${name}: ${value}\r\n`;
+  }
+  return text;
+}
+
+/** ws's own handshake: without a verifyClient ws decides within the call, so the answer is known when it returns. */
+function wsUpgrade(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions): WsPort | null {
   upgrading = req;
   try {
     serverFor(opts).handleUpgrade(raw, socket, head, onUpgraded);
@@ -132,9 +184,5 @@ export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Dupl
   }
   const port = upgraded;
   upgraded = null;
-  if (port === null) return null;
-  req.replied = true;
-  forgetPeername(socket);
-  port.open(ports.group(opts.idleTimeout), opts);
   return port;
 }

@@ -9,12 +9,14 @@
 import { createRequire } from "node:module";
 import type { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import { Writable } from "node:stream";
+import { Writable, type Duplex } from "node:stream";
 import * as wsModule from "ws";
 import { WebSocket } from "ws";
 
 /** ws's Receiver, which @types/ws does not declare. */
 const Receiver = (wsModule as unknown as { Receiver: new () => WsReceiver }).Receiver;
+/** ws's parser of a Sec-WebSocket-Protocol list (exported, undeclared by @types/ws): throws on a malformed one. */
+const subprotocol = (wsModule as unknown as { subprotocol: { parse(header: string): Set<string> } }).subprotocol;
 
 const wsVersion = (createRequire(import.meta.url)("ws/package.json") as { version: string }).version;
 
@@ -39,7 +41,9 @@ interface WsSocketFields {
   _extensions: Record<string, WsDeflate | undefined>;
   _receiver: WsReceiver | undefined;
   _socket: Socket;
+  _protocol: string;
   emitClose(): void;
+  setSocket(socket: Duplex, head: Buffer, options: object): void;
 }
 
 function fields(ws: WebSocket): WsSocketFields {
@@ -65,11 +69,32 @@ function checkWs(): void {
   const proto = WebSocket.prototype as unknown as Record<string, unknown>;
   for (const method of ["emitClose", "setSocket"]) if (typeof proto[method] !== "function") missing.push(`WebSocket#${method}`);
   if (Receiver.prototype.write !== Writable.prototype.write) missing.push("Receiver#write is Writable's");
+  if (typeof subprotocol?.parse !== "function") missing.push("subprotocol.parse");
+  if (!("_protocol" in new WebSocket(null as unknown as string, undefined, {}))) missing.push("WebSocket#_protocol");
   if (missing.length > 0) {
     throw new Error(`corral needs ws ~8.23 (it reaches ${missing.join(", ")}); this is ws ${wsVersion}. Install the ws version package.json names.`);
   }
 }
 checkWs();
+
+/** The subprotocols a client offered, or undefined where ws would refuse the list (400). */
+export function parseSubprotocols(header: string): Set<string> | undefined {
+  try {
+    return subprotocol.parse(header);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What ws's handshake records of the subprotocol it sent (ws.protocol). */
+export function setProtocol(ws: WebSocket, protocol: string): void {
+  fields(ws)._protocol = protocol;
+}
+
+/** Hands the upgraded socket to a WebSocket as ws's handleUpgrade does after its 101 (options: its server's). */
+export function attachSocket(ws: WebSocket, socket: Duplex, head: Buffer, options: object): void {
+  fields(ws).setSocket(socket, head, options);
+}
 
 /** A connection costs no listener table: EventEmitter makes one again on the first on(). */
 export function dropListenerTable(ws: WebSocket): void {

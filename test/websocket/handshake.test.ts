@@ -3,6 +3,7 @@
  * Real sockets on 127.0.0.1, the real ws client, node:http for hand-made upgrade requests.
  */
 import http, { type IncomingHttpHeaders } from "node:http";
+import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import {
@@ -149,6 +150,17 @@ const withHeaders: WebSocketHandler<null> = {
   websocketHandle: (_f, s) => ok(s),
 };
 
+/** Compressed, with a header of its own and the subprotocol the client offers first: ws's own handshake negotiates it. */
+const deflateHeaders: WebSocketHandler<null> = {
+  init(req) {
+    const first = req.parseHeader("sec-websocket-protocol")?.[0];
+    if (first !== undefined) req.setRespHeader("sec-websocket-protocol", first);
+    req.setRespHeader("x-corral-test", "z");
+    return upgrade(req, null, { compress: true });
+  },
+  websocketHandle: (_f, s) => ok(s),
+};
+
 const offered: (string[] | undefined)[] = [];
 const proto: WebSocketHandler<null> = {
   init(req) {
@@ -244,6 +256,7 @@ beforeAll(async () => {
         ["/nothing", noReply],
         ["/boom", boom],
         ["/headers", withHeaders],
+        ["/deflate-headers", deflateHeaders],
         ["/proto", proto],
         ["/noproto", noProto],
         ["/pids", pidsHandler],
@@ -425,7 +438,44 @@ describe("init answering over HTTP", () => {
   });
 });
 
+/** The response head a raw TCP upgrade request gets, byte for byte. */
+function rawHead(path: string, extra: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(listener.port, "127.0.0.1", () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`);
+    });
+    let got = "";
+    socket.setTimeout(2500, () => socket.destroy(new Error(`no answer for ${path}`)));
+    socket.on("data", (d: Buffer) => {
+      got += d.toString("latin1");
+      const end = got.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      socket.destroy();
+      resolve(got.slice(0, end + 4));
+    });
+    socket.on("error", reject);
+  });
+}
+
 describe("the 101", () => {
+  test("the 101 goes out byte for byte as ws writes it: its lines, then the subprotocol, the extension, init's headers", async () => {
+    const accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+    expect(await rawHead("/ws", "")).toBe(`${accept}\r\n`);
+    expect(await rawHead("/headers", "")).toBe(`${accept}x-corral-test: yes\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n\r\n`);
+    expect(await rawHead("/proto", "Sec-WebSocket-Protocol: a, b\r\n")).toBe(`${accept}Sec-WebSocket-Protocol: b\r\n\r\n`);
+    expect(await rawHead("/proto", "Sec-WebSocket-Protocol: a\r\n")).toBe(`${accept}\r\n`);
+    // The same through ws's handshake, which negotiates the extension.
+    expect(await rawHead("/deflate-headers", "Sec-WebSocket-Protocol: p\r\nSec-WebSocket-Extensions: permessage-deflate\r\n")).toBe(
+      `${accept}Sec-WebSocket-Protocol: p\r\nSec-WebSocket-Extensions: permessage-deflate\r\nx-corral-test: z\r\n\r\n`,
+    );
+    expect(await rawHead("/deflate-headers", "")).toBe(`${accept}x-corral-test: z\r\n\r\n`);
+  });
+
+  test("a key or subprotocol list ws would refuse still gets ws's own 400", async () => {
+    const bad = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/html\r\n";
+    expect(await rawHead("/proto", "Sec-WebSocket-Protocol: a,,b\r\n")).toMatch(new RegExp(`^${bad}Content-Length: \\d+\r\n\r\n$`));
+  });
+
   test("response headers set in init with setRespHeader go out on the 101", async () => {
     const ws = new WebSocket(url("/headers"));
     clients.push(ws);
