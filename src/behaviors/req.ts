@@ -1,3 +1,4 @@
+// cowboy_req's terms as handlers see them: the Req interface, the filtered Req terminate gets, the client's faults.
 import type { FileHandle } from "node:fs/promises";
 import { CorralError, type ErrorCode } from "../runtime/errors.js";
 

@@ -1,4 +1,6 @@
-import { CorralError, badarg, describe } from "../runtime/errors.js";
+// cowboy_handler: the request process that runs init, then replies, upgrades (cowboy_websocket) or loops (cowboy_loop).
+import { CorralError, describe } from "../runtime/errors.js";
+import { limit } from "../runtime/validate.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
 import { spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
@@ -147,8 +149,7 @@ class Request implements ProcessLoop {
     if (typeof handler.info !== "function") {
       throw new CorralError("ERR_BAD_RESULT", `${this.name}.init returned loop(...) but the handler has no info callback`);
     }
-    const timeout = r.opts?.timeout ?? Infinity;
-    if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout <= 0) throw badarg(`loop: timeout must be a number of ms > 0, got ${describe(timeout)}`);
+    const timeout = limit(r.opts?.timeout ?? Infinity, "loop: timeout must be a number of ms > 0");
     this.looping = true;
     this.loopTimeout = timeout;
     p.state = r.state;

@@ -1,3 +1,4 @@
+// cowboy:start_clear/3, start_tls/3 and stop_listener/1 (Ranch's listener): the node:http server, its limits, and each request's way to its process.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -7,6 +8,7 @@ import { logValue } from "../behaviors/req.js";
 import { spawnRequest, type Exchange } from "../behaviors/request.js";
 import type { ResolvedWebSocketOptions, WebSocketPort } from "../behaviors/websocket.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
+import { limit } from "../runtime/validate.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { exit } from "../runtime/signals.js";
 import { PortSet } from "./idle.js";
@@ -226,12 +228,6 @@ function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerRes
   spawnRequest(m.handler, m.opts, new ServerExchange(listener, req, raw, res, socket, head), m.pattern);
 }
 
-function positive(value: unknown, name: string, fallback: number, fn: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || Number.isNaN(value) || value <= 0) throw badarg(`${fn}: ${name} must be a number > 0, got ${describe(value)}`);
-  return value;
-}
-
 function rate(value: unknown, fn: string): number {
   if (value === undefined) return 1024;
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0) throw badarg(`${fn}: minBodyRate must be a number of bytes per second >= 0 (0: off), got ${describe(value)}`);
@@ -249,15 +245,15 @@ function checkOptions(fn: string, name: unknown, transport: TransportOptions, pr
     throw badarg(`${fn}: protocol options need a dispatch from compileRoutes()`);
   }
   const limits: Limits = {
-    shutdownTimeout: positive(protocol.shutdownTimeout, "shutdownTimeout", 5000, fn),
-    requestTimeout: positive(protocol.requestTimeout, "requestTimeout", 5000, fn),
-    bodyTimeout: positive(protocol.bodyTimeout, "bodyTimeout", 300_000, fn),
+    shutdownTimeout: limit(protocol.shutdownTimeout, `${fn}: shutdownTimeout must be a number > 0`, 5000),
+    requestTimeout: limit(protocol.requestTimeout, `${fn}: requestTimeout must be a number > 0`, 5000),
+    bodyTimeout: limit(protocol.bodyTimeout, `${fn}: bodyTimeout must be a number > 0`, 300_000),
     minBodyRate: rate(protocol.minBodyRate, fn),
-    minBodyRateGrace: positive(protocol.minBodyRateGrace, "minBodyRateGrace", 10_000, fn),
-    keepAliveTimeout: positive(protocol.keepAliveTimeout, "keepAliveTimeout", 5000, fn),
-    maxHeaderSize: positive(protocol.maxHeaderSize, "maxHeaderSize", 16_384, fn),
-    maxBodySize: positive(protocol.maxBodySize, "maxBodySize", DEFAULT_MAX_BODY_SIZE, fn),
-    maxConnections: positive(transport.maxConnections, "maxConnections", 65_536, fn),
+    minBodyRateGrace: limit(protocol.minBodyRateGrace, `${fn}: minBodyRateGrace must be a number > 0`, 10_000),
+    keepAliveTimeout: limit(protocol.keepAliveTimeout, `${fn}: keepAliveTimeout must be a number > 0`, 5000),
+    maxHeaderSize: limit(protocol.maxHeaderSize, `${fn}: maxHeaderSize must be a number > 0`, 16_384),
+    maxBodySize: limit(protocol.maxBodySize, `${fn}: maxBodySize must be a number > 0`, DEFAULT_MAX_BODY_SIZE),
+    maxConnections: limit(transport.maxConnections, `${fn}: maxConnections must be a number > 0`, 65_536),
   };
   return { port, host, limits };
 }

@@ -1,3 +1,4 @@
+// cowboy_req over node:http: the request a handler reads and the response it sends.
 import { createReadStream, statSync } from "node:fs";
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";

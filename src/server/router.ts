@@ -1,3 +1,4 @@
+// cowboy_router: routes compiled into a trie of hosts and paths, with bindings and constraints.
 /**
  * cowboy_router: compile host and path patterns once, then match each request against them.
  *
