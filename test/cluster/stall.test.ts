@@ -77,6 +77,23 @@ async function monitorBothWays(b: ChildNode, here: Collector, there: string): Pr
 
 const info = (): ClusterInfo => clusterInfo()!;
 
+/**
+ * A pair for one describe: started before its tests, stopped after, with Redis thawed and
+ * the child continued first, whatever a test left frozen.
+ */
+function usePair(tag: string, opts: Record<string, number>): () => Pair {
+  let pair: Pair | undefined;
+  beforeAll(async () => {
+    pair = await startPair(tag, opts);
+  }, 150_000);
+  afterAll(async () => {
+    pair?.redis.thaw();
+    pair?.b.child.kill("SIGCONT");
+    await stopNodes([pair?.b]);
+  }, 30_000);
+  return () => pair!;
+}
+
 describe.skipIf(!enabled)("the stall options", () => {
   test("are checked at startCluster, before anything connects", async () => {
     const at = { redis: "redis://127.0.0.1:1", node: `s-${RUN}@127.0.0.1` };
@@ -91,19 +108,10 @@ describe.skipIf(!enabled)("the stall options", () => {
 });
 
 describe.skipIf(!enabled)("Redis frozen for longer than nodeTimeoutMs, within the bounds", () => {
-  let pair: Pair;
-
-  beforeAll(async () => {
-    pair = await startPair("sw", { stallTimeoutMs: 20_000 });
-  }, 150_000);
-
-  afterAll(async () => {
-    pair?.redis.thaw();
-    await stopNodes([pair?.b]);
-  }, 30_000);
+  const pair = usePair("sw", { stallTimeoutMs: 20_000 });
 
   test("every message sent each way during a 2.5 s freeze arrives exactly once and in order; nobody is declared down; nothing dropped", async () => {
-    const { redis, b, logs } = pair;
+    const { redis, b, logs } = pair();
     const me = collector();
     const atB = await b.spawn();
     const { watcher, bWatch } = await monitorBothWays(b, me, atB);
@@ -136,7 +144,7 @@ describe.skipIf(!enabled)("Redis frozen for longer than nodeTimeoutMs, within th
     expect(seqs(me.msgs, "b"), report).toEqual(range(ALL));
     expect(seqs(await b.received(atB), "a"), report).toEqual(range(ALL));
     expect(during.ms).toBeGreaterThan(3 * TIMEOUT);
-    expect(during).toMatchObject({ stalled: true, bStalled: true, nodesHere: [b.name], nodesThere: [pair.me] });
+    expect(during).toMatchObject({ stalled: true, bStalled: true, nodesHere: [b.name], nodesThere: [pair().me] });
     expect([a1.dropped - a0.dropped, b1.dropped - b0.dropped, a1.buffered, b1.buffered, a1.stalled, b1.stalled]).toEqual([0, 0, 0, 0, false, false]);
     expect(watcher.msgs.filter(isDownMsg)).toEqual([]);
     expect((await b.received(bWatch)).filter(isDownMsg)).toEqual([]);
@@ -148,20 +156,11 @@ describe.skipIf(!enabled)("Redis frozen for longer than nodeTimeoutMs, within th
 });
 
 describe.skipIf(!enabled)("Redis frozen with more to send than maxBuffered", () => {
-  let pair: Pair;
   const MAX = 50;
-
-  beforeAll(async () => {
-    pair = await startPair("sm", { stallTimeoutMs: 20_000, maxBuffered: MAX });
-  }, 150_000);
-
-  afterAll(async () => {
-    pair?.redis.thaw();
-    await stopNodes([pair?.b]);
-  }, 30_000);
+  const pair = usePair("sm", { stallTimeoutMs: 20_000, maxBuffered: MAX });
 
   test("the first maxBuffered each way arrive in order; the rest are counted in dropped and one warn line each side says how many", async () => {
-    const { redis, b, logs } = pair;
+    const { redis, b, logs } = pair();
     const me = collector();
     const atB = await b.spawn();
     const N = MAX + 30;
@@ -196,20 +195,11 @@ describe.skipIf(!enabled)("Redis frozen with more to send than maxBuffered", () 
 });
 
 describe.skipIf(!enabled)("Redis frozen for longer than stallTimeoutMs", () => {
-  let pair: Pair;
   const STALL_TIMEOUT = 1_500;
-
-  beforeAll(async () => {
-    pair = await startPair("ss", { stallTimeoutMs: STALL_TIMEOUT });
-  }, 150_000);
-
-  afterAll(async () => {
-    pair?.redis.thaw();
-    await stopNodes([pair?.b]);
-  }, 30_000);
+  const pair = usePair("ss", { stallTimeoutMs: STALL_TIMEOUT });
 
   test("the nodes give up on each other; every message not delivered is counted, one warn line per burst; then they meet again", async () => {
-    const { redis, b, logs } = pair;
+    const { redis, b, logs } = pair();
     const me = collector();
     const atB = await b.spawn();
     const { watcher, bWatch } = await monitorBothWays(b, me, atB);
@@ -244,7 +234,7 @@ describe.skipIf(!enabled)("Redis frozen for longer than stallTimeoutMs", () => {
       redis.thaw();
     }
     await until(() => nodes().includes(b.name) || undefined, 10_000, "this node to meet b again");
-    await until(async () => ((await b.call<string[]>("nodes")).includes(pair.me) ? true : undefined), 10_000, "b to meet this node again");
+    await until(async () => ((await b.call<string[]>("nodes")).includes(pair().me) ? true : undefined), 10_000, "b to meet this node again");
     await sleep(1_000);
 
     const got = { here: seqs(me.msgs, "b"), atB: seqs(await b.received(atB), "a") };
@@ -272,19 +262,10 @@ describe.skipIf(!enabled)("Redis frozen for longer than stallTimeoutMs", () => {
 });
 
 describe.skipIf(!enabled)("a node's own process frozen (SIGSTOP) for longer than nodeTimeoutMs", () => {
-  let pair: Pair;
-
-  beforeAll(async () => {
-    pair = await startPair("sp", { stallTimeoutMs: 20_000 });
-  }, 150_000);
-
-  afterAll(async () => {
-    pair?.b.child.kill("SIGCONT");
-    await stopNodes([pair?.b]);
-  }, 30_000);
+  const pair = usePair("sp", { stallTimeoutMs: 20_000 });
 
   test("the other node lost it, so it ends its links and monitors to that node too (noconnection), as a disconnect does both ways; sends after are counted", async () => {
-    const { b } = pair;
+    const { b } = pair();
     const me = collector();
     const atB = await b.spawn();
     const { watcher, bWatch } = await monitorBothWays(b, me, atB);
@@ -308,20 +289,11 @@ describe.skipIf(!enabled)("a node's own process frozen (SIGSTOP) for longer than
 });
 
 describe.skipIf(!enabled)("Redis frozen with more bytes to send than maxBufferedBytes", () => {
-  let pair: Pair;
   const BYTES = 8 * 1024;
-
-  beforeAll(async () => {
-    pair = await startPair("sy", { stallTimeoutMs: 20_000, maxBufferedBytes: BYTES });
-  }, 150_000);
-
-  afterAll(async () => {
-    pair?.redis.thaw();
-    await stopNodes([pair?.b]);
-  }, 30_000);
+  const pair = usePair("sy", { stallTimeoutMs: 20_000, maxBufferedBytes: BYTES });
 
   test("what fits in the bytes arrives in order; the rest is counted, with its cause", async () => {
-    const { redis, b, logs } = pair;
+    const { redis, b, logs } = pair();
     const atB = await b.spawn();
     const a0 = info();
     const logsBefore = logs.length;
@@ -349,18 +321,10 @@ describe.skipIf(!enabled)("Redis frozen with more bytes to send than maxBuffered
 });
 
 describe.skipIf(!enabled)("a node killed (SIGKILL) while others still count it up", () => {
-  let pair: Pair;
-
-  beforeAll(async () => {
-    pair = await startPair("sk", {});
-  }, 150_000);
-
-  afterAll(async () => {
-    await stopNodes([pair?.b]);
-  }, 30_000);
+  const pair = usePair("sk", {});
 
   test("sends to it before it is declared lost reach no subscriber: each is counted, and said in one warn line", async () => {
-    const { b, logs } = pair;
+    const { b, logs } = pair();
     const atB = await b.spawn();
     const a0 = info();
     const logsBefore = logs.length;
