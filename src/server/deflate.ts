@@ -54,7 +54,7 @@ function heavyDone(): void {
  * The inflating a throttled port holds back. A 1 KB message can inflate to maxFrameSize, so
  * pausing the socket is not enough: the messages already read must not be inflated either.
  */
-const held = new Map<DeflatePort, () => void>();
+const held = new Map<DeflatePort, { readonly run: () => void; readonly onClose: () => void }>();
 
 /** Routes the connection's zlib jobs through the port's flow control and the fair turns. */
 export function gateDeflate(port: DeflatePort, pmd: WsDeflate): void {
@@ -92,10 +92,11 @@ function hold(port: DeflatePort, run: () => void): void {
     process.nextTick(closeHeld, port);
     return;
   }
-  held.set(port, run);
-  socket.once("close", () => {
+  const onClose = (): void => {
     if (held.delete(port)) closeHeld(port);
-  });
+  };
+  held.set(port, { run, onClose });
+  socket.once("close", onClose);
 }
 
 function closeHeld(port: DeflatePort): void {
@@ -104,10 +105,12 @@ function closeHeld(port: DeflatePort): void {
 
 /** The mailbox drained: inflate what was held. */
 export function releaseInflate(port: DeflatePort): void {
-  const run = held.get(port);
-  if (run === undefined) return;
+  const h = held.get(port);
+  if (h === undefined) return;
   held.delete(port);
-  run();
+  // A connection throttled again and again must not gather a close listener each time.
+  port._socket.off("close", h.onClose);
+  h.run();
 }
 
 /** The socket closed: what was held is dropped with it. */

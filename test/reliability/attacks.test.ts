@@ -7,6 +7,7 @@
  *   (maxQueuedBytes), counted after inflating, not on a count of frames.
  * - A message in too many fragments: 1009 and { error: "badsize" }, the two agreeing.
  */
+import type { Socket } from "node:net";
 import { deflateRawSync, constants as zlib } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
@@ -205,6 +206,9 @@ describe("frames queued faster than the handler takes them", () => {
     expect(peak).toBeLessThan(16 * 1024 * 1024);
     await until(() => counts.get(id)!.handled === 30, 10_000, "all 30 messages handled");
     expect(terms.has(id)).toBe(false);
+    // Held and released again and again: the server's socket gathers no close listener per hold.
+    const ports = (listener as unknown as { ports: { all(): Array<{ _socket: Socket }> } }).ports.all();
+    for (const port of ports) expect(port._socket.listenerCount("close")).toBeLessThanOrEqual(2);
     c.destroy();
     await until(() => terms.has(id), 5000, "the connection to end");
   }, 30_000);
