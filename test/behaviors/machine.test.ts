@@ -1,5 +1,5 @@
 /**
- * machineHandler (API.md §6): xstate v5 machines as WebSocket handlers, end to end over a
+ * machineHandler (docs/machines.md): xstate v5 machines as WebSocket handlers, end to end over a
  * real listener on 127.0.0.1 with the ws client — events, action helpers, input, delays on
  * the runtime's timers, hibernation (the actor dropped, the delays re-armed with the time
  * that was left), final states, crashes, and the types flowing into the helpers.

@@ -1,5 +1,5 @@
 /**
- * End-to-end: the HTTP side of a WebSocket route (COWBOY.md, Callbacks and Handshake).
+ * End-to-end: the HTTP side of a WebSocket route (docs/websocket.md: callbacks and the handshake).
  * Real sockets on 127.0.0.1, the real ws client, node:http for hand-made upgrade requests.
  */
 import http, { type IncomingHttpHeaders } from "node:http";

@@ -1,7 +1,7 @@
 /**
  * End-to-end: what reaches a connection and in which order — websocketInit before any
  * frame, {active:false}, frames (text, binary, fragments, ping, pong), infos from app code
- * and from other processes (COWBOY.md, Callbacks and Ping).
+ * and from other processes (docs/websocket.md: callbacks and pings).
  */
 import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";

@@ -1,5 +1,5 @@
 /**
- * The upgrade options (COWBOY.md, Options): idleTimeout, maxFrameSize (and setOptions),
+ * The upgrade options (docs/websocket.md, Options): idleTimeout, maxFrameSize (and setOptions),
  * validateUtf8, compress, maxBufferedAmount, and hibernation under an idle timeout —
  * over real sockets, with the raw client or the ws client where compression is needed.
  */
@@ -199,8 +199,8 @@ describe("idleTimeout", () => {
   });
 
   // BUG: the port closes with ws's close(), which keeps the socket open up to 30 s waiting
-  // for the client's close frame; Cowboy closes right after sending (COWBOY.md).
-  test("after the idle close the server closes TCP without waiting for the client's close reply (COWBOY.md)", async () => {
+  // for the client's close frame; Cowboy closes right after sending (docs/websocket.md).
+  test("after the idle close the server closes TCP without waiting for the client's close reply, as Cowboy", async () => {
     const { c, id } = await open("/idle");
     await expectClose(c, id, 1000);
     // The raw client never answers the close frame.
@@ -531,8 +531,8 @@ describe("compress", () => {
   });
 
   // BUG: ws answers a zlib error with 1007 and corral passes it through, while its terminate
-  // reason says badframe; COWBOY.md's table sends 1002 for corrupt deflate data.
-  test("corrupt deflate data is closed with 1002 (COWBOY.md: badframe)", async () => {
+  // reason says badframe; docs/websocket.md's table sends 1002 for corrupt deflate data.
+  test("corrupt deflate data is closed with 1002 (as Cowboy: badframe)", async () => {
     const { c } = await open("/compress", DEFLATE_OFFER);
     await c.sendFrame({ opcode: OP.binary, payload: CORRUPT, rsv: 4 });
     const { close } = await c.nextClose();

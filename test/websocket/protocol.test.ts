@@ -1,7 +1,7 @@
 /**
  * RFC 6455 framing as corral's WebSocket connections see it, over real sockets with a raw
  * client: each case checks the exact close code on the wire and the terminate reason
- * (COWBOY.md, "Terminate reasons and the close code sent").
+ * (docs/websocket.md, "Terminate reasons and close codes").
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import {

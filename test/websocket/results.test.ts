@@ -1,6 +1,6 @@
 /**
  * End-to-end: what callback results and commands do on the wire, how a connection ends,
- * and what terminate gets (COWBOY.md, Results and commands, Options, Terminate reasons).
+ * and what terminate gets (docs/websocket.md: results and commands, options, terminate reasons).
  */
 import net, { type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
