@@ -307,9 +307,9 @@ describe("handshake checks", () => {
     expect(termsOf("/ws").length - before).toBeLessThanOrEqual(2);
   });
 
-  // BUG: Cowboy's cowboy_websocket:upgrade answers 426/400 without calling terminate; corral's
-  // request process calls it with { error: "normal" }, a reason that means nothing (API.md lists
-  // "normal", not { error: "normal" }). Either no terminate or terminate("normal") would pass.
+  // Cowboy's cowboy_websocket:upgrade answers 426/400 without calling terminate; corral's request
+  // process once called it with { error: "normal" }, a reason docs/websocket.md does not list.
+  // Either no terminate or terminate("normal") passes.
   test("a refused handshake (426 / 400) does not hand terminate a made-up { error: 'normal' } reason", async () => {
     const before = termsOf("/ws").length;
     expect((await rawRequest("/ws", {})).status).toBe(426);
