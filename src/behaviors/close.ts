@@ -14,7 +14,7 @@ const PROTOCOL_ERRORS: ReadonlyMap<string, { readonly reason: TerminateReason; r
   ["WS_ERR_INVALID_UTF8", { reason: BADENCODING }],
   ["WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", { reason: BADSIZE }],
   ["WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH", { reason: BADSIZE }],
-  // A message in more fragments than are kept is too big (ws would say 1008, a policy).
+  // A message in more fragments (or buffered chunks) than are kept is too big (ws would say 1008, a policy).
   ["WS_ERR_TOO_MANY_BUFFERED_PARTS", { reason: BADSIZE, code: 1009 }],
 ]);
 

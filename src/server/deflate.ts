@@ -2,6 +2,8 @@
 import type { Socket } from "node:net";
 import type { WsDeflate } from "./ws-internals.js";
 
+type ZlibCallback = (err: Error | null, result?: Buffer) => void;
+
 /** What the gates need of a WebSocket port (port.ts). */
 interface DeflatePort {
   /** Reading is stopped because the mailbox is full. */
@@ -30,21 +32,31 @@ const MAX_HEAVY = 2;
 let heavyRunning = 0;
 const waiting: Array<{ port: DeflatePort; start: (done: () => void) => void }> = [];
 
-function zlibJob(port: DeflatePort, heavy: boolean, start: (done: () => void) => void): void {
-  if (!heavy) start(lightDone);
-  else if (heavyRunning < MAX_HEAVY) {
-    heavyRunning++;
-    start(heavyDone);
-  } else waiting.push({ port, start });
+/** A heavy job: started now if a turn is free, else when one is. */
+function heavyJob(port: DeflatePort, start: (done: () => void) => void): void {
+  if (heavyRunning >= MAX_HEAVY) {
+    waiting.push({ port, start });
+    return;
+  }
+  heavyRunning++;
+  startHeavy(start);
 }
 
-function lightDone(): void {}
+/** A job that throws before zlib takes it gives its turn back, or the turns would run out. */
+function startHeavy(start: (done: () => void) => void): void {
+  try {
+    start(heavyDone);
+  } catch (err) {
+    heavyDone();
+    throw err;
+  }
+}
 
 function heavyDone(): void {
   for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) {
     // ws has cleaned up a closed connection's zlib streams: a job started now would make new ones.
     if (next.port.readyState === 3) continue;
-    next.start(heavyDone);
+    startHeavy(next.start);
     return;
   }
   heavyRunning--;
@@ -61,26 +73,37 @@ export function gateDeflate(port: DeflatePort, pmd: WsDeflate): void {
   const { decompress, compress } = pmd;
   /** The connection's last message inflated past HEAVY. */
   let heavyIn = false;
-  pmd.decompress = (data, fin, callback) => {
-    const run = (): void =>
-      zlibJob(port, heavyIn || data.length > HEAVY, (done) =>
-        decompress.call(pmd, data, fin, (err, result) => {
-          done();
-          heavyIn = result !== undefined && result.length > HEAVY;
-          callback(err, result);
-        }),
-      );
-    if (!port.throttled) run();
-    else hold(port, run);
+  const inflate = (data: Buffer, fin: boolean, callback: ZlibCallback): void => {
+    const heavy = heavyIn || data.length > HEAVY;
+    const start = (done: () => void): void =>
+      decompress.call(pmd, data, fin, (err, result) => {
+        done();
+        heavyIn = result !== undefined && result.length > HEAVY;
+        callback(err, result);
+      });
+    if (heavy) heavyJob(port, start);
+    else start(noTurn);
   };
-  pmd.compress = (data, fin, callback) =>
-    zlibJob(port, data.length > HEAVY, (done) =>
+  pmd.decompress = (data, fin, callback) => {
+    if (!port.throttled) inflate(data, fin, callback);
+    else hold(port, () => inflate(data, fin, callback));
+  };
+  pmd.compress = (data, fin, callback) => {
+    if (data.length <= HEAVY) {
+      compress.call(pmd, data, fin, callback);
+      return;
+    }
+    heavyJob(port, (done) =>
       compress.call(pmd, data, fin, (err, result) => {
         done();
         callback(err, result);
       }),
     );
+  };
 }
+
+/** A light inflate holds no turn, but still learns whether its message was heavy. */
+function noTurn(): void {}
 
 /**
  * ws reports the close only once its receiver has finished, and a held receiver never would:
@@ -111,9 +134,4 @@ export function releaseInflate(port: DeflatePort): void {
   // A connection throttled again and again must not gather a close listener each time.
   port._socket.off("close", h.onClose);
   h.run();
-}
-
-/** The socket closed: what was held is dropped with it. */
-export function forgetInflate(port: DeflatePort): void {
-  held.delete(port);
 }

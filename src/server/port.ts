@@ -8,7 +8,7 @@ import { inboundCost, ReceivedFrame, type Frame } from "../behaviors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../behaviors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
 import { mailboxLength, send } from "../runtime/process.js";
-import { forgetInflate, gateDeflate, releaseInflate } from "./deflate.js";
+import { gateDeflate, releaseInflate } from "./deflate.js";
 import type { IdleGroup, IdlePort } from "./idle.js";
 import { FrameScan } from "./utf8.js";
 import { BINARY, byteFrame, payloadApart, PING, PONG, textFrame } from "./wire.js";
@@ -174,7 +174,6 @@ export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort>
   /** The socket closed: the connection is over and leaves the listener's set. */
   private gone(): void {
     this.closed({ error: "closed" });
-    if ((this.portFlags & DEFLATING) !== 0) forgetInflate(this);
     this.portFlags |= GONE;
     this.idleGroup?.delete(this);
   }
@@ -323,11 +322,11 @@ export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort>
     }
   }
 
-  /** Cowboy does not wait for the client's closing reply: the socket ends once the frame is out. */
   setDeflate(on: boolean): void {
     this.portFlags = on ? this.portFlags | COMPRESS : this.portFlags & ~COMPRESS;
   }
 
+  /** Cowboy does not wait for the client's closing reply: the socket ends once the frame is out (with compression, at ws's 1 s close timer). */
   sendClose(code: number | undefined, reason: string | undefined): void {
     if ((this.portFlags & CLOSE_SENT) !== 0) return;
     this.portFlags |= CLOSE_SENT;
@@ -400,9 +399,12 @@ function scanWrite(this: Writable, chunk: Buffer): boolean {
   return false;
 }
 
-/** Fails the receiver with ws's own 1007 error, through the same path as one ws found. */
+/**
+ * Fails the receiver with ws's own 1007 error, as ws fails it: the stream errors, so ws ends
+ * the socket right after the close frame instead of waiting for the client's reply.
+ */
 function failText(receiver: Writable): void {
-  onReceiverError.call(receiver, receiverError(receiver as WsReceiver, "invalid UTF-8 sequence", 1007, "WS_ERR_INVALID_UTF8"));
+  receiver.destroy(receiverError(receiver as WsReceiver, "invalid UTF-8 sequence", 1007, "WS_ERR_INVALID_UTF8"));
 }
 
 /** A protocol error from ws's receiver: the reason and, where Cowboy's differs from ws's, the close code (close.ts). */

@@ -707,6 +707,8 @@ describe("6.4 (strict): invalid UTF-8 fails fast, before the message or the fram
     }
     const { close } = await c.nextClose(1000);
     expect(close.code).toBe(1007);
+    // The server ends TCP right after the close frame, as for an error ws finds (not after its 1 s close timeout).
+    expect(await c.waitClosed(500)).toBe(true);
     expect(await reasonOf(id)).toEqual({ error: "badencoding" });
     expect(handled.get(id) ?? []).toEqual([]);
   }
