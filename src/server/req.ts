@@ -405,11 +405,18 @@ function pipeFile(file: Required<SendFile>, out: NodeJS.WritableStream & { destr
 }
 
 function rawHead(status: number, headers: ReadonlyMap<string, HeaderValue>): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n${headerLines(headers)}\r\n`;
+}
+
+/** Response headers as the lines of a head written to the socket itself, a repeated one on a line per value; `skip` is left out. */
+export function headerLines(headers: ReadonlyMap<string, HeaderValue>, skip?: string): string {
+  let text = "";
   for (const [name, value] of headers) {
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`;
+    if (name === skip) continue;
+    if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}\r\n`;
+    else text += `${name}: ${value}\r\n`;
   }
-  return head + "\r\n";
+  return text;
 }
 
 /* ---------------------------------------------------------------- header parsers (cow_http_hd) */

@@ -8,7 +8,7 @@ import type { Logger } from "../runtime/log.js";
 import type { PortSet } from "./idle.js";
 import { WsPort } from "./port.js";
 import { logValue } from "../behaviors/req.js";
-import type { HttpReq } from "./req.js";
+import { headerLines, type HttpReq } from "./req.js";
 import { attachSocket, forgetPeername, parseSubprotocols, setProtocol } from "./ws-internals.js";
 
 /** A refusal: the status and headers the client gets instead of the 101. */
@@ -109,7 +109,7 @@ function newServer(opts: ResolvedWebSocketOptions): WebSocketServer {
   const wss = new WebSocketServer(options);
   wss.on("headers", (headers: string[]) => {
     // ws joins its lines with CRLF: the Req's lines go in as one, without the last CRLF.
-    const extra = upgrading === null ? "" : extraHeaders(upgrading);
+    const extra = upgrading === null ? "" : headerLines(upgrading.respHeaders, "sec-websocket-protocol");
     if (extra !== "") headers.push(extra.slice(0, -2));
   });
   return wss;
@@ -154,24 +154,13 @@ function writeSwitch(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: B
   }
   let text = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${hash("sha1", key + GUID, "base64")}\r\n`;
   if (protocol !== "") text += `Sec-WebSocket-Protocol: ${protocol}\r\n`;
-  if (req.respHeaders.size > 0) text += extraHeaders(req);
+  if (req.respHeaders.size > 0) text += headerLines(req.respHeaders, "sec-websocket-protocol");
   const wss = serverFor(opts);
   const port = new WsPort(null, undefined, wss.options);
   if (protocol !== "") setProtocol(port, protocol);
   socket.write(`${text}\r\n`);
   attachSocket(port, socket, head, wss.options);
   return port;
-}
-
-/** The Req's response headers as lines of the 101 (the subprotocol has its own line). */
-function extraHeaders(req: HttpReq): string {
-  let text = "";
-  for (const [name, value] of req.respHeaders) {
-    if (name === "sec-websocket-protocol") continue;
-    if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}\r\n`;
-    else text += `${name}: ${value}\r\n`;
-  }
-  return text;
 }
 
 /** ws's own handshake: without a verifyClient ws decides within the call, so the answer is known when it returns. */
