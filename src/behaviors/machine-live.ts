@@ -150,6 +150,11 @@ export class Live {
     }
   }
 
+  /** Whether the machine, as it stands, has a transition for event (a call it cannot take is refused, not dropped). */
+  can(event: EventObject): boolean {
+    return this.actor.getSnapshot().can(event);
+  }
+
   /** Sends one event and turns what the actions produced into the callback's result. */
   dispatch(event: EventObject): WebSocketResult<MachineState> {
     this.inCallback = true;

@@ -14,6 +14,7 @@
  *   crash: 1011, terminate, one crash report. The guide is docs/machines.md.
  */
 import type { AnyStateMachine, ContextFrom, EventObject, InputFrom } from "xstate";
+import { CallMessage, refuseUnhandled } from "../runtime/call.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { isThenable } from "../runtime/result.js";
 import { cancelTimer } from "../runtime/timers.js";
@@ -192,7 +193,12 @@ export function machineHandler<TMachine extends AnyStateMachine, Opts = unknown>
         if (info === FLUSH && isHibernated(state)) return hibernatedOk(state);
         return liveOf(spec, state, "websocketInfo").finish();
       }
-      return liveOf(spec, state, "websocketInfo").dispatch(infoEvent(info));
+      const live = liveOf(spec, state, "websocketInfo");
+      if (info instanceof CallMessage && !live.can(info)) {
+        refuseUnhandled(info.from, `machine ${JSON.stringify(spec.machine.id)} (no transition for a "call" event here)`);
+        return live.finish();
+      }
+      return live.dispatch(infoEvent(info));
     },
 
     terminate(reason, req, state): void {

@@ -11,7 +11,7 @@
  * as messages wait in the mailbox while OTP's supervisor blocks in its shutdown receive.
  */
 import { performance } from "node:perf_hooks";
-import { call as callProcess, type Outcome, type Reply } from "../runtime/call.js";
+import { call, refuse, replyTo, type CallError, type From } from "../runtime/call.js";
 import { CorralError, badarg, describe, type ErrorCode } from "../runtime/errors.js";
 import { runtimeLogger } from "../runtime/log.js";
 import { Pid, type Ref } from "../runtime/pid.js";
@@ -212,19 +212,30 @@ function checkSupervisorSpec(spec: SupervisorSpec): Omit<SupervisorArg, "parent"
 // ---------------------------------------------------------------------------------------
 // The supervisor's own messages
 
-/** A request from a dynamic call, answered through `reply` (one heap: a callback, not a pid and a tag). */
+/** What a dynamic call asks. */
 type Request =
-  | { readonly op: "whichChildren"; readonly reply: Reply<ChildInfo[]> }
-  | { readonly op: "countChildren"; readonly reply: Reply<ChildCount> }
-  | { readonly op: "startChild"; readonly child: Child; readonly reply: Reply<Pid> }
-  | { readonly op: "terminateChild"; readonly id: string; readonly reply: Reply<void> }
-  | { readonly op: "restartChild"; readonly id: string; readonly reply: Reply<Pid> }
-  | { readonly op: "deleteChild"; readonly id: string; readonly reply: Reply<void> }
-  | { readonly op: "stop"; readonly reason: ExitReason; readonly reply: Reply<void> };
+  | { readonly op: "whichChildren" }
+  | { readonly op: "countChildren" }
+  | { readonly op: "startChild"; readonly child: Child }
+  | { readonly op: "terminateChild"; readonly id: string }
+  | { readonly op: "restartChild"; readonly id: string }
+  | { readonly op: "deleteChild"; readonly id: string }
+  | { readonly op: "stop"; readonly reason: ExitReason };
 
-/** Wraps a request so the supervisor tells it from any other message with one instanceof. */
+/** The answer to a dynamic call: a SupervisorError travels as a value, so the caller rejects with it as it is. */
+type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: SupervisorError };
+
+/** A call's request from this module's functions: a class, so a call made any other way is refused, not trusted. */
 class SupervisorCall {
   constructor(readonly request: Request) {}
+}
+
+/** A call waiting in the mailbox (or deferred behind a stop job) with whom to answer. */
+class PendingCall {
+  constructor(
+    readonly request: Request,
+    readonly from: From,
+  ) {}
 }
 
 /** To itself: a restart failed, try it again (Erlang's try_again_restart); counts as another restart. */
@@ -593,29 +604,31 @@ function deleteStopped(s: SupervisorState, id: string): Outcome<void> {
   return { ok: true, value: undefined };
 }
 
-/** Stops one child (no restart follows: it is unlinked first); replies once it is down. */
-function terminateOne(s: SupervisorState, id: string, reply: Reply<void>): void {
+const DONE: Outcome<void> = { ok: true, value: undefined };
+
+/** Stops one child (no restart follows: it is unlinked first); answers once it is down. */
+function terminateOne(s: SupervisorState, id: string, from: From): void {
   const child = findChild(s, id);
-  if (child === undefined) return reply(notFound(s, id));
-  runStopJob(s, [child], () => reply({ ok: true, value: undefined }));
+  if (child === undefined) return replyTo(from, notFound(s, id));
+  runStopJob(s, [child], () => replyTo(from, DONE));
 }
 
-function handleCall(s: SupervisorState, req: Request): void {
+function handleCall(s: SupervisorState, { request: req, from }: PendingCall): void {
   switch (req.op) {
     case "whichChildren":
-      return req.reply({ ok: true, value: whichChildrenNow(s) });
+      return replyTo(from, { ok: true, value: whichChildrenNow(s) });
     case "countChildren":
-      return req.reply({ ok: true, value: countChildrenNow(s) });
+      return replyTo(from, { ok: true, value: countChildrenNow(s) });
     case "startChild":
-      return req.reply(addChild(s, req.child));
+      return replyTo(from, addChild(s, req.child));
     case "restartChild":
-      return req.reply(restartStopped(s, req.id));
+      return replyTo(from, restartStopped(s, req.id));
     case "deleteChild":
-      return req.reply(deleteStopped(s, req.id));
+      return replyTo(from, deleteStopped(s, req.id));
     case "terminateChild":
-      return terminateOne(s, req.id, req.reply);
+      return terminateOne(s, req.id, from);
     case "stop":
-      return terminateSupervisor(s, req.reason, () => req.reply({ ok: true, value: undefined }));
+      return terminateSupervisor(s, req.reason, () => replyTo(from, DONE));
   }
 }
 
@@ -634,7 +647,7 @@ function handleExit(s: SupervisorState, msg: ExitMessage): void {
 }
 
 function dispatch(s: SupervisorState, msg: unknown): void {
-  if (msg instanceof SupervisorCall) handleCall(s, msg.request);
+  if (msg instanceof PendingCall) handleCall(s, msg);
   else if (isExit(msg)) handleExit(s, msg);
   else if (msg instanceof TryAgain) tryAgain(s, msg.child);
   else if (msg instanceof KillTimer) return; // lost the race with its child's DOWN
@@ -662,6 +675,12 @@ class Supervisor implements ProcessBehavior<SupervisorState, unknown, Supervisor
 
   handleInfo(msg: unknown, s: SupervisorState): Result<SupervisorState> {
     receive(s, msg);
+    return resultOf(s);
+  }
+
+  handleCall(request: unknown, from: From, s: SupervisorState): Result<SupervisorState> {
+    if (request instanceof SupervisorCall) receive(s, new PendingCall(request.request, from));
+    else refuse(from, "ERR_BADARG", `supervisor ${s.self}: takes calls only through whichChildren, startChild and the other supervisor functions`);
     return resultOf(s);
   }
 }
@@ -692,7 +711,7 @@ export function startSupervisor(spec: SupervisorSpec, opts?: StartSupervisorOpti
 }
 
 // ---------------------------------------------------------------------------------------
-// Calls from outside: gen_server:call, by a short-lived process that monitors the supervisor
+// Calls from outside: gen_server:call with no timeout, as Erlang's supervisor module makes them
 
 /** Resolves a SupRef to a live supervisor's pid, or throws the error the call rejects with. */
 function supervisorPid(sup: SupRef, fn: string): Pid {
@@ -711,16 +730,21 @@ function supervisorPid(sup: SupRef, fn: string): Pid {
   return pid;
 }
 
-/** gen_server:call to a supervisor; a supervisor that ends before replying rejects it with ERR_NOPROC. */
-function call<T>(sup: SupRef, fn: string, build: (reply: Reply<T>) => Request): Promise<T> {
-  return attempt(() => {
-    const pid = supervisorPid(sup, fn);
-    return callProcess<T>(
-      pid,
-      (reply) => new SupervisorCall(build(reply)),
-      (reason) => new CorralError("ERR_NOPROC", `${fn}: supervisor ${pid} ${reason === "noproc" ? "is not alive" : `exited with reason ${reasonText(reason)} before replying`}`),
-    );
-  });
+/**
+ * Calls a supervisor; one that ends before answering rejects it with ERR_NOPROC. The call
+ * leaves before the first await, so calls reach the supervisor in the order they were made.
+ */
+async function callSupervisor<T>(sup: SupRef, fn: string, request: Request): Promise<T> {
+  const pid = supervisorPid(sup, fn);
+  let outcome: Outcome<T>;
+  try {
+    outcome = await call<Outcome<T>>(pid, new SupervisorCall(request), Infinity);
+  } catch (err) {
+    const reason = (err as CallError).reason;
+    throw new CorralError("ERR_NOPROC", `${fn}: supervisor ${pid} ${reason === undefined ? "is not alive" : `exited with reason ${reasonText(reason)} before replying`}`);
+  }
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value;
 }
 
 function checkId(id: unknown, fn: string): string {
@@ -728,55 +752,34 @@ function checkId(id: unknown, fn: string): string {
   return id;
 }
 
-/** Turns a throw while preparing a call into a rejection, keeping calls in the order they were made. */
-function attempt<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return f();
-  } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(describe(err)));
-  }
-}
-
 /** Erlang's which_children: every child in start order, with its pid if running. */
 export function whichChildren(sup: SupRef): Promise<ChildInfo[]> {
-  return call(sup, "whichChildren", (reply) => ({ op: "whichChildren", reply }));
+  return callSupervisor(sup, "whichChildren", { op: "whichChildren" });
 }
 
 /** Erlang's count_children. */
 export function countChildren(sup: SupRef): Promise<ChildCount> {
-  return call(sup, "countChildren", (reply) => ({ op: "countChildren", reply }));
+  return callSupervisor(sup, "countChildren", { op: "countChildren" });
 }
 
 /** Erlang's start_child: adds a spec after the others and starts it; resolves to its pid. */
-export function startChild(sup: SupRef, spec: ChildSpec): Promise<Pid> {
-  return attempt(() => {
-    const child = checkChildSpec(spec, "startChild");
-    return call(sup, "startChild", (reply) => ({ op: "startChild", child, reply }));
-  });
+export async function startChild(sup: SupRef, spec: ChildSpec): Promise<Pid> {
+  return callSupervisor(sup, "startChild", { op: "startChild", child: checkChildSpec(spec, "startChild") });
 }
 
 /** Erlang's terminate_child: shuts the child down and keeps its spec (a temporary child's goes too). */
-export function terminateChild(sup: SupRef, id: string): Promise<void> {
-  return attempt(() => {
-    const cid = checkId(id, "terminateChild");
-    return call(sup, "terminateChild", (reply) => ({ op: "terminateChild", id: cid, reply }));
-  });
+export async function terminateChild(sup: SupRef, id: string): Promise<void> {
+  return callSupervisor(sup, "terminateChild", { op: "terminateChild", id: checkId(id, "terminateChild") });
 }
 
 /** Erlang's restart_child: starts a child whose spec is kept but which is not running. */
-export function restartChild(sup: SupRef, id: string): Promise<Pid> {
-  return attempt(() => {
-    const cid = checkId(id, "restartChild");
-    return call(sup, "restartChild", (reply) => ({ op: "restartChild", id: cid, reply }));
-  });
+export async function restartChild(sup: SupRef, id: string): Promise<Pid> {
+  return callSupervisor(sup, "restartChild", { op: "restartChild", id: checkId(id, "restartChild") });
 }
 
 /** Erlang's delete_child: forgets the spec of a child that is not running. */
-export function deleteChild(sup: SupRef, id: string): Promise<void> {
-  return attempt(() => {
-    const cid = checkId(id, "deleteChild");
-    return call(sup, "deleteChild", (reply) => ({ op: "deleteChild", id: cid, reply }));
-  });
+export async function deleteChild(sup: SupRef, id: string): Promise<void> {
+  return callSupervisor(sup, "deleteChild", { op: "deleteChild", id: checkId(id, "deleteChild") });
 }
 
 /**
@@ -784,7 +787,7 @@ export function deleteChild(sup: SupRef, id: string): Promise<void> {
  * then the supervisor exits with `reason` (default "shutdown"). Resolves once the children
  * are down; the supervisor itself ends in the same turn.
  */
-export function stopSupervisor(sup: SupRef, reason: ExitReason = "shutdown"): Promise<void> {
-  if (!isExitReason(reason)) return Promise.reject(badarg(`stopSupervisor: invalid reason ${describe(reason)}`));
-  return call(sup, "stopSupervisor", (reply) => ({ op: "stop", reason, reply }));
+export async function stopSupervisor(sup: SupRef, reason: ExitReason = "shutdown"): Promise<void> {
+  if (!isExitReason(reason)) throw badarg(`stopSupervisor: invalid reason ${describe(reason)}`);
+  return callSupervisor(sup, "stopSupervisor", { op: "stop", reason });
 }

@@ -1,4 +1,5 @@
 // cowboy_websocket: the behavior (its callbacks, results, commands and options) and the connection process's loop.
+import { CallMessage, refuseUnhandled } from "../runtime/call.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { flag, knownKeys, limit } from "../runtime/validate.js";
 import type { StateStore } from "../runtime/hibernate.js";
@@ -366,7 +367,10 @@ class Connection<S> implements ProcessLoop {
     } else {
       this.port.taken(0, p.queueLength);
       const info = handler.websocketInfo;
-      if (info === undefined) return;
+      if (info === undefined) {
+        if (msg instanceof CallMessage) refuseUnhandled(msg.from, this.name);
+        return;
+      }
       callback = "websocketInfo";
       r = info.call(handler, msg, p.state as S);
     }

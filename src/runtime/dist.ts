@@ -1,6 +1,7 @@
 // Erlang distribution's signals: messages, links, monitors and exit signals to pids of other nodes, and "noconnection".
 import { serialize } from "node:v8";
 import { badarg, describe } from "./errors.js";
+import { deliverFromWire } from "./call.js";
 import { checkPortable, markForWire, restoreFromWire } from "./external.js";
 import { dropNode, localBroadcast, localMemberships, remoteJoin, remoteLeave, setGroupDist } from "./groups.js";
 import { livePids, Pid, pidOf, Ref } from "./pid.js";
@@ -251,9 +252,11 @@ export function restoreSignal(signal: unknown[]): unknown[] {
 /** @internal One signal from node, in the order node sent it. */
 export function receiveSignal(from: string, signal: unknown[]): void {
   switch (signal[0]) {
-    case SEND:
-      livePids.get(signal[1] as number)?.proc?.deliver(signal[2]);
+    case SEND: {
+      const p = livePids.get(signal[1] as number)?.proc;
+      if (p !== undefined && p !== null) deliverFromWire(p, signal[2]);
       return;
+    }
     case LINK: {
       const [, other, id] = signal as [number, Pid, number];
       const target = livePids.get(id)?.proc;

@@ -8,6 +8,11 @@ export type ErrorCode =
   | "ERR_UNKNOWN_NAME"
   | "ERR_BAD_RESULT"
   | "ERR_BODY_TOO_LARGE"
+  // call: the callee did not answer in time; it ended before answering ({exit, Reason} in Erlang);
+  // its behaviour has no way to take a call.
+  | "ERR_CALL_TIMEOUT"
+  | "ERR_CALL_EXIT"
+  | "ERR_CALL_UNHANDLED"
   // readBody: the connection closed, or the client was cut for sending below minBodyRate, before the whole body.
   | "ERR_BODY_INCOMPLETE"
   // Erlang's {error, already_started | already_present | not_found | running | restarting | Reason}

@@ -13,6 +13,29 @@ import { Pid, pidOf, Ref } from "./pid.js";
  */
 const SPECIAL = "\u0000corral.special";
 
+/** Marks a runtime record (a call, a cast, a call's reply): [tag, ...fields], each field marked in turn. */
+const RECORD = "\u0000corral.record";
+
+/** A class whose instances keep their class across nodes: how to take one apart and build it again. */
+interface RecordKind {
+  readonly tag: number;
+  fields(v: object): unknown[];
+  make(fields: unknown[]): object;
+}
+
+const recordKinds = new Map<object, RecordKind>();
+const recordTags: RecordKind[] = [];
+
+/**
+ * @internal Lets the instances of cls cross to another node as themselves (v8 would make them
+ * plain objects): fields takes one apart, make builds it from the fields that arrived.
+ */
+export function wireRecord<T extends object>(cls: { prototype: T }, fields: (v: T) => unknown[], make: (fields: unknown[]) => T): void {
+  const kind: RecordKind = { tag: recordTags.length, fields: fields as (v: object) => unknown[], make };
+  recordTags.push(kind);
+  recordKinds.set(cls.prototype, kind);
+}
+
 type Marker = (special: Pid | Ref) => object;
 type Unmarker = (mark: unknown) => Pid | Ref | undefined;
 
@@ -44,7 +67,14 @@ function markSpecials(v: unknown, copies: Map<object, unknown>, marker: Marker):
     for (const item of v) out.add(markSpecials(item, copies, marker));
     return out;
   }
-  if (Object.getPrototypeOf(v) !== Object.prototype) return v;
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype) {
+    const kind = recordKinds.get(proto as object);
+    if (kind === undefined) return v;
+    const mark = { [RECORD]: [kind.tag, ...(markSpecials(kind.fields(v), copies, marker) as unknown[])] };
+    copies.set(v, mark);
+    return mark;
+  }
   const out: Record<string, unknown> = {};
   copies.set(v, out);
   for (const key in v) out[key] = markSpecials((v as Record<string, unknown>)[key], copies, marker);
@@ -56,11 +86,23 @@ function specialOf(v: unknown, unmarker: Unmarker): Pid | Ref | undefined {
   return unmarker((v as Record<string, unknown>)[SPECIAL]);
 }
 
-/** Puts the pids and refs back where their markers stand, in place. */
+/** The record a marker stands for, built from its restored fields; undefined for anything else. */
+function recordOf(v: object, unmarker: Unmarker, seen: Set<object>): object | undefined {
+  if (!(RECORD in v)) return undefined;
+  const mark = (v as Record<string, unknown>)[RECORD];
+  if (!Array.isArray(mark)) return undefined;
+  const kind = recordTags[mark[0] as number];
+  if (kind === undefined) return undefined;
+  return kind.make(restoreSpecials(mark.slice(1), unmarker, seen) as unknown[]);
+}
+
+/** Puts the pids, refs and records back where their markers stand, in place. */
 function restoreSpecials(v: unknown, unmarker: Unmarker, seen: Set<object>): unknown {
   const special = specialOf(v, unmarker);
   if (special !== undefined) return special;
   if (typeof v !== "object" || v === null || seen.has(v)) return v;
+  const record = recordOf(v, unmarker, seen);
+  if (record !== undefined) return record;
   seen.add(v);
   const proto: unknown = Object.getPrototypeOf(v);
   if (Array.isArray(v)) {
@@ -115,7 +157,7 @@ export function restoreFromWire(v: unknown): unknown {
 const TRACK_DEPTH = 16;
 
 /**
- * Checks that v can cross to another node and tells whether it holds pids or refs. Throws a
+ * Checks that v can cross to another node and tells whether it holds pids, refs or records. Throws a
  * TypeError naming a function or symbol; anything subtler v8 refuses is caught when sent.
  */
 export function checkPortable(v: unknown): boolean {
@@ -128,6 +170,11 @@ function holds(v: unknown, depth: number, seen: Set<object> | null): boolean {
   if (type !== "object" || v === null) return false;
   const o = v as object;
   if (o instanceof Pid || o instanceof Ref) return true;
+  const kind = recordKinds.get(Object.getPrototypeOf(o) as object);
+  if (kind !== undefined) {
+    holds(kind.fields(o), depth + 1, seen);
+    return true;
+  }
   if (ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp) return false;
   if (depth >= TRACK_DEPTH) {
     seen ??= new Set();

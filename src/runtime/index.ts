@@ -1,4 +1,18 @@
 // The runtime's public surface: Erlang's processes, messages, links, monitors, timers, names and groups.
+export {
+  answer,
+  call,
+  cast,
+  isCall,
+  multiCall,
+  replyTo,
+  CallError,
+  type Answer,
+  type CallErrorCode,
+  type CallMessage,
+  type From,
+  type MultiCallResult,
+} from "./call.js";
 export { CorralError, type ErrorCode } from "./errors.js";
 export { broadcast, join, leave, members, whichGroups, type BroadcastOptions } from "./groups.js";
 export { registerGlobal, registeredGlobal, sendGlobal, unregisterGlobal, whereisGlobal } from "./global.js";

@@ -26,6 +26,8 @@ export interface ProcessLoop {
   readonly logger?: Logger;
   /** A receive-loop process takes its own messages with ctx.receive; the run loop only starts it. */
   readonly receiveLoop: boolean;
+  /** Takes a cast in its own callback (handleCast); any other process gets a cast as a plain message. */
+  readonly takesCasts?: boolean;
   start(p: Process, arg: unknown): PromiseLike<unknown> | void;
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void;
   /** Runs once when a started process ends, for every reason ("killed" included). */

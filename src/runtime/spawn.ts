@@ -1,4 +1,5 @@
 // erlang:spawn/3, spawn_link/3 and spawn_monitor/3, and the two kinds of process they start: gen_server-like callbacks, or an async function that receives.
+import { CallMessage, CastMessage, isAnswer, refuseUnhandled, replyTo, type From } from "./call.js";
 import { badarg, describe } from "./errors.js";
 import type { StateStore } from "./hibernate.js";
 import type { Pid, Ref } from "./pid.js";
@@ -11,6 +12,13 @@ import { demonitorFrom, exitFrom, linkFrom, linkProcesses, monitorFrom, trapExit
 export interface ProcessBehavior<S, M = unknown, A = unknown> {
   init(arg: A): S | Result<S> | PromiseLike<S | Result<S>>;
   handleInfo(msg: M, state: S): Result<S> | PromiseLike<Result<S>>;
+  /**
+   * gen_server's handle_call: answer at once with answer(value, state), or return ok(state)
+   * and answer later with replyTo(from, value). Without it, a call is refused (ERR_CALL_UNHANDLED).
+   */
+  handleCall?(request: unknown, from: From, state: S): Result<S> | PromiseLike<Result<S>>;
+  /** gen_server's handle_cast; without it, a cast arrives in handleInfo as a plain message. */
+  handleCast?(msg: unknown, state: S): Result<S> | PromiseLike<Result<S>>;
   terminate?(reason: ExitReason, state: S): void;
 }
 
@@ -53,11 +61,13 @@ export interface SpawnOptions {
 class CallbackLoop implements ProcessLoop {
   readonly name: string;
   readonly receiveLoop = false;
+  readonly takesCasts: boolean;
   readonly behavior: ProcessBehavior<unknown, unknown, unknown>;
 
   constructor(behavior: ProcessBehavior<unknown, unknown, unknown>) {
     this.behavior = behavior;
     this.name = behavior.constructor !== Object ? behavior.constructor.name : "process";
+    this.takesCasts = typeof behavior.handleCast === "function";
   }
 
   start(p: Process, arg: unknown): PromiseLike<unknown> | void {
@@ -72,9 +82,28 @@ class CallbackLoop implements ProcessLoop {
   }
 
   handle(p: Process, msg: unknown): PromiseLike<unknown> | void {
-    const r = this.behavior.handleInfo(msg, p.state);
-    if (isThenable(r)) return r.then((v) => applyResult(p, v, "handleInfo"));
-    applyResult(p, r, "handleInfo");
+    if (msg instanceof CallMessage) return this.call(p, msg);
+    const b = this.behavior;
+    // A CastMessage comes only to a behaviour with handleCast (takesCasts).
+    const isCast = msg instanceof CastMessage;
+    const callback = isCast ? "handleCast" : "handleInfo";
+    const r = isCast ? b.handleCast!(msg.msg, p.state) : b.handleInfo(msg, p.state);
+    if (isThenable(r)) return r.then((v) => applyResult(p, v, callback));
+    applyResult(p, r, callback);
+  }
+
+  private call(p: Process, msg: CallMessage): PromiseLike<unknown> | void {
+    const b = this.behavior;
+    if (b.handleCall === undefined) return refuseUnhandled(msg.from, this.name);
+    const r = b.handleCall(msg.request, msg.from, p.state);
+    if (isThenable(r)) return r.then((v) => this.answered(p, v, msg.from));
+    this.answered(p, r, msg.from);
+  }
+
+  /** Applies handleCall's result, then answers when it was answer(value, state). */
+  private answered(p: Process, r: unknown, from: From): void {
+    applyResult(p, r, "handleCall");
+    if (isAnswer(r)) replyTo(from, r.answer);
   }
 
   terminate(p: Process, reason: ExitReason): void {
