@@ -33,7 +33,7 @@ import {
   type Result,
 } from "./index.js";
 import { badarg, describe } from "./runtime/errors.js";
-import { checkPid, flag, knownKeys, positive } from "./runtime/validate.js";
+import { checkPid, flag, knownKeys, positive, toError } from "./runtime/validate.js";
 
 /** How long every wait of this module lasts unless it is given a timeout (ms). */
 const DEFAULT_TIMEOUT = 2000;
@@ -97,7 +97,7 @@ class Inbox<T> {
         hit = w.pred === undefined || w.pred(item);
       } catch (err) {
         this.drop(w);
-        w.reject(err instanceof Error ? err : new Error(describe(err)));
+        w.reject(toError(err, "the predicate threw:"));
         continue;
       }
       if (hit) {
@@ -113,11 +113,11 @@ class Inbox<T> {
     return new Promise<T>((resolve, reject) => {
       const i = pred === undefined ? (this.unread.length > 0 ? 0 : -1) : this.unread.findIndex(pred);
       if (i >= 0) return resolve(this.unread.splice(i, 1)[0]!);
-      if (this.ended !== undefined) return reject(failure(site, `${this.label()}: ${this.ended} before ${this.wanted(pred)} arrived${this.unreadNote()}`));
+      if (this.ended !== undefined) return reject(failure(site, `${this.label()}: ${this.ended} before a ${this.wanted(pred)} arrived${this.unreadNote()}`));
       const w: Waiter<T> = { pred, site, resolve, reject, timer: undefined };
       w.timer = setTimeout(() => {
         this.waiters.delete(w);
-        reject(failure(site, `${this.label()}: no ${this.wanted(pred).slice(2)} within ${timeoutMs} ms${this.status()}${this.unreadNote()}`));
+        reject(failure(site, `${this.label()}: no ${this.wanted(pred)} within ${timeoutMs} ms${this.status()}${this.unreadNote()}`));
       }, timeoutMs);
       this.waiters.add(w);
     });
@@ -128,7 +128,7 @@ class Inbox<T> {
     this.ended = why;
     for (const w of this.waiters) {
       this.drop(w);
-      w.reject(failure(w.site, `${this.label()}: ${why} before ${this.wanted(w.pred)} arrived${this.unreadNote()}`));
+      w.reject(failure(w.site, `${this.label()}: ${why} before a ${this.wanted(w.pred)} arrived${this.unreadNote()}`));
     }
   }
 
@@ -137,9 +137,10 @@ class Inbox<T> {
     this.waiters.delete(w);
   }
 
+  /** "frame", "message matching isDown": what a waiter waits for, named by its predicate's function name. */
   private wanted(pred: ((item: T) => boolean) | undefined): string {
-    if (pred === undefined) return `a ${this.noun}`;
-    return `a ${this.noun} matching ${pred.name === "" ? "the predicate" : pred.name}`;
+    if (pred === undefined) return this.noun;
+    return `${this.noun} matching ${pred.name === "" ? "the predicate" : pred.name}`;
   }
 
   private unreadNote(): string {
@@ -328,7 +329,7 @@ export async function testClient(url: string, options: TestClientOptions = {}): 
     closeWaiters.clear();
   });
 
-  /** Resolves with the close once it happens; rejects after ms with what `what` says. */
+  /** Resolves with the close once it happens; rejects after ms with onTimeout's message. */
   const whenClosed = (ms: number, waitSite: Error, onTimeout: () => string): Promise<CloseInfo> =>
     new Promise<CloseInfo>((resolve, reject) => {
       if (closeInfo !== undefined) return resolve(closeInfo);
@@ -376,6 +377,7 @@ export async function testClient(url: string, options: TestClientOptions = {}): 
 
   return new Promise<TestClient>((resolve, reject) => {
     const timer = setTimeout(() => {
+      ws.off("close", failed);
       ws.terminate();
       reject(failure(site, `${label()}: the handshake was not done within ${openMs} ms`));
     }, openMs);
@@ -429,7 +431,7 @@ export interface TestProcess<M = unknown> {
   stop(): Promise<void>;
 }
 
-/** Something the test asks the process to do as itself (monitor, link, stop), in its mailbox's order. */
+/** Something the test asks the process to do as itself (monitor, link, stop), in its mailbox's order; only this module can make one. */
 class Command {
   constructor(readonly run: (state: ProbeState) => Result<ProbeState>) {}
 }
@@ -489,39 +491,36 @@ export function testProcess<M = unknown>(options: TestProcessOptions = {}): Test
   probes.add(pid);
   const label = `testProcess ${String(pid)}`;
 
-  /** Runs fn inside the process, after the messages already in its mailbox. */
-  const command = <R>(fn: string, run: (state: ProbeState, settle: (value: R) => void) => Result<ProbeState>): Promise<R> =>
-    new Promise<R>((resolve, reject) => {
-      const gone = (reason: ExitReason | undefined): Error => new Error(`${label}: ${fn}: the process has ended (${reason === undefined ? "killed" : show(reason)})`);
-      if (!isAlive(pid)) return reject(gone(state.reason));
+  /**
+   * monitor or link run inside the process, after the messages already in its mailbox; what
+   * they throw goes to the test, and the process lives on.
+   */
+  const asSelf = async <R>(fn: string, target: Pid, act: (target: Pid) => R): Promise<R> => {
+    checkPid(target, fn);
+    const gone = (): Error => new Error(`${label}: ${fn}: the process has ended (${state.reason === undefined ? "killed" : show(state.reason)})`);
+    if (!isAlive(pid)) throw gone();
+    const done = await new Promise<{ value: R } | { error: unknown }>((resolve, reject) => {
       // Polled, not told: a process killed (by a link, or exit "kill") runs no terminate.
       const watch = setInterval(() => {
         if (isAlive(pid)) return;
         clearInterval(watch);
-        reject(gone(state.reason));
+        reject(gone());
       }, POLL);
       send(
         pid,
         new Command((s) => {
           clearInterval(watch);
-          return run(s, resolve);
+          try {
+            resolve({ value: act(target) });
+          } catch (error) {
+            resolve({ error });
+          }
+          return ok(s);
         }),
       );
     });
-
-  /** monitor and link as the process itself; what they throw goes to the test, the process lives on. */
-  const asSelf = async <R>(fn: string, target: Pid, act: (target: Pid) => R): Promise<R> => {
-    checkPid(target, fn);
-    const r = await command<{ value: R } | { error: unknown }>(fn, (s, settle) => {
-      try {
-        settle({ value: act(target) });
-      } catch (error) {
-        settle({ error });
-      }
-      return ok(s);
-    });
-    if ("error" in r) throw r.error;
-    return r.value;
+    if ("error" in done) throw done.error;
+    return done.value;
   };
 
   return {

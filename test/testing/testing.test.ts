@@ -273,6 +273,19 @@ describe("testProcess", () => {
     await probe.stop();
   });
 
+  test("a predicate that throws rejects its next() with the error; the message stays unread and the process lives", async () => {
+    const probe = testProcess();
+    const broken = (): boolean => {
+      throw new Error("bad pattern");
+    };
+    const waiting = probe.next(broken, 5000);
+    send(probe.pid, "m");
+    await expect(waiting).rejects.toThrow("bad pattern");
+    await expect(probe.next(broken)).rejects.toThrow("bad pattern"); // on what is already unread
+    expect(await probe.next()).toBe("m");
+    await probe.stop();
+  });
+
   test("a name, and bad options or arguments, as clear errors", async () => {
     const probe = testProcess({ name: "probe" });
     send("probe", "by name");
