@@ -3,8 +3,11 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   resolve: {
-    // The app imports the library as "corral" (dist/index.js once built); under test that is the source the tests import, one runtime.
-    alias: [{ find: /^corral$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) }],
+    // The app imports the library as "corral" (dist/index.js once built); under test that is the source the tests import, one runtime; "corral/testing" likewise.
+    alias: [
+      { find: /^corral$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) },
+      { find: /^corral\/testing$/, replacement: fileURLToPath(new URL("./src/testing.ts", import.meta.url)) },
+    ],
   },
   test: {
     include: ["test/**/*.test.ts"],

@@ -4,7 +4,7 @@
  *
  * - One in-memory module per block, placed (virtually) next to its Markdown file, so bare
  *   imports ("corral", "ws", "pino", "vitest", "node:*") resolve as they would for a user;
- *   "corral" is mapped to src/index.ts with `paths`.
+ *   "corral" is mapped to src/index.ts and "corral/testing" to src/testing.ts with `paths`.
  * - The project's tsconfig.json options (strict and the rest), plus noEmit, module detection
  *   "force" (every block is a module, so top-level await works and names never clash
  *   between blocks), and no unused-local/parameter errors (snippets declare things to show them).
@@ -23,6 +23,7 @@ import { beforeAll, describe, expect, test } from "vitest";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CORRAL_ENTRY = join(ROOT, "src", "index.ts");
+const TESTING_ENTRY = join(ROOT, "src", "testing.ts");
 
 interface Block {
   /** "docs/websocket.md:8": the file (relative to the repo) and the line of the opening fence. */
@@ -108,7 +109,7 @@ function compilerOptions(): ts.CompilerOptions {
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
     target: parsed.options.target ?? ts.ScriptTarget.ES2022,
-    paths: { corral: [CORRAL_ENTRY] },
+    paths: { corral: [CORRAL_ENTRY], "corral/testing": [TESTING_ENTRY] },
   };
 }
 
@@ -173,6 +174,8 @@ describe("docs: every ts code block type-checks against corral", () => {
     // "corral" must be the source, not a stale dist/ build (the package's self-reference).
     const resolved = ts.resolveModuleName("corral", checked[0]!.fileName, options, host).resolvedModule;
     expect(resolved?.resolvedFileName, "corral should resolve to src/index.ts").toBe(CORRAL_ENTRY);
+    const testing = ts.resolveModuleName("corral/testing", checked[0]!.fileName, options, host).resolvedModule;
+    expect(testing?.resolvedFileName, "corral/testing should resolve to src/testing.ts").toBe(TESTING_ENTRY);
     expect(program.getSourceFile(CORRAL_ENTRY)).toBeDefined();
   });
 
