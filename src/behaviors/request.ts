@@ -20,14 +20,27 @@ import {
   type WebSocketPort,
 } from "./websocket.js";
 
+/**
+ * What a handler of any kind may declare about the opts its routes give it: they reach init on
+ * every request, so a bad one is better refused once, when the routes are compiled.
+ */
+export interface RouteOptsCheck {
+  /**
+   * Runs once per route, in compileRoutes, with the route's opts (undefined when it gives
+   * none). Throw to refuse them, naming the option: compileRoutes then fails with ERR_BADARG
+   * naming the route and your message.
+   */
+  checkOpts?(opts: unknown): void;
+}
+
 /** Cowboy's plain HTTP handler (cowboy_handler): init replies and returns ok. */
-export interface HttpHandler<S = unknown, Opts = unknown> {
+export interface HttpHandler<S = unknown, Opts = unknown> extends RouteOptsCheck {
   init(req: Req, opts: Opts): HttpOk<S> | PromiseLike<HttpOk<S>>;
   terminate?(reason: TerminateReason, req: PartialReq, state: S): void;
 }
 
 /** Anything a route may name: init decides what the request becomes. */
-export interface Handler<Opts = unknown> {
+export interface Handler<Opts = unknown> extends RouteOptsCheck {
   init(req: Req, opts: Opts): unknown;
   terminate?(reason: TerminateReason, req: PartialReq, state: never): void;
 }

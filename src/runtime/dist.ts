@@ -1,7 +1,7 @@
 // Erlang distribution's signals: messages, links, monitors and exit signals to pids of other nodes, and "noconnection".
 import { serialize } from "node:v8";
-import { badarg, describe } from "./errors.js";
 import { deliverFromWire } from "./call.js";
+import { CorralError, describe } from "./errors.js";
 import { checkPortable, markForWire, restoreFromWire } from "./external.js";
 import { dropNode, localBroadcast, localMemberships, remoteJoin, remoteLeave, setGroupDist } from "./groups.js";
 import { livePids, Pid, pidOf, Ref } from "./pid.js";
@@ -97,13 +97,13 @@ function post(node: string, signal: unknown[]): void {
   transport?.post(node, markForWire(signal) as unknown[], true);
 }
 
-/** A user's message, checked at the call so a bad one fails there, not when the batch leaves. */
+/** A user's message, checked at the call so a bad one fails there, not dropped when the batch leaves. */
 function userSignal(what: string, msg: unknown, signal: (payload: unknown) => unknown[]): { signal: unknown[]; marked: boolean } {
   let marked: boolean;
   try {
     marked = checkPortable(msg);
   } catch (err) {
-    throw badarg(`${what}: a message for another node must survive v8 serialization (no functions or symbols): ${describe(msg)} (${(err as Error).message})`);
+    throw new CorralError("ERR_BADARG", `${what}: ${(err as Error).message} (a message for another node must be data v8 can serialize)`, { cause: err });
   }
   return { signal: signal(marked ? markForWire(msg) : msg), marked };
 }

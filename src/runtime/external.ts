@@ -1,4 +1,7 @@
 // Erlang's external term format, on v8 serialization: how pids and refs survive hibernation and the wire.
+import { types } from "node:util";
+import { serialize } from "node:v8";
+import { describe } from "./errors.js";
 import { Pid, pidOf, Ref } from "./pid.js";
 
 /**
@@ -156,17 +159,33 @@ export function restoreFromWire(v: unknown): unknown {
 /** Past this depth a walk tracks what it has seen, so cycles end; shallow data allocates nothing. */
 const TRACK_DEPTH = 16;
 
+/** A part of a message that cannot cross, found by the walk; checkPortable turns it into its TypeError. */
+class Refused {
+  constructor(
+    readonly value: unknown,
+    readonly what: string,
+    readonly cause?: unknown,
+  ) {}
+}
+
 /**
- * Checks that v can cross to another node and tells whether it holds pids, refs or records. Throws a
- * TypeError naming a function or symbol; anything subtler v8 refuses is caught when sent.
+ * Checks that v can cross to another node and tells whether it holds pids, refs or records.
+ * Throws a TypeError saying what cannot cross and where ("msg.a[2] is a function (f)").
  */
 export function checkPortable(v: unknown): boolean {
-  return holds(v, 0, null);
+  try {
+    return holds(v, 0, null);
+  } catch (err) {
+    if (!(err instanceof Refused)) throw err;
+    const where = locate(v, err.value, "msg", new Set()) ?? "a part of msg";
+    throw new TypeError(`${where} is ${err.what}, which cannot cross to another node`, err.cause === undefined ? undefined : { cause: err.cause });
+  }
 }
 
 function holds(v: unknown, depth: number, seen: Set<object> | null): boolean {
   const type = typeof v;
-  if (type === "function" || type === "symbol") throw new TypeError(`a ${type} cannot cross to another node`);
+  if (type === "function") throw new Refused(v, `a function (${(v as () => void).name || "anonymous"})`);
+  if (type === "symbol") throw new Refused(v, `a symbol (${String(v)})`);
   if (type !== "object" || v === null) return false;
   const o = v as object;
   if (o instanceof Pid || o instanceof Ref) return true;
@@ -176,6 +195,8 @@ function holds(v: unknown, depth: number, seen: Set<object> | null): boolean {
     return true;
   }
   if (ArrayBuffer.isView(o) || o instanceof ArrayBuffer || o instanceof Date || o instanceof RegExp) return false;
+  // v8 refuses a Proxy whatever it wraps, and it can pass for the plain object it wraps.
+  if (types.isProxy(o)) throw new Refused(o, "a Proxy");
   if (depth >= TRACK_DEPTH) {
     seen ??= new Set();
     if (seen.has(o)) return false;
@@ -190,7 +211,54 @@ function holds(v: unknown, depth: number, seen: Set<object> | null): boolean {
   } else if (o instanceof Set) {
     for (const x of o) if (holds(x, depth + 1, seen)) found = true;
   } else {
-    for (const key in o) if (holds((o as Record<string, unknown>)[key], depth + 1, seen)) found = true;
+    const proto: unknown = Object.getPrototypeOf(o);
+    const plain = proto === Object.prototype || proto === null || Array.isArray(o);
+    // v8 copies own properties only; a host object's prototype may list its methods.
+    for (const key in o) if ((plain || Object.hasOwn(o, key)) && holds((o as Record<string, unknown>)[key], depth + 1, seen)) found = true;
+    // v8 copies an Error's cause too, which is not enumerable.
+    if (o instanceof Error && Object.hasOwn(o, "cause") && holds(o.cause, depth + 1, seen)) found = true;
+    // What the walk cannot see (a Promise, a WeakMap, a host object such as a Blob), v8 decides.
+    if (!plain) refusedByV8(o);
   }
   return found;
+}
+
+/** Throws Refused when v8 cannot serialize o. */
+function refusedByV8(o: object): void {
+  try {
+    serialize(o);
+  } catch (err) {
+    const name = o.constructor?.name || Object.prototype.toString.call(o).slice(8, -1);
+    throw new Refused(o, `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`, err);
+  }
+}
+
+/** The path from msg to target ("msg.a[2]"), walked as holds walks; only when a message was refused. */
+function locate(v: unknown, target: unknown, path: string, seen: Set<object>): string | undefined {
+  if (v === target) return path;
+  if (typeof v !== "object" || v === null || seen.has(v)) return undefined;
+  seen.add(v);
+  if (v instanceof Map) {
+    let i = 0;
+    for (const [k, x] of v) {
+      const found = locate(k, target, `${path} key #${i}`, seen) ?? locate(x, target, `${path}.get(${describe(k)})`, seen);
+      if (found !== undefined) return found;
+      i++;
+    }
+  } else if (v instanceof Set) {
+    let i = 0;
+    for (const x of v) {
+      const found = locate(x, target, `${path} item #${i++}`, seen);
+      if (found !== undefined) return found;
+    }
+  } else {
+    for (const key in v) {
+      if (!Object.hasOwn(v, key)) continue;
+      const step = Array.isArray(v) ? `[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+      const found = locate((v as Record<string, unknown>)[key], target, path + step, seen);
+      if (found !== undefined) return found;
+    }
+    if (v instanceof Error && Object.hasOwn(v, "cause")) return locate(v.cause, target, `${path}.cause`, seen);
+  }
+  return undefined;
 }

@@ -472,9 +472,27 @@ export function mailboxLength(pid: Pid): number {
   return pid.proc?.queueLength ?? 0;
 }
 
-/** Erlang's `!`: asynchronous, ordered per sender; to a dead pid it is dropped. */
+/**
+ * Erlang's `!`: asynchronous, ordered per sender; to a dead pid it is dropped. This is the
+ * runtime's own, whose local tags may be symbols; apps get it typed as sendMessage.
+ */
 export function send(dest: Pid | string, msg: unknown): void {
   const p = dest instanceof Pid ? dest.proc : resolve(dest, "send");
   if (p) p.deliver(msg);
   else if (dest instanceof Pid) distFor(dest)?.send(dest, msg);
 }
+
+/**
+ * A message send takes: anything but a symbol or a function as the message itself, which
+ * could never reach a pid of another node (a pid does not say where it lives). Nested ones,
+ * and values typed unknown, are checked when they are sent to another node.
+ */
+export type Sendable<M> = M extends symbol | Function ? NotSendable : M;
+
+/** What send's message parameter becomes for a symbol or a function: nothing is assignable to it. */
+export interface NotSendable {
+  readonly "a symbol or a function cannot be a message: send data (a string tag, an object)": never;
+}
+
+/** Erlang's `!` as apps call it (exported as send): the same function, refusing at compile time what is not Sendable. */
+export const sendMessage: <M>(dest: Pid | string, msg: Sendable<M>) => void = send;

@@ -15,7 +15,7 @@
  * whose shape fits the request, then tries them in route order.
  */
 import type { Handler } from "../behaviors/request.js";
-import { badarg, describe } from "../runtime/errors.js";
+import { badarg, CorralError, describe } from "../runtime/errors.js";
 
 /**
  * A constraint function: true accepts the value, false rejects it (matching goes on with the
@@ -52,6 +52,30 @@ export interface HostRoute {
   readonly constraints?: RouteConstraints;
   readonly paths: readonly PathRoute[];
 }
+
+/** The opts a handler's init declares (unknown when it declares none): what its routes must give. */
+export type RouteOpts<H> = H extends { init(req: never, opts: infer O): unknown } ? O : unknown;
+
+/**
+ * A path route as compileRoutes checks it: its opts typed as its handler's init declares
+ * them, so a wrong or unknown option is an error on that option; and required unless
+ * undefined is among them. Everything else stays as written.
+ */
+type CheckedPath<P> =
+  P extends readonly [infer Path, infer H]
+    ? undefined extends RouteOpts<H> ? P : readonly [path: Path, handler: H, opts: RouteOpts<H>]
+    : P extends readonly [infer Path, infer H, unknown]
+      ? readonly [path: Path, handler: H, opts: RouteOpts<H>]
+      : P extends { readonly handler: infer H }
+        ? undefined extends RouteOpts<H>
+          ? { readonly [K in keyof P]: K extends "opts" ? RouteOpts<H> : P[K] }
+          : { readonly [K in keyof P | "opts"]: K extends "opts" ? RouteOpts<H> : K extends keyof P ? P[K] : never }
+        : P;
+
+// Separate aliases over a type parameter keep a mapped tuple a tuple.
+type CheckedPaths<P> = { readonly [I in keyof P]: CheckedPath<P[I]> };
+type CheckedHost<H> = { readonly [K in keyof H]: K extends "paths" ? CheckedPaths<H[K]> : H[K] };
+type CheckedRoutes<R> = { readonly [I in keyof R]: CheckedHost<R[I]> };
 
 /** A token of one alternative of a compiled pattern. */
 type Token =
@@ -334,6 +358,18 @@ function where(host: unknown, path?: unknown): string {
   return path === undefined ? `host ${describe(host)}` : `host ${describe(host)}, path ${describe(path)}`;
 }
 
+/** The handler's checkOpts, once per route: a bad option fails here, not at every request it would reach. */
+function checkOpts(handler: Handler, opts: unknown, route: string): void {
+  if (handler.checkOpts === undefined) return;
+  if (typeof handler.checkOpts !== "function") throw badarg(`compileRoutes: ${route}: the handler's checkOpts must be a function, got ${describe(handler.checkOpts)}`);
+  try {
+    handler.checkOpts(opts);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : describe(err);
+    throw new CorralError("ERR_BADARG", `compileRoutes: ${route}: the handler refused the route's opts ${describe(opts)}: ${why}`, { cause: err });
+  }
+}
+
 function compileHostRoute(route: unknown, hostIndex: Trie<CompiledHost>): CompiledHost {
   if (typeof route !== "object" || route === null || Array.isArray(route)) {
     throw badarg(`compileRoutes: expected a host route { host, paths: [...] }, got ${describe(route)}`);
@@ -376,6 +412,7 @@ function compileHostRoute(route: unknown, hostIndex: Trie<CompiledHost>): Compil
     if (typeof handler !== "object" || handler === null || typeof (handler as { init?: unknown }).init !== "function") {
       throw badarg(`compileRoutes: ${where(host, pattern)}: the handler has no init function, got ${describe(handler)}`);
     }
+    checkOpts(handler as Handler, opts, where(host, pattern));
     try {
       const alts = pattern === "_" || pattern === "*" ? [] : expand(pattern, "/").map((a) => tokenize(a, "/", false));
       const known = new Set([...hostNames, ...bindingNames(alts)]);
@@ -401,11 +438,13 @@ function compileHostRoute(route: unknown, hostIndex: Trie<CompiledHost>): Compil
   return compiled;
 }
 
+// R is inferred from the naked first branch; the argument is then checked against the second.
 /**
- * Compiles routes once (cowboy_router:compile/1); a malformed route throws a CorralError
- * ERR_BADARG naming it.
+ * Compiles routes once (cowboy_router:compile/1); a malformed route, or opts its handler's
+ * checkOpts refuses, throws a CorralError ERR_BADARG naming it. Written inline, each path's
+ * opts are type-checked against what its handler's init declares (see docs/routing.md).
  */
-export function compileRoutes(routes: readonly HostRoute[]): Dispatch {
+export function compileRoutes<const R extends readonly HostRoute[]>(routes: [R] extends [never] ? R : CheckedRoutes<R>): Dispatch {
   if (!Array.isArray(routes)) throw badarg(`compileRoutes: expected an array of { host, paths }, got ${describe(routes)}`);
   const hostIndex = new Trie<CompiledHost>();
   const hosts = (routes as readonly unknown[]).map((route) => compileHostRoute(route, hostIndex));

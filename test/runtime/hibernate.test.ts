@@ -40,7 +40,7 @@ interface Call<S> {
 /**
  * A fresh behaviour (fresh object: the one-warning-per-behaviour rule is per behaviour) that
  * records every call. Messages: "h" → ok(state, { hibernate: true }); "stop" → stop(state);
- * a function → called with the state (a probe run inside the process); anything else → ok(state).
+ * a function → called with the state (a probe run inside the process, sent by probe); anything else → ok(state).
  */
 function recorder<S>(opts: { hibernateAll?: boolean; initHibernate?: boolean } = {}) {
   const calls: Call<S>[] = [];
@@ -58,6 +58,11 @@ function recorder<S>(opts: { hibernateAll?: boolean; initHibernate?: boolean } =
     },
   };
   return { behaviour, calls, terminated };
+}
+
+/** Sends a probe to run inside a local process: send's type refuses a function as the message, since another node's pid could not take it. */
+function probe<S>(pid: Pid, fn: (s: S) => unknown): void {
+  send(pid, fn as unknown);
 }
 
 async function hibernated(pid: Pid, what = "the process to hibernate"): Promise<void> {
@@ -187,10 +192,10 @@ describe("hibernate: evict when idle, restore on the next message", () => {
   test("mutations made by the hibernating callback are what gets restored", async () => {
     const rec = recorder<{ log: string[] }>();
     const pid = spawn(rec.behaviour, { log: [] });
-    send(pid, (s: { log: string[] }) => s.log.push("before"));
+    probe(pid, (s: { log: string[] }) => s.log.push("before"));
     send(pid, "h");
     await hibernated(pid);
-    send(pid, (s: { log: string[] }) => s.log.push("after"));
+    probe(pid, (s: { log: string[] }) => s.log.push("after"));
     send(pid, "h");
     await until(() => rec.calls.length === 4, 2000, "four calls");
     await hibernated(pid);
@@ -507,7 +512,7 @@ describe("hibernate: pids and refs come back as the same objects", () => {
     const timersBefore = timerCount();
 
     let results: { sameMe: boolean; cancelled: number | false; demonitored: boolean } | undefined;
-    send(pid, (s: S) => {
+    probe(pid, (s: S) => {
       results = { sameMe: s.me === self(), cancelled: cancelTimer(s.timer), demonitored: demonitor(s.mon) };
     });
     const r = await nthState(rec.calls, 1);
@@ -615,9 +620,9 @@ describe("hibernate: states that cannot be evicted stay live", () => {
     await until(() => rec.calls.length === 4, 2000, "four calls");
     await settle();
     for (const p of pids) expect(processInfo(p)!.hibernated).toBe(false);
-    send(pids[0]!, (s: Counter) => s.inc());
+    probe(pids[0]!, (s: Counter) => s.inc());
     send(pids[0]!, "h");
-    send(pids[0]!, (s: Counter) => s.inc());
+    probe(pids[0]!, (s: Counter) => s.inc());
     await until(() => rec.calls.length === 7, 2000, "three more calls");
     for (let i = 0; i < 4; i++) expect(rec.calls[i]!.state).toBe([counter, inMap, withSymbol, date][i]);
     expect(counter.n).toBe(2);

@@ -1,6 +1,7 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { CorralError, compileRoutes, startClear, stopListener, type Handler, type HostRoute, type HttpHandler, type PathRoute } from "../../src/index.js";
+import { CorralError, compileRoutes, ok, startClear, stopListener, upgrade, type Handler, type HostRoute, type HttpHandler, type PathRoute, type WebSocketHandler } from "../../src/index.js";
+import type { RouteOptsCheck } from "../../src/behaviors/request.js";
 import { matchRoute, splitHost, splitPath, type Dispatch, type RouteMatch } from "../../src/server/router.js";
 
 /** A named handler, so a table can say which route won. */
@@ -474,6 +475,92 @@ describe("compileRoutes rejects malformed routes, naming them", () => {
     ["constraints not an object", [{ host: "_", paths: [{ path: "/:id", handler: ok, constraints: "int" }] }], ["constraints must be an object"]],
     ["too many optional parts", [{ host: "_", paths: [["/" + Array.from({ length: 11 }, (_, i) => `[s${i}]`).join("/"), ok]] }], ["more than 1024 alternatives"]],
   ])("%s", (_what, routes, mentions) => badRoute(routes, ...mentions));
+});
+
+describe("route opts: the handler's checkOpts refuses bad ones once, at compileRoutes", () => {
+  interface LiveOpts {
+    readonly pingMs: number;
+  }
+  /** A WebSocket handler that knows its options, as the one that closed every connection with 1011 did not. */
+  function liveHandler(): WebSocketHandler<null, LiveOpts> & RouteOptsCheck & { checked: unknown[] } {
+    const checked: unknown[] = [];
+    return {
+      checked,
+      checkOpts(opts) {
+        checked.push(opts);
+        if (typeof opts !== "object" || opts === null) throw new Error(`expected { pingMs }, got ${String(opts)}`);
+        for (const key of Object.keys(opts)) if (key !== "pingMs") throw new Error(`unknown option ${JSON.stringify(key)}`);
+        const { pingMs } = opts as { pingMs?: unknown };
+        if (typeof pingMs !== "number" || !(pingMs > 0)) throw new Error(`pingMs: expected a number of ms > 0, got ${JSON.stringify(pingMs)}`);
+      },
+      init: (req) => upgrade(req, null),
+      websocketHandle: (_frame, state) => ok(state),
+    };
+  }
+
+  test.each<[string, unknown, string[]]>([
+    ["an option of the wrong type", { pingMs: "often" }, ['path "/live"', 'refused the route\'s opts {"pingMs":"often"}', 'pingMs: expected a number of ms > 0, got "often"']],
+    ["a typo", { pingMs: 1000, pingMS: 5 }, ['path "/live"', 'unknown option "pingMS"']],
+    ["no opts for a handler that needs them", undefined, ['path "/live"', "refused the route's opts undefined", "expected { pingMs }"]],
+  ])("%s: ERR_BADARG naming the route and the option", (_what, opts, mentions) => {
+    const live = liveHandler();
+    const route = opts === undefined ? ["/live", live] : ["/live", live, opts];
+    badRoute([{ host: "_", paths: [["/", h("page")], route] }], ...mentions);
+    expect(live.checked).toEqual([opts]);
+  });
+
+  test("the error keeps what checkOpts threw as its cause; a non-Error thrown is described", () => {
+    const refusal = new Error("no");
+    const byError: Handler = {
+      init: () => null,
+      checkOpts() {
+        throw refusal;
+      },
+    };
+    expect(() => compileRoutes([{ host: "_", paths: [["/a", byError]] }])).toThrow(expect.objectContaining({ code: "ERR_BADARG", cause: refusal }));
+    const byString: Handler = {
+      init: () => null,
+      checkOpts() {
+        throw "just no";
+      },
+    };
+    badRoute([{ host: "_", paths: [["/b", byString, { x: 1 }]] }], 'path "/b"', '{"x":1}: "just no"');
+  });
+
+  test("a checkOpts that is not a function is refused", () => {
+    badRoute([{ host: "_", paths: [["/c", { init: () => null, checkOpts: "pingMs" }]] }], 'path "/c"', "checkOpts must be a function", '"pingMs"');
+  });
+
+  test("each route's opts are checked once, whatever the route form; requests do not check again; init gets them", async () => {
+    const seen: unknown[] = [];
+    const checked: unknown[] = [];
+    const page: HttpHandler<null, { readonly title: string }> = {
+      checkOpts: (opts) => void checked.push(opts),
+      init(req, opts) {
+        seen.push(opts);
+        req.reply(200, {}, opts.title);
+        return { type: "ok", req, state: null };
+      },
+    };
+    const dispatch = compileRoutes([
+      {
+        host: "_",
+        paths: [
+          ["/a", page, { title: "A" }],
+          { path: "/b/:n", handler: page, opts: { title: "B" }, constraints: { n: "int" } },
+        ],
+      },
+    ]);
+    expect(checked).toEqual([{ title: "A" }, { title: "B" }]);
+    const { port } = await startClear("router-opts", { port: 0 }, { dispatch });
+    try {
+      for (const path of ["/a", "/b/1", "/a"]) expect((await fetch(`http://127.0.0.1:${port}${path}`)).status).toBe(200);
+    } finally {
+      await stopListener("router-opts");
+    }
+    expect(seen).toEqual([{ title: "A" }, { title: "B" }, { title: "A" }]);
+    expect(checked).toHaveLength(2);
+  });
 });
 
 describe("scale: matching does not scan every route", () => {
