@@ -3,7 +3,7 @@ import { CHAT_ROOM } from "./chat.js";
 import { presenceChild } from "./presence.js";
 
 /** The demo's top supervisor, by its registered name. */
-export const DEMO_SUPERVISOR = "demo_sup";
+const DEMO_SUPERVISOR = "demo_sup";
 
 /**
  * The demo's supervision tree, started permanent as an OTP release starts its application:
