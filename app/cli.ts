@@ -4,9 +4,10 @@ import cluster, { type Worker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { availableParallelism, hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { setLogger, setNodeName, startClear, startCluster, stopCluster, stopListener, type Logger } from "corral";
+import { setLogger, setNodeName, startClear, startCluster, stopCluster, stopListener, stopSupervisor, type Logger, type Pid } from "corral";
 import { pino } from "pino";
 import { demoDispatch } from "./demo/routes.js";
+import { startDemoSupervisor } from "./demo/supervisor.js";
 
 const USAGE = `usage: corral [--port N] [--host ADDR] [--log-level LEVEL] [--workers N] [--redis URL] [--node NAME]
 
@@ -291,10 +292,15 @@ async function serve(opts: Options, worker: WorkerSetup | undefined): Promise<vo
   const logger: Logger = pino({ name: "corral", base: null, level: opts.level, ...(clustered ? { mixin: () => (node === undefined ? {} : { node }) } : {}) });
   setLogger(logger);
 
-  /** SIGINT/SIGTERM: close WebSockets with 1001, let requests finish, leave the cluster, then exit; a second signal exits at once. */
+  /**
+   * SIGINT/SIGTERM: close WebSockets with 1001, let requests finish, stop the supervision tree,
+   * leave the cluster, then exit; a second signal exits at once. (Should the tree give up on
+   * its own, it is permanent: the library stops the node the same way and exits 1.)
+   */
   let started = false;
   let stopping = false;
   let joined: Promise<unknown> = Promise.resolve();
+  let sup: Pid | undefined;
   const shutdown = (signal: string, forwarded: boolean): void => {
     if (stopping) {
       if (!forwarded) process.exit(1);
@@ -303,13 +309,16 @@ async function serve(opts: Options, worker: WorkerSetup | undefined): Promise<vo
     stopping = true;
     logger.info({ signal }, "shutting down");
     if (!started && !clustered) process.exit(0);
-    (started ? stopListener(NAME) : joined.catch(() => undefined)).then(stopCluster).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    (started ? stopListener(NAME) : joined.catch(() => undefined))
+      .then(() => (sup === undefined ? undefined : stopSupervisor(sup)))
+      .then(stopCluster)
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   // Installed before listening: a signal right after the URL is printed must shut down, not kill.
   process.on("SIGINT", () => shutdown("SIGINT", false));
@@ -324,6 +333,8 @@ async function serve(opts: Options, worker: WorkerSetup | undefined): Promise<vo
       node = (await joining).node;
       if (stopping) return;
     }
+    // After the cluster named this node (a pid freezes the name), before the first connection needs it.
+    sup = startDemoSupervisor();
     const listener = await startClear(NAME, { port, host: opts.host }, { dispatch: demoDispatch(NAME), logger });
     started = true;
     if (worker !== undefined) process.send!({ corral: "ready", port: listener.port } satisfies WorkerReport);

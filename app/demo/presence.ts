@@ -1,4 +1,4 @@
-import { broadcast, isDown, members, monitor, ok, self, send, sendAfter, spawn, whereis, type Pid, type Ref } from "corral";
+import { broadcast, isDown, members, monitor, ok, self, send, sendAfter, spawn, spawnLink, whereis, type ChildSpec, type Pid, type Ref } from "corral";
 
 /**
  * Who joined and left a room, coalesced: one process per room and node collects the changes
@@ -85,9 +85,21 @@ const presence = {
   },
 };
 
+const presenceName = (room: string): string => `${room}:presence`;
+
 /** Tells the room's presence process (started on first use) that the caller joined as name; it notices the leave by itself. */
 export function announce(room: string, name: string): void {
-  const registered = `${room}:presence`;
+  const registered = presenceName(room);
   const pid = whereis(registered) ?? spawn(presence, room, { name: registered });
   send(pid, { type: "hello", pid: self(), name } satisfies PresenceMsg);
+}
+
+/**
+ * The room's presence process as a child of the demo's supervisor (app/demo/supervisor.ts).
+ * Its start adopts the one announce may have started between a crash and the restart (the
+ * supervisor links whatever start returns), so the name never makes the restart fail.
+ */
+export function presenceChild(room: string): ChildSpec {
+  const registered = presenceName(room);
+  return { id: registered, start: () => whereis(registered) ?? spawnLink(presence, room, { name: registered }) };
 }

@@ -16,13 +16,14 @@ import { CorralError, badarg, describe, type ErrorCode } from "../runtime/errors
 import { runtimeLogger } from "../runtime/log.js";
 import { Pid, type Ref } from "../runtime/pid.js";
 import { isAlive } from "../runtime/info.js";
-import { currentProcess, self, send } from "../runtime/process.js";
+import { currentProcess, self, send, type Process } from "../runtime/process.js";
 import { whereis } from "../runtime/registry.js";
 import { ok, stop, type Result } from "../runtime/result.js";
-import { exit, isDown, isExit, isExitReason, link, monitor, unlink, type ExitMessage, type ExitReason } from "../runtime/signals.js";
+import { stopNode, setStopHook, STOP_SUPERVISORS } from "../runtime/shutdown.js";
+import { exit, isDown, isExit, isExitReason, link, monitor, monitorFrom, unlink, type ExitMessage, type ExitReason } from "../runtime/signals.js";
 import { spawn, spawnLink, type ProcessBehavior } from "../runtime/spawn.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
-import { flag, limit, toError } from "../runtime/validate.js";
+import { flag, knownKeys, limit, positive, toError } from "../runtime/validate.js";
 
 // ---------------------------------------------------------------------------------------
 // Public types
@@ -77,6 +78,17 @@ export interface StartSupervisorOptions {
    * false outside one, where there is nothing to link to.
    */
   readonly link?: boolean;
+  /**
+   * OTP's permanent application: this supervisor is the top of the node's tree, and the node
+   * does not outlive it. When it exits for any reason but stopSupervisor (it reached its
+   * restart intensity, a child failed to start, it was killed), the error is logged, the node
+   * stops gracefully (every listener, so WebSockets get 1001 and terminate runs; the other
+   * permanent supervisors; the cluster) and Node exits with code 1, for systemd, Docker or
+   * Kubernetes to restart it. Implies link: false. Default false.
+   */
+  readonly permanent?: boolean;
+  /** With permanent: how long the node's stop may take, in ms, before Node exits anyway. Default 10000. */
+  readonly stopTimeout?: number;
 }
 
 /** A supervisor: its pid or registered name (Erlang's SupRef). */
@@ -128,6 +140,10 @@ export class SupervisorError extends CorralError {
 const DEFAULT_INTENSITY = 1;
 const DEFAULT_PERIOD_MS = 5000;
 const DEFAULT_WORKER_SHUTDOWN = 5000;
+/** Twice a listener's default shutdownTimeout: room for the listeners' stop and the rest. */
+const DEFAULT_STOP_TIMEOUT = 10_000;
+/** What Node exits with when a permanent supervisor ends: 1, as an Erlang node halted by a permanent application's exit. */
+const PERMANENT_EXIT_CODE = 1;
 
 const STRATEGIES: readonly Strategy[] = ["one_for_one", "one_for_all", "rest_for_one"];
 const RESTART_TYPES: readonly RestartType[] = ["permanent", "transient", "temporary"];
@@ -207,6 +223,35 @@ function checkSupervisorSpec(spec: SupervisorSpec): Omit<SupervisorArg, "parent"
     ids.add(c.id);
   }
   return { strategy, intensity, periodMs, children };
+}
+
+const START_OPTIONS: ReadonlySet<string> = new Set<keyof StartSupervisorOptions>(["name", "link", "permanent", "stopTimeout"]);
+
+/** The start options, checked: whether to link to the caller, and for a permanent supervisor, its stop timeout. */
+interface StartOptions {
+  readonly name: string | undefined;
+  readonly link: boolean;
+  /** Set only for a permanent supervisor. */
+  readonly stopTimeout: number | undefined;
+}
+
+function checkStartOptions(opts: StartSupervisorOptions | undefined, caller: Process | null): StartOptions {
+  const fn = "startSupervisor";
+  if (opts !== undefined && (typeof opts !== "object" || opts === null)) throw badarg(`${fn}: options must be an object, got ${describe(opts)}`);
+  if (opts !== undefined) knownKeys(opts, START_OPTIONS, fn);
+  const o: { readonly [K in keyof StartSupervisorOptions]?: unknown } = opts ?? {};
+  const permanent = flag(o.permanent, `${fn}: permanent must be a boolean`, false);
+  if (!permanent && o.stopTimeout !== undefined) throw badarg(`${fn}: stopTimeout applies only with permanent: true, got ${describe(o.stopTimeout)}`);
+  const link = flag(o.link, `${fn}: link must be a boolean`, caller !== null && !permanent);
+  if (permanent && link) throw badarg(`${fn}: a permanent supervisor is the top of its tree and has no parent; leave link unset`);
+  if (permanent && caller !== null && supervisors.has(caller.pid)) {
+    throw badarg(`${fn}: a permanent supervisor is the top of its tree; start it outside any supervisor, not in a child's start`);
+  }
+  if (link && caller === null) {
+    throw new CorralError("ERR_NOT_IN_PROCESS", `${fn}: link: true needs a calling process to link to; call it inside a process, or leave link unset`);
+  }
+  const stopTimeout = permanent ? positive(o.stopTimeout, `${fn}: stopTimeout must be a number of ms > 0`, DEFAULT_STOP_TIMEOUT) : undefined;
+  return { name: opts?.name, link, stopTimeout };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -628,6 +673,7 @@ function handleCall(s: SupervisorState, { request: req, from }: PendingCall): vo
     case "terminateChild":
       return terminateOne(s, req.id, from);
     case "stop":
+      stoppedOnPurpose.add(s.self);
       return terminateSupervisor(s, req.reason, () => replyTo(from, DONE));
   }
 }
@@ -699,16 +745,63 @@ const supervisors = new WeakSet<Pid>();
 export function startSupervisor(spec: SupervisorSpec, opts?: StartSupervisorOptions): Pid {
   const checked = checkSupervisorSpec(spec);
   const caller = currentProcess();
-  const linked = flag(opts?.link, "startSupervisor: link must be a boolean", caller !== null);
-  if (linked && caller === null) {
-    throw new CorralError("ERR_NOT_IN_PROCESS", "startSupervisor: link: true needs a calling process to link to; call it inside a process, or leave link unset");
-  }
-  const arg: SupervisorArg = { ...checked, parent: linked ? caller?.pid : undefined, name: opts?.name };
-  const spawnOpts = { trapExit: true, name: opts?.name };
+  const { name, link: linked, stopTimeout } = checkStartOptions(opts, caller);
+  const arg: SupervisorArg = { ...checked, parent: linked ? caller?.pid : undefined, name };
+  const spawnOpts = { trapExit: true, name };
   const pid = linked ? spawnLink(SUPERVISOR, arg, spawnOpts) : spawn(SUPERVISOR, arg, spawnOpts);
   supervisors.add(pid);
+  if (stopTimeout !== undefined) watchPermanent(pid, name, stopTimeout);
   return pid;
 }
+
+// ---------------------------------------------------------------------------------------
+// Permanent supervisors: OTP's application master and application controller, in short
+
+/** Permanent supervisors still running, in start order. */
+const permanents: Pid[] = [];
+
+/** Supervisors stopSupervisor stopped: a permanent one's end then leaves the node running, as OTP's application:stop. */
+const stoppedOnPurpose = new WeakSet<Pid>();
+
+interface Watch {
+  readonly sup: Pid;
+  readonly name: string | undefined;
+  readonly stopTimeout: number;
+}
+
+/** Watches one permanent supervisor (OTP's application master): an end it was not asked for stops the node. */
+class PermanentWatch implements ProcessBehavior<Watch, unknown, Watch> {
+  init(w: Watch): Watch {
+    return w;
+  }
+
+  handleInfo(msg: unknown, w: Watch): Result<Watch> {
+    if (!isDown(msg) || msg.pid !== w.sup) return ok(w);
+    permanents.splice(permanents.indexOf(w.sup), 1);
+    if (!stoppedOnPurpose.has(w.sup)) {
+      runtimeLogger().error(
+        { supervisor: w.sup.toString(), name: w.name, reason: reasonText(msg.reason), err: errorIn(msg.reason), exitCode: PERMANENT_EXIT_CODE, stopTimeout: w.stopTimeout },
+        "permanent supervisor exited; stopping the node",
+      );
+      stopNode(PERMANENT_EXIT_CODE, w.stopTimeout);
+    }
+    return stop(w);
+  }
+}
+
+const PERMANENT_WATCH = new PermanentWatch();
+
+function watchPermanent(sup: Pid, name: string | undefined, stopTimeout: number): void {
+  const watch = spawn(PERMANENT_WATCH, { sup, name, stopTimeout });
+  // Monitored now, before either runs: a supervisor that ends in its first turn is still seen, with its reason.
+  monitorFrom(watch.proc!, sup);
+  permanents.push(sup);
+}
+
+// The node's stop stops the other permanent supervisors, last started first; one that ended meanwhile is its watch's business.
+setStopHook(STOP_SUPERVISORS, async () => {
+  for (const sup of [...permanents].reverse()) await stopSupervisor(sup).catch(() => undefined);
+});
 
 // ---------------------------------------------------------------------------------------
 // Calls from outside: gen_server:call with no timeout, as Erlang's supervisor module makes them

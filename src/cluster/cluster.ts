@@ -9,6 +9,7 @@ import { localGlobalNames, setGlobalStore } from "../runtime/global.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { nodeName, setNodeName } from "../runtime/node.js";
 import { setCreation } from "../runtime/pid.js";
+import { LEAVE_CLUSTER, setStopHook } from "../runtime/shutdown.js";
 import { positive } from "../runtime/validate.js";
 import { RedisNames } from "./names.js";
 
@@ -646,6 +647,9 @@ export async function stopCluster(): Promise<void> {
   running = undefined;
   await cluster?.stop();
 }
+
+// The node's stop (a permanent supervisor ended) leaves the cluster last, after the listeners and supervisors.
+setStopHook(LEAVE_CLUSTER, stopCluster);
 
 /** This node's view of the cluster; undefined when no cluster runs. */
 export function clusterInfo(): ClusterInfo | undefined {

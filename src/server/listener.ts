@@ -10,6 +10,7 @@ import type { ResolvedWebSocketOptions, WebSocketPort } from "../behaviors/webso
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { limit } from "../runtime/validate.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
+import { setStopHook, STOP_LISTENERS } from "../runtime/shutdown.js";
 import { exit } from "../runtime/signals.js";
 import { PortSet } from "./idle.js";
 import type { WsPort } from "./port.js";
@@ -327,6 +328,9 @@ export function stopListener(name: string): Promise<void> {
   if (listener === undefined) return Promise.reject(new CorralError("ERR_UNKNOWN_NAME", `stopListener: no listener named ${JSON.stringify(name)}`));
   return (listener.stopping ??= stop(listener));
 }
+
+// The node's stop (a permanent supervisor ended) stops every listener as stopListener does.
+setStopHook(STOP_LISTENERS, () => Promise.all([...listeners.keys()].map(stopListener)));
 
 async function stop(listener: ListenerState): Promise<void> {
   const server = listener.server;
