@@ -15,6 +15,7 @@ export type {
   Req,
   SendFile,
 } from "./behaviors/req.js";
+export { bullet, type BulletOptions, type BulletRoute, type BulletTransport } from "./behaviors/bullet.js";
 export { loop, type Loop, type LoopHandler, type LoopOptions } from "./behaviors/loop.js";
 export type { Handler, HttpHandler } from "./behaviors/request.js";
 export {

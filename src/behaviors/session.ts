@@ -1,0 +1,350 @@
+// Bullet's session, made the handler's own process: the port a session's connection process talks to, while transports come and go under it.
+import { randomBytes } from "node:crypto";
+import type { Pid } from "../runtime/pid.js";
+import { send } from "../runtime/process.js";
+import { closeCodeFor, remoteClose } from "./close.js";
+import { ReceivedFrame, type Frame } from "./frames.js";
+import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "./websocket.js";
+
+/** A packet of the session protocol (docs/sessions.md): a JSON array whose first element names it. */
+export type Packet =
+  | readonly ["hello", sid: string, ack: number, heartbeatMs: number, resumeWindowMs: number]
+  | readonly ["t", seq: number, text: string]
+  | readonly ["b", seq: number, data: Uint8Array]
+  | readonly ["a", n: number]
+  | readonly ["h"]
+  | readonly ["c", code: number, reason: string];
+
+/** Where a session's packets go while a client is connected: a WebSocket, an event stream, a held poll. */
+export interface Transport {
+  /** Packets for the client, in order; the transport writes them as it can. */
+  push(packets: readonly Packet[]): void;
+  /** This transport is done (the session ended, or another transport took over): end it after what was pushed. */
+  end(): void;
+}
+
+/** A client broke the protocol (a gap in its sequence, an ack of what it never got): its transport ends, the session stays. */
+export class ProtocolViolation extends Error {}
+
+/** What the route fixes for all its sessions. */
+export interface SessionLimits {
+  readonly resumeWindowMs: number;
+  readonly outboxLimit: number;
+  readonly heartbeatMs: number;
+}
+
+interface Sent {
+  readonly seq: number;
+  readonly frame: Frame & { type: "text" | "binary" };
+  readonly bytes: number;
+}
+
+/** What cannot be encoded as UTF-8: with the u flag, a surrogate matches only when it is unpaired. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+const BADSIZE: TerminateReason = Object.freeze({ error: "badsize" });
+const BADENCODING: TerminateReason = Object.freeze({ error: "badencoding" });
+const BACKPRESSURE: TerminateReason = Object.freeze({ error: "backpressure" });
+
+/** The sessions of one route: an id presented to another route is unknown there. */
+export type SessionTable = Map<string, SessionPort>;
+
+/**
+ * The session's side of the port: a WebSocketPort for its connection process (which runs the
+ * handler exactly as over a plain WebSocket), and attach/receive/ack for its transports. It
+ * numbers the frames each way, keeps what the client has not acknowledged, and waits
+ * resumeWindowMs for a client that went away.
+ */
+export class SessionPort implements WebSocketPort {
+  /** 32 random bytes: the session's only credential, so it must not be guessable. */
+  readonly sid = randomBytes(32).toString("base64url");
+  private pid: Pid | null = null;
+  private transport: Transport | null = null;
+  /** Frames sent and not yet acknowledged, oldest first, from `head`. */
+  private outbox: Sent[] = [];
+  private head = 0;
+  private outboxBytes = 0;
+  /** The last sequence number given to a frame for the client, and the last it acknowledged. */
+  private outSeq = 0;
+  private acked = 0;
+  /** The last client frame delivered to the handler. */
+  private inSeq = 0;
+  /** Packets pushed in this turn, written to the transport in one go when it ends. */
+  private pending: Packet[] | null = null;
+  /** Client frames that came before startReading, or while the handler asked for {active: false}. */
+  private held: ReceivedFrame[] = [];
+  private reading = false;
+  private paused = false;
+  private ended = false;
+  private maxFrameSize: number;
+  private idleTimeout: number;
+  private lastHeard = performance.now();
+  private lastPushed = performance.now();
+  private tick: NodeJS.Timeout | null = null;
+  private window: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly table: SessionTable,
+    readonly opts: ResolvedWebSocketOptions,
+    readonly limits: SessionLimits,
+  ) {
+    this.maxFrameSize = opts.maxFrameSize;
+    this.idleTimeout = opts.idleTimeout;
+    table.set(this.sid, this);
+    // Until its first transport attaches, a session is as good as away.
+    this.awaitClient();
+  }
+
+  /* ------------------------------------------------------------ WebSocketPort: the connection's side */
+
+  attach(pid: Pid): void {
+    this.pid = pid;
+  }
+
+  startReading(): void {
+    this.reading = true;
+    this.release();
+  }
+
+  sendFrame(frame: Exclude<Frame, { type: "close" }>): void {
+    // Pings and pongs belong to each transport; a session has its own heartbeat.
+    if (this.ended || (frame.type !== "text" && frame.type !== "binary")) return;
+    const seq = ++this.outSeq;
+    const bytes = typeof frame.data === "string" ? frame.data.length : frame.data.byteLength;
+    this.outbox.push({ seq, frame, bytes });
+    this.outboxBytes += bytes;
+    if (this.outSeq - this.acked > this.limits.outboxLimit) {
+      this.fail(BACKPRESSURE);
+      return;
+    }
+    if (this.transport !== null) this.queue(frame.type === "text" ? ["t", seq, frame.data] : ["b", seq, frame.data as Uint8Array]);
+  }
+
+  cork(): void {
+    // Every turn's packets already leave together (queue).
+  }
+
+  flush(): void {
+    const packets = this.pending;
+    if (packets === null) return;
+    this.pending = null;
+    this.lastPushed = performance.now();
+    this.transport?.push(packets);
+  }
+
+  setDeflate(): void {
+    // Compression is each WebSocket transport's own (the upgrade's compress option).
+  }
+
+  sendClose(code: number | undefined, reason: string | undefined): void {
+    if (this.ended) return;
+    if (this.transport !== null) this.queue(["c", code ?? 1000, reason ?? ""]);
+    this.finish();
+  }
+
+  destroy(): void {
+    if (!this.ended) this.finish();
+  }
+
+  pauseReading(): void {
+    this.paused = true;
+  }
+
+  resumeReading(): void {
+    this.paused = false;
+    this.release();
+  }
+
+  taken(): void {
+    // Client frames arrive in bounded batches (a POST body, one WebSocket frame): no inbound throttle to lift.
+  }
+
+  setMaxFrameSize(bytes: number): void {
+    this.maxFrameSize = bytes;
+  }
+
+  setIdleTimeout(ms: number): void {
+    this.idleTimeout = ms;
+  }
+
+  /** What waits for the client's acknowledgement: the bound maxBufferedAmount puts on a session. */
+  get bufferedAmount(): number {
+    return this.outboxBytes;
+  }
+
+  /* ------------------------------------------------------------ the transports' side */
+
+  /**
+   * A transport connects with the client's ack: the previous one ends, the resume window
+   * stops, and the client gets hello (unless it is the next poll of a long-poll, which has no
+   * use for it) and every frame after its ack. False if the session is over.
+   */
+  attachTransport(t: Transport, ack: number, hello: boolean): boolean {
+    if (this.ended) return false;
+    this.ackFromClient(ack);
+    const old = this.transport;
+    this.transport = t;
+    if (old !== null) old.end();
+    if (this.window !== null) {
+      clearTimeout(this.window);
+      this.window = null;
+    }
+    this.heard();
+    const packets: Packet[] = hello ? [["hello", this.sid, this.inSeq, this.limits.heartbeatMs, this.limits.resumeWindowMs]] : [];
+    for (let i = this.head; i < this.outbox.length; i++) {
+      const { seq, frame } = this.outbox[i]!;
+      packets.push(frame.type === "text" ? ["t", seq, frame.data] : ["b", seq, frame.data as Uint8Array]);
+    }
+    if (this.pending !== null) this.pending = null;
+    this.lastPushed = performance.now();
+    if (packets.length > 0) t.push(packets);
+    this.armTick();
+    return true;
+  }
+
+  /** A transport went away: unless another took over, the session waits resumeWindowMs for its client. */
+  detachTransport(t: Transport): void {
+    if (this.transport !== t) return;
+    this.transport = null;
+    this.pending = null;
+    if (this.ended) return;
+    if (this.tick !== null) {
+      clearTimeout(this.tick);
+      this.tick = null;
+    }
+    this.awaitClient();
+  }
+
+  private awaitClient(): void {
+    this.window = setTimeout(() => this.fail("timeout"), this.limits.resumeWindowMs).unref();
+  }
+
+  /** A frame from the client, numbered seq: a duplicate is dropped, a gap is a violation. */
+  receive(seq: number, frame: ReceivedFrame<"text" | "binary">): void {
+    if (this.ended) return;
+    this.heard();
+    if (seq <= this.inSeq) return;
+    if (seq !== this.inSeq + 1) throw new ProtocolViolation(`frame ${seq} after ${this.inSeq}: frames must come in order`);
+    const data = frame.data;
+    const size = typeof data === "string" ? Buffer.byteLength(data) : (data as Uint8Array).byteLength;
+    if (size > this.maxFrameSize) {
+      this.failWith(BADSIZE, 1009, "message too big");
+      return;
+    }
+    if (typeof data === "string" && this.opts.validateUtf8 && LONE_SURROGATE.test(data)) {
+      this.failWith(BADENCODING, 1007, "invalid UTF-8");
+      return;
+    }
+    this.inSeq = seq;
+    if (this.reading && !this.paused && this.held.length === 0) this.deliver(frame);
+    else this.held.push(frame);
+  }
+
+  /** The client has the frames up to n: they leave the outbox. */
+  ackFromClient(n: number): void {
+    if (n > this.outSeq) throw new ProtocolViolation(`ack ${n} of frames never sent (the last is ${this.outSeq})`);
+    if (n <= this.acked) return;
+    this.acked = n;
+    const box = this.outbox;
+    while (this.head < box.length && box[this.head]!.seq <= n) this.outboxBytes -= box[this.head++]!.bytes;
+    if (this.head > 64 && this.head * 2 > box.length) {
+      this.outbox = box.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** The client's last delivered frame, for a POST's answer. */
+  get received(): number {
+    return this.inSeq;
+  }
+
+  /** The client said something (a frame, an ack, a heartbeat, a poll). */
+  heard(): void {
+    this.lastHeard = performance.now();
+  }
+
+  /** The client closed the session on purpose. */
+  clientClose(code: number, reason: string): void {
+    if (this.ended) return;
+    this.closeWith(remoteClose(code, reason));
+  }
+
+  /* ------------------------------------------------------------ inside */
+
+  private queue(packet: Packet): void {
+    if (this.pending === null) {
+      this.pending = [packet];
+      queueMicrotask(() => this.flush());
+    } else {
+      this.pending.push(packet);
+    }
+  }
+
+  private deliver(frame: ReceivedFrame): void {
+    if (this.pid !== null) send(this.pid, frame);
+  }
+
+  private release(): void {
+    if (!this.reading || this.paused) return;
+    const held = this.held;
+    this.held = [];
+    for (const f of held) this.deliver(f);
+  }
+
+  /** One timer per connected session: a heartbeat when nothing else was sent, and the idle timeout. */
+  private armTick(): void {
+    if (this.tick !== null) clearTimeout(this.tick);
+    this.tick = setTimeout(() => this.onTick(), Math.min(this.limits.heartbeatMs, this.idleTimeout)).unref();
+  }
+
+  private onTick(): void {
+    this.tick = null;
+    if (this.ended || this.transport === null) return;
+    const now = performance.now();
+    if (now - this.lastHeard >= this.idleTimeout) {
+      this.fail("timeout");
+      return;
+    }
+    if (now - this.lastPushed >= this.limits.heartbeatMs) {
+      this.queue(["h"]);
+      this.flush();
+    }
+    this.armTick();
+  }
+
+  /** Ends the session for reason, telling a connected client with the close code Cowboy would send. */
+  private fail(reason: TerminateReason): void {
+    if (this.transport !== null) this.queue(["c", closeCodeFor(reason) ?? 1000, ""]);
+    this.closeWith(reason);
+  }
+
+  /** A frame the session cannot take: the client is told with code, then the session ends with reason. */
+  private failWith(reason: TerminateReason, code: number, text: string): void {
+    if (this.transport !== null) this.queue(["c", code, text]);
+    this.closeWith(reason);
+  }
+
+  /** The connection process gets reason in order, after the frames before it. */
+  private closeWith(reason: TerminateReason): void {
+    if (this.ended) return;
+    this.finish();
+    if (this.pid !== null) send(this.pid, new PortClosed(reason));
+  }
+
+  /** The session is over: its id is forgotten, its timers stop, its transport ends after what it was given. */
+  private finish(): void {
+    this.ended = true;
+    this.table.delete(this.sid);
+    if (this.tick !== null) clearTimeout(this.tick);
+    if (this.window !== null) clearTimeout(this.window);
+    this.tick = this.window = null;
+    this.flush();
+    const t = this.transport;
+    this.transport = null;
+    t?.end();
+    this.outbox = [];
+    this.head = 0;
+    this.outboxBytes = 0;
+    this.held = [];
+  }
+}
