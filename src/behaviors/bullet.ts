@@ -82,37 +82,33 @@ const END = Symbol("transport end");
 
 /**
  * One transport connection of a session, as the state of its process (the WebSocket
- * connection, or the request process of an event stream or a poll). Packets pushed before
- * its process is known (a WebSocket before websocketInit) wait here.
+ * connection, or the request process of an event stream or a poll), which attaches it to
+ * the session once it runs.
  */
 class Relay implements Transport {
   pid: Pid | null = null;
-  private early: Packet[] | null = [];
   /** WebSocket: the number of the client's next data frame, implicit on this connection. */
   nextIn = 0;
-  replied = false;
 
   constructor(
     readonly kind: BulletTransport,
     readonly session: SessionPort,
+    /** The last server frame the client has, from its request. */
+    readonly ack: number,
   ) {}
 
   push(packets: readonly Packet[]): void {
-    if (this.pid !== null) send(this.pid, new Push(packets));
-    else this.early?.push(...packets);
+    send(this.pid!, new Push(packets));
   }
 
   end(): void {
-    if (this.pid !== null) send(this.pid, END);
-    else this.early = null;
+    send(this.pid!, END);
   }
 
-  /** The process is known: what came before it; null when the transport already ended. */
-  started(pid: Pid): Packet[] | null {
-    this.pid = pid;
-    const early = this.early;
-    this.early = [];
-    return early;
+  /** Runs in the transport's process: false when the session ended meanwhile. */
+  attach(hello: boolean): boolean {
+    this.pid = self();
+    return this.session.attachTransport(this, this.ack, hello);
   }
 }
 
@@ -261,13 +257,13 @@ class BulletRoute<S, Opts> {
     } else {
       session = this.known(req, q.sid!);
     }
-    const relay = new Relay(kind, session);
+    const relay = new Relay(kind, session, q.ack ?? 0);
+    // Attached in the connection's websocketInit: an upgrade refused after init leaves nothing attached.
     if (kind === "websocket") {
-      if (!session.attachTransport(relay, q.ack ?? 0, true)) throw new Refused(404, "no such session");
+      session.checkAck(relay.ack);
       return upgrade(req, relay, this.relayOptions(session.opts));
     }
-    relay.started(self());
-    if (!session.attachTransport(relay, q.ack ?? 0, kind === "eventsource" || fresh)) throw new Refused(404, "no such session");
+    if (!relay.attach(kind === "eventsource" || fresh)) throw new Refused(404, "no such session");
     if (kind === "eventsource") req.streamReply(200, SSE_HEADERS);
     return loop(req, relay);
   }
@@ -324,10 +320,8 @@ class BulletRoute<S, Opts> {
   /* ---------------------------------------------------------- a WebSocket transport's callbacks */
 
   websocketInit(relay: Relay): CallResult<Relay> {
-    const early = relay.started(self());
-    if (early === null) return commands([close(1000)], relay);
     relay.nextIn = relay.session.received + 1;
-    return early.length === 0 ? ok(relay) : reply(early.map(wsFrame), relay);
+    return relay.attach(true) ? ok(relay) : commands([close(1000)], relay);
   }
 
   websocketHandle(frame: InFrame, relay: Relay): CallResult<Relay> {

@@ -202,6 +202,11 @@ export class SessionPort implements WebSocketPort {
     return true;
   }
 
+  /** Checks a client's ack before its transport opens: one of frames never sent is a violation. */
+  checkAck(n: number): void {
+    if (n > this.outSeq) throw new ProtocolViolation(`ack ${n} of frames never sent (the last is ${this.outSeq})`);
+  }
+
   /** A transport went away: unless another took over, the session waits resumeWindowMs for its client. */
   detachTransport(t: Transport): void {
     if (this.transport !== t) return;
@@ -242,7 +247,7 @@ export class SessionPort implements WebSocketPort {
 
   /** The client has the frames up to n: they leave the outbox. */
   ackFromClient(n: number): void {
-    if (n > this.outSeq) throw new ProtocolViolation(`ack ${n} of frames never sent (the last is ${this.outSeq})`);
+    this.checkAck(n);
     if (n <= this.acked) return;
     this.acked = n;
     const box = this.outbox;
