@@ -268,6 +268,11 @@ export class SessionPort implements WebSocketPort {
     this.lastHeard = performance.now();
   }
 
+  /** The listener under the session's transport is stopping: the session ends with it ("shutdown", 1001). */
+  shutdown(): void {
+    this.fail("shutdown");
+  }
+
   /** The client closed the session on purpose. */
   clientClose(code: number, reason: string): void {
     if (this.ended) return;
