@@ -741,10 +741,8 @@ describe("multiCall", () => {
     await end(a.pid);
   });
 
-  // BUG: multiCall does not check dests. Array.from(42) and Array.from({}) are [], so it
-  // resolves with nothing; null throws a TypeError, not a CorralError.
-  test.fails("dests that are not an iterable of pids and names reject ERR_BADARG", async () => {
-    for (const bad of [42, {}, null]) {
+  test("dests that are not an iterable of pids and names reject ERR_BADARG (a lone name too)", async () => {
+    for (const bad of [42, {}, null, "calc"]) {
       const err = await corralRejection(multiCall(bad as unknown as Pid[], "x", 100));
       expect(err.code).toBe("ERR_BADARG");
     }
