@@ -460,7 +460,7 @@ export const scenario = {
     { id: "rttRatioP50", label: "Round trip p50: cross-node / local", format: "ratio" },
     { id: "callP50Remote", label: "Call round trip p50, cross-node, one at a time", format: "us", unit: "µs" },
     { id: "callP99Remote", label: "Call round trip p99, cross-node, one at a time", format: "us", unit: "µs" },
-    { id: "callSeqRateRemote", label: "Calls/s cross-node, one at a time (from the mean)", format: "rate", unit: "calls/s" },
+    { id: "callSeqRateRemote", label: "Calls/s cross-node, one at a time (from the mean)", format: "number", unit: "calls/s" },
     { id: "callOverSendP50Remote", label: "Call / send round trip p50, cross-node, one at a time", format: "ratio" },
     { id: "callP50Local", label: "Call round trip p50, local (node A)", format: "us", unit: "µs" },
     { id: "callWindowRateRemote", label: "Calls/s cross-node, 100 in flight", format: "rate", unit: "calls/s" },
