@@ -148,13 +148,32 @@ function setNodeTimer(due: number): void {
   nodeTimer = setTimeout(onNodeTimer, delay);
 }
 
-/** Takes an armed timer out of its bucket: O(1), leaving a hole. */
+/**
+ * Takes an armed timer out of its bucket: O(1), leaving a hole. An emptied bucket stays with
+ * its heap key until that millisecond comes, so timers armed and cancelled in the same
+ * millisecond (a call's timeout) reuse one bucket instead of piling up heap keys.
+ */
 function removeFromBucket(t: Timer): void {
   const bucket = buckets.get(t.due)!;
   bucket.timers[t.slot] = null;
-  if (--bucket.live === 0) buckets.delete(t.due);
+  if (--bucket.live === 0) {
+    bucket.timers.length = 0;
+    bucket.next = 0;
+  }
   t.slot = -1;
-  armed--;
+  if (--armed === 0) stopWaiting();
+}
+
+/** No timer left: nothing to wait for, and a pending Node timer would keep the process alive for nothing. */
+function stopWaiting(): void {
+  if (firing) return;
+  if (nodeTimer !== null && nodeTimerDue !== -1) {
+    clearTimeout(nodeTimer);
+    nodeTimer = null;
+    nodeTimerDue = Infinity;
+  }
+  heap.length = 0;
+  buckets.clear();
 }
 
 /** Takes a timer out of its bucket and its process's list. */
