@@ -46,6 +46,7 @@ export {
   type ProcessBehavior,
   type ProcessFunction,
   type ReceiveContext,
+  type SpawnArgs,
   type SpawnOptions,
 } from "./spawn.js";
 export { cancelTimer, isTimeout, readTimer, sendAfter, startTimer, timerCount, type TimeoutMessage } from "./timers.js";
