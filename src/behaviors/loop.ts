@@ -1,5 +1,6 @@
 // cowboy_loop: a request process that waits for messages (long polling, server-sent events).
 import type { Result } from "../runtime/result.js";
+import type { SystemMessage } from "../runtime/messages.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 import type { TerminateReason } from "./websocket.js";
 
@@ -10,8 +11,11 @@ import type { TerminateReason } from "./websocket.js";
  */
 export interface LoopHandler<S = unknown, Opts = unknown, Info = unknown> {
   init(req: Req, opts: Opts): Loop<S> | HttpOk<S> | PromiseLike<Loop<S> | HttpOk<S>>;
-  /** Each message sent to the request process: ok(state) to go on (reply or stream first if you like), stop(state) to end. */
-  info(msg: Info, req: Req, state: S): Result<S> | PromiseLike<Result<S>>;
+  /**
+   * Each message sent to the request process, yours (Info) or the runtime's own (SystemMessage):
+   * ok(state) to go on (reply or stream first if you like), stop(state) to end.
+   */
+  info(msg: Info | SystemMessage, req: Req, state: S): Result<S> | PromiseLike<Result<S>>;
   terminate?(reason: TerminateReason, req: PartialReq, state: S): void;
 }
 

@@ -2,6 +2,7 @@
 import { CallMessage, CastMessage, isAnswer, refuseUnhandled, replyTo, type From } from "./call.js";
 import { badarg, describe } from "./errors.js";
 import type { StateStore } from "./hibernate.js";
+import type { SystemMessage } from "./messages.js";
 import type { Pid, Ref } from "./pid.js";
 import { callerProcess, spawnProcess, type ProcessLoop, type Process } from "./process.js";
 import { receiveIn } from "./receive.js";
@@ -18,7 +19,8 @@ export interface ProcessBehavior<S, M = unknown, A = unknown> {
    * not a method, so TypeScript checks it strictly: an init that needs more than A says does not compile.
    */
   init: (arg: A) => S | Result<S> | PromiseLike<S | Result<S>>;
-  handleInfo(msg: M, state: S): Result<S> | PromiseLike<Result<S>>;
+  /** Every message but calls: yours (M) and the runtime's own, a timer's timeout, a monitor's DOWN, a trapped EXIT. */
+  handleInfo(msg: M | Exclude<SystemMessage, CallMessage>, state: S): Result<S> | PromiseLike<Result<S>>;
   /**
    * gen_server's handle_call: answer at once with answer(value, state), or return ok(state)
    * and answer later with replyTo(from, value). Without it, a call is refused (ERR_CALL_UNHANDLED).

@@ -8,7 +8,10 @@ import { nodeName } from "./node.js";
 import { CANCEL_TIMERS, send, setExitHook, type Process } from "./process.js";
 import { deliverAndRun } from "./scheduler.js";
 
-/** What startTimer delivers: Erlang's {timeout, Ref, Msg}. */
+/**
+ * What startTimer delivers: Erlang's {timeout, Ref, Msg}, one of the runtime's SystemMessages.
+ * Guard: isTimeout. M is the msg given to startTimer.
+ */
 export interface TimeoutMessage<M = unknown> {
   readonly type: "timeout";
   readonly ref: Ref;
@@ -238,7 +241,7 @@ function deliverTimer(t: Timer): void {
   }
 }
 
-/** Erlang's start_timer: after ms, dest gets { type: "timeout", ref, msg }. */
+/** Erlang's start_timer: after ms, dest gets { type: "timeout", ref, msg } (a TimeoutMessage). */
 export function startTimer(ms: number, dest: Pid | string, msg: unknown): Ref {
   return arm(checkDelay(ms, "startTimer"), checkDest(dest, "startTimer"), msg, true);
 }
