@@ -16,7 +16,7 @@ export type {
   SendFile,
 } from "./behaviors/req.js";
 export { loop, type Loop, type LoopHandler, type LoopOptions } from "./behaviors/loop.js";
-export type { Handler, HttpHandler } from "./behaviors/request.js";
+export type { Handler, HttpHandler, RouteOptsCheck } from "./behaviors/request.js";
 export {
   commands,
   reply,
@@ -54,6 +54,7 @@ export {
   type RouteConstraintFn,
   type RouteConstraints,
   type RouteMatch,
+  type RouteOpts,
 } from "./server/router.js";
 export * from "./behaviors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";

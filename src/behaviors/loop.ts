@@ -2,6 +2,7 @@
 import type { Result } from "../runtime/result.js";
 import type { SystemMessage } from "../runtime/messages.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
+import type { RouteOptsCheck } from "./request.js";
 import type { TerminateReason } from "./websocket.js";
 
 /**
@@ -9,7 +10,7 @@ import type { TerminateReason } from "./websocket.js";
  * loop(...), and the request process lives on, taking messages sent to it in `info` until
  * one returns stop. The loop itself runs in the request process (request.ts), as in Cowboy.
  */
-export interface LoopHandler<S = unknown, Opts = unknown, Info = unknown> {
+export interface LoopHandler<S = unknown, Opts = unknown, Info = unknown> extends RouteOptsCheck {
   init(req: Req, opts: Opts): Loop<S> | HttpOk<S> | PromiseLike<Loop<S> | HttpOk<S>>;
   /**
    * Each message sent to the request process, yours (Info) or the runtime's own (SystemMessage):

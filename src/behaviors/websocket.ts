@@ -12,6 +12,7 @@ import type { SystemMessage } from "../runtime/messages.js";
 import type { ExitReason } from "../runtime/signals.js";
 import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
+import type { RouteOptsCheck } from "./request.js";
 
 /* ---------------------------------------------------------------- the behavior */
 
@@ -19,7 +20,7 @@ import type { HttpOk, PartialReq, Req } from "./req.js";
  * Cowboy's cowboy_websocket behaviour: the callbacks a WebSocket handler module exports.
  * S is the connection's state, Opts what its routes give init, Info what the app sends its pid.
  */
-export interface WebSocketHandler<S, Opts = unknown, Info = unknown> {
+export interface WebSocketHandler<S, Opts = unknown, Info = unknown> extends RouteOptsCheck {
   /** Runs in the short-lived request process: self() here is not the connection's pid. */
   init(req: Req, opts: Opts): InitResult<S> | PromiseLike<InitResult<S>>;
   /** Runs in the connection process after the 101, before the first frame is read. */
