@@ -50,4 +50,4 @@ export {
   type SpawnArgs,
   type SpawnOptions,
 } from "./spawn.js";
-export { cancelTimer, isTimeout, readTimer, sendAfter, startTimer, timerCount, type TimeoutMessage } from "./timers.js";
+export { cancelTimer, isTimeout, readTimer, sendAfterMessage as sendAfter, startTimer, timerCount, type TimeoutMessage } from "./timers.js";
