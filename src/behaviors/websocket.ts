@@ -8,21 +8,29 @@ import type { Pid } from "../runtime/pid.js";
 import { spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
 import { closeCodeFor, terminateReasonOf } from "./close.js";
+import type { SystemMessage } from "../runtime/messages.js";
 import type { ExitReason } from "../runtime/signals.js";
 import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
+import type { RouteOptsCheck } from "./request.js";
 
 /* ---------------------------------------------------------------- the behavior */
 
-/** Cowboy's cowboy_websocket behaviour: the callbacks a WebSocket handler module exports. */
-export interface WebSocketHandler<S, Opts = unknown, Info = unknown> {
+/**
+ * Cowboy's cowboy_websocket behaviour: the callbacks a WebSocket handler module exports.
+ * S is the connection's state, Opts what its routes give init, Info what the app sends its pid.
+ */
+export interface WebSocketHandler<S, Opts = unknown, Info = unknown> extends RouteOptsCheck {
   /** Runs in the short-lived request process: self() here is not the connection's pid. */
   init(req: Req, opts: Opts): InitResult<S> | PromiseLike<InitResult<S>>;
   /** Runs in the connection process after the 101, before the first frame is read. */
   websocketInit?(state: S): CallResult<S>;
   websocketHandle(frame: InFrame, state: S): CallResult<S>;
-  /** Every message sent to the connection's pid. */
-  websocketInfo?(info: Info, state: S): CallResult<S>;
+  /**
+   * Every message sent to the connection's pid: yours (Info), or one of the runtime's own
+   * (SystemMessage: a timer's timeout, a monitor's DOWN, a trapped EXIT, a call to answer).
+   */
+  websocketInfo?(info: Info | SystemMessage, state: S): CallResult<S>;
   terminate?(reason: TerminateReason, req: PartialReq, state: S): void;
 }
 

@@ -2,7 +2,7 @@
 import { CorralError, badarg, describe, type ErrorCode } from "./errors.js";
 import { wireRecord } from "./external.js";
 import { Pid, type Ref } from "./pid.js";
-import { currentProcess, send, spawnProcess, type Process, type ProcessLoop } from "./process.js";
+import { currentProcess, send, spawnProcess, type Process, type ProcessLoop, type Sendable } from "./process.js";
 import { lookupName } from "./registry.js";
 import type { HibernateOption, Ok } from "./result.js";
 import { exit, isDown, monitorFrom, type ExitReason } from "./signals.js";
@@ -189,7 +189,7 @@ export function refuseUnhandled(from: From, behaviour: string): void {
  * gen_server:cast: fire and forget. A process whose behaviour has handleCast gets msg there;
  * any other gets msg as if sent. As in Erlang, a cast to a dead pid or a free name is dropped.
  */
-export function cast(dest: Pid | string, msg: unknown): void {
+export function cast<M>(dest: Pid | string, msg: Sendable<M>): void {
   const pid = destPid(dest, "cast");
   if (pid === undefined) return;
   const p = pid.proc;
