@@ -201,6 +201,7 @@ describe("a drop mid-stream", () => {
     await until(() => r.events.includes("reconnect:open"), 3000, "the resume");
     await until(() => s.received.length === 2, 3000, "c2 after the resume");
     expect(s.received).toEqual(["c1", "c2"]);
+    expect(s.duplicates).toBe(0); // c1 was acknowledged (the POST's answer), so not sent again
     expect(r.conn.state).toBe("open");
     peer.push(s, "s1");
     await until(() => r.messages.length === 1, 3000, "s1");

@@ -22,7 +22,7 @@ export interface RequestRecord {
 }
 
 type Attachment =
-  | { kind: "websocket"; ws: WebSocket; lastOut: number; lastIn: number }
+  | { kind: "websocket"; ws: WebSocket; lastOut: number; lastIn: number; ackPending: boolean }
   | { kind: "eventsource"; res: ServerResponse; timer: ReturnType<typeof setInterval> }
   | { kind: "longpoll"; held: ServerResponse | null; timer: ReturnType<typeof setTimeout> | undefined };
 
@@ -66,6 +66,8 @@ export class Peer {
   pollAbortIsDrop = true;
   /** Answer POSTs whose body is longer than this with 413. */
   maxPostBytes = Infinity;
+  /** Other paths this server answers GETs for (a page and its scripts, for a browser). */
+  readonly files = new Map<string, { type: string; body: string }>();
   readonly requests: RequestRecord[] = [];
   readonly violations: string[] = [];
   readonly sessions = new Map<string, Session>();
@@ -292,7 +294,7 @@ export class Peer {
       if (this.mute) return;
       if (ack !== null) this.takeAck(s, ack);
       this.detach(s);
-      const a: Attachment = { kind: "websocket", ws, lastOut: ack ?? 0, lastIn: s.received.length };
+      const a: Attachment = { kind: "websocket", ws, lastOut: ack ?? 0, lastIn: s.received.length, ackPending: false };
       s.att = a;
       ws.send(JSON.stringify(this.hello(s)));
       this.write(s, this.after(s, ack ?? 0));
@@ -309,7 +311,15 @@ export class Peer {
             ok = this.clientPacket(s, p);
           }
         }
-        if (!ok) ws.close(1002);
+        if (!ok) return ws.close(1002);
+        // The server acknowledges what it got, a turn later (so a burst gets one ack).
+        if (!a.ackPending) {
+          a.ackPending = true;
+          setImmediate(() => {
+            a.ackPending = false;
+            if (s.att === a && !this.mute) ws.send(JSON.stringify(["a", s.received.length]));
+          });
+        }
       });
       ws.on("close", () => {
         if (s.att === a) s.att = null;
@@ -319,6 +329,12 @@ export class Peer {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://x");
+    if (url.pathname !== "/live") {
+      const file = this.files.get(url.pathname);
+      if (file === undefined) res.writeHead(404).end();
+      else res.writeHead(200, { "content-type": file.type }).end(file.body);
+      return;
+    }
     const { sid, ack } = this.parse(url);
     const json = (status: number, body: unknown): void => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     if (req.method === "POST") {
