@@ -60,3 +60,4 @@ export {
 export * from "./behaviors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";
 export * from "./behaviors/machine.js";
+export { metrics, type MetricsOptions, type MetricsState } from "./observe/metrics.js";
