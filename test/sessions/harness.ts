@@ -3,10 +3,10 @@
  * 0) serving the recording handler, a leak check around each test, the logs kept in memory,
  * and the protocol clients a test opened, disposed of afterwards.
  */
-import { afterEach, beforeEach, test } from "vitest";
+import { afterEach, beforeEach } from "vitest";
 import { bullet, processes, processInfo, type BulletOptions, type WebSocketOptions } from "../../src/index.js";
 import { leakCheck, testServer, type LeakCheck, type TestServer } from "../../src/testing.js";
-import { SessionClient, type Kind, type SessionClientOptions } from "../support/session-client.js";
+import { SessionClient, type SessionClientOptions } from "../support/session-client.js";
 import { recorder, testHandler, type Recorder, type Seen } from "./handler.js";
 import { captureLogs, until, type LogRecord } from "../support/helpers.js";
 
@@ -24,19 +24,6 @@ export interface Harness {
   serve(options?: BulletOptions, wsOpts?: WebSocketOptions, extra?: readonly [string, unknown][]): Promise<void>;
 }
 
-/**
- * A new session over EventSource or long-poll answers 500: BulletRoute.route() calls self()
- * after awaiting the handler's init, outside the request process (ERR_NOT_IN_PROCESS). A test
- * that opens a session on a fallback is expected to fail until that is fixed; then set this
- * to false.
- */
-export const FRESH_FALLBACK_BROKEN = true;
-
-/** What test and test.fails have in common, as these files call them. */
-export type TestFn = (name: string, fn: () => Promise<void>, timeoutMs?: number) => void;
-
-/** test, or test.fails for a test that opens a new session on a fallback while that is broken. */
-export const testOpening = (kind: Kind): TestFn => (kind !== "websocket" && FRESH_FALLBACK_BROKEN ? test.fails : test);
 
 export function harness(defaults: BulletOptions = FAST, wsDefaults?: WebSocketOptions): Harness {
   let leaks: LeakCheck;

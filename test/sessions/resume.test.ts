@@ -9,7 +9,7 @@ import { isAlive, processCount, processInfo, send, timerCount } from "../../src/
 import { sleep, until } from "../support/helpers.js";
 import { settledHeap } from "../support/measure.js";
 import { EventStream, http, jsonOf, KINDS, post, SessionClient, UpgradeRefused, WsPeer, type Kind } from "../support/session-client.js";
-import { harness, session, terminated, testOpening, transportUp, FRESH_FALLBACK_BROKEN } from "./harness.js";
+import { harness, session, terminated, transportUp } from "./harness.js";
 import type { Seen } from "./handler.js";
 
 const WINDOW = 1000;
@@ -79,7 +79,7 @@ async function stress(kinds: readonly Kind[], seed: number): Promise<{ c: Sessio
 }
 
 describe.each(KINDS)("over %s", (kind) => {
-  testOpening(kind)("exactly once, in order, both ways, while the TCP connection is killed six times mid-stream; one pid, one init, one websocketInit", async () => {
+  test("exactly once, in order, both ways, while the TCP connection is killed six times mid-stream; one pid, one init, one websocketInit", async () => {
     const { c, s } = await stress(Array(7).fill(kind) as Kind[], 17);
     await c.close(1000, "done");
     await terminated(s);
@@ -95,7 +95,7 @@ test("exactly once, in order, both ways, when each reconnect switches transport"
   expect(s.terminates).toEqual([{ remote: { code: 4000, reason: "switched enough" } }]);
 });
 
-(FRESH_FALLBACK_BROKEN ? test.fails : test)("exactly once when the session opens on a fallback and switches from there", async () => {
+test("exactly once when the session opens on a fallback and switches from there", async () => {
   const { c } = await stress(["longpoll", "websocket", "eventsource", "longpoll", "eventsource", "websocket"], 7);
   await c.close();
 });
@@ -177,10 +177,7 @@ describe("the resume window", () => {
 });
 
 describe("long-polling between polls", () => {
-  // Bug: every answered poll detaches the transport and arms the resume window, so a session
-  // served by long-polling ends whenever the next poll is later than resumeWindowMs; with 0
-  // ("no resume") it ends at its first poll. The protocol counts a poll transport as dropped
-  // only once a poll is not renewed within heartbeatMs + 5 s.
+  // The protocol counts a poll transport as dropped only once a poll is not renewed within heartbeatMs + 5 s.
   /** A session opened on a WebSocket, then served by a poll that took over: its sid, the session, the first poll's answer. */
   async function polling(): Promise<{ sid: string; s: Seen }> {
     const ws = await WsPeer.open(h.server.wsUrl("/live"));
@@ -193,7 +190,7 @@ describe("long-polling between polls", () => {
     return { sid, s };
   }
 
-  test.fails("resumeWindowMs: 0 (no resume) still serves a long-polling client, poll after poll", async () => {
+  test("resumeWindowMs: 0 (no resume) still serves a long-polling client, poll after poll", async () => {
     await h.serve({ resumeWindowMs: 0, heartbeatMs: 200 });
     const { sid, s } = await polling();
     // The next poll follows the answer after a moment (a client's turn around, a few ms).
@@ -206,7 +203,7 @@ describe("long-polling between polls", () => {
     expect(s.terminates).toEqual([]);
   });
 
-  test.fails("a poll renewed a little after resumeWindowMs (well within heartbeatMs + 5 s) finds its session", async () => {
+  test("a poll renewed a little after resumeWindowMs (well within heartbeatMs + 5 s) finds its session", async () => {
     await h.serve({ resumeWindowMs: 100, heartbeatMs: 200 });
     const { sid, s } = await polling();
     // A client that takes 250 ms to poll again (a slow network, a busy page).

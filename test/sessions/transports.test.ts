@@ -8,17 +8,15 @@ import { describe, expect, test } from "vitest";
 import { isAlive, send } from "../../src/index.js";
 import { until } from "../support/helpers.js";
 import { EventStream, http, jsonOf, KINDS, post, startHttp, WsPeer, UpgradeRefused, type Kind } from "../support/session-client.js";
-import { FAST, harness, session, terminated, testOpening, transportUp, type TestFn } from "./harness.js";
+import { FAST, harness, session, terminated, transportUp } from "./harness.js";
 
 const h = harness();
 
 const sidQuery = (sid: string, ack = 0): string => `sid=${encodeURIComponent(sid)}&ack=${ack}`;
 
-/** A test that fails on a WebSocket for a bug named next to it; on a fallback, testOpening's. */
-const withWsBug = (kind: Kind): TestFn => (kind === "websocket" ? test.fails : testOpening(kind));
 
 describe.each(KINDS)("over %s", (kind: Kind) => {
-  testOpening(kind)("a new session: hello with a fresh id, init and websocketInit once each, websocketInit in the session's own process", async () => {
+  test("a new session: hello with a fresh id, init and websocketInit once each, websocketInit in the session's own process", async () => {
     const c = h.client();
     await c.connect(kind);
     const hello = c.control[0]!.packet;
@@ -33,7 +31,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect(h.rec.sessions).toHaveLength(1);
   });
 
-  testOpening(kind)("echo: text and binary both ways, in order, numbered from 1, with a text that reads like a packet", async () => {
+  test("echo: text and binary both ways, in order, numbered from 1, with a text that reads like a packet", async () => {
     const c = h.client({ ackDelayMs: 20 });
     await c.connect(kind);
     c.send("echo:hello");
@@ -51,7 +49,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect(c.duplicates).toBe(0);
   });
 
-  testOpening(kind)("server push: what the test sends to the session's pid reaches the client", async () => {
+  test("server push: what the test sends to the session's pid reaches the client", async () => {
     const c = h.client();
     await c.connect(kind);
     const s = await session(h.rec);
@@ -63,7 +61,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect(c.violations).toEqual([]);
   });
 
-  testOpening(kind)("timers: a handler's sendAfter stream arrives in order", async () => {
+  test("timers: a handler's sendAfter stream arrives in order", async () => {
     const c = h.client({ ackDelayMs: 20 });
     await c.connect(kind);
     const s = await session(h.rec);
@@ -73,7 +71,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect(c.violations).toEqual([]);
   });
 
-  testOpening(kind)("the handler closes with a code: the client gets [\"c\", code, reason], terminate(\"stop\"), the id is forgotten", async () => {
+  test("the handler closes with a code: the client gets [\"c\", code, reason], terminate(\"stop\"), the id is forgotten", async () => {
     const c = h.client();
     await c.connect(kind);
     const s = await session(h.rec);
@@ -86,7 +84,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect(again.status).toBe(404);
   });
 
-  testOpening(kind)("a crash: the client gets [\"c\", 1011, …], terminate({ crash })", async () => {
+  test("a crash: the client gets [\"c\", 1011, …], terminate({ crash })", async () => {
     const c = h.client();
     await c.connect(kind);
     const s = await session(h.rec);
@@ -99,7 +97,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect((s.terminates[0] as { crash: Error }).crash.message).toBe("asked to crash");
   });
 
-  testOpening(kind)("the client closes on purpose: terminate({ remote }) at once, not after the window", async () => {
+  test("the client closes on purpose: terminate({ remote }) at once, not after the window", async () => {
     const c = h.client();
     await c.connect(kind);
     const s = await session(h.rec);
@@ -112,8 +110,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect((await http(h.server.port, `/live?t=es&${sidQuery(c.sid!)}`)).status).toBe(404);
   });
 
-  // Bug (WebSocket): the server never sends ["a", n] on a WebSocket, so a client there keeps every frame it ever sent.
-  withWsBug(kind)("the server acknowledges the client's frames ([\"a\", n] after 64 frames or 1 s), so the client can forget them", async () => {
+  test("the server acknowledges the client's frames ([\"a\", n] after 64 frames or 1 s), so the client can forget them", async () => {
     const c = h.client();
     await c.connect(kind);
     const s = await session(h.rec);
@@ -124,8 +121,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     expect(c.control.some((p) => p.packet[0] === "a")).toBe(true);
   });
 
-  // Bug (WebSocket): the server's heartbeat there is a ["h"] text packet, not a ping; a browser cannot answer it.
-  withWsBug(kind)("an idle transport gets heartbeats and stays connected; the session stays", async () => {
+  test("an idle transport gets heartbeats and stays connected; the session stays", async () => {
     const c = h.client();
     await c.connect(kind);
     const s = await session(h.rec);
@@ -141,10 +137,8 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
   });
 });
 
-// Bug: the WebSocket transport closes after 2 × heartbeatMs + 5 s without a byte from the
-// client, and the session's heartbeat there is a text packet nothing answers; an idle client is
-// dropped (close 1000, no ["c"]) and has to resume, over and over.
-test.fails("an idle WebSocket stays open past 2 × heartbeatMs + 5 s: the heartbeat keeps it alive", async () => {
+// The WebSocket transport closes after 2 × heartbeatMs + 5 s without a byte from the client: the heartbeat (a ping) must draw one.
+test("an idle WebSocket stays open past 2 × heartbeatMs + 5 s: the heartbeat keeps it alive", async () => {
   await h.serve({ resumeWindowMs: 400, heartbeatMs: 100 });
   const c = h.client();
   await c.connect("websocket");
@@ -158,11 +152,8 @@ test.fails("an idle WebSocket stays open past 2 × heartbeatMs + 5 s: the heartb
   expect(s.terminates).toEqual([]);
 }, 15_000);
 
-// Bug: the session's tick sends a heartbeat only when heartbeatMs have passed since the last
-// packet, measured with performance.now(), while its setTimeout counts from the event loop's
-// cached clock; a tick that lands a hair early skips its turn, so heartbeats (and idle poll
-// answers) often come 2 × heartbeatMs apart, past what a proxy's idle timeout was sized for.
-test.fails("heartbeats come every heartbeatMs: no gap on an idle event stream, and no idle poll, reaches 1.5 × heartbeatMs", async () => {
+// A heartbeat on time even when a Node timer fires a hair early by performance.now().
+test("heartbeats come every heartbeatMs: no gap on an idle event stream, and no idle poll, reaches 1.5 × heartbeatMs", async () => {
   const HB = 100;
   await h.serve({ resumeWindowMs: 1000, heartbeatMs: HB });
   const ws = await WsPeer.open(h.server.wsUrl("/live"));
