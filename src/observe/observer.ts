@@ -319,15 +319,15 @@ let cursor: Iterator<Pid> | null = null;
 
 /** The processes read this second: all of them up to SAMPLE_SIZE, else the next SAMPLE_SIZE from the cursor, shared by every open page. */
 function sampleWindow(): Pid[] {
+  if (livePids.size <= SAMPLE_SIZE) {
+    cursor = null;
+    return Array.from(livePids.values());
+  }
   const now = performance.now();
-  if (now - windowAt < TICK_MS / 2) return window;
+  // Pages updating within the same half second share one window, so the cursor moves once a second however many are open.
+  if (now - windowAt < TICK_MS / 2 && window.length === SAMPLE_SIZE) return window;
   windowAt = now;
   window = [];
-  if (livePids.size <= SAMPLE_SIZE) {
-    for (const pid of livePids.values()) window.push(pid);
-    cursor = null;
-    return window;
-  }
   cursor ??= livePids.values();
   while (window.length < SAMPLE_SIZE) {
     const next = cursor.next();

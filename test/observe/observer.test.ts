@@ -24,7 +24,7 @@ interface Update {
   type: "update";
   summary: { processes: number; connections: number };
   series: { processes: number[] };
-  table: { total: number; matched: number; exact: boolean; offset: number; rows: Row[] };
+  table: { total: number; matched: number; exact: boolean; offset: number; sampled: number; rows: Row[] };
   listeners: { name: string; connections: number; conns: { pid: string | null; transport: string }[] }[];
   groups: { name: string; members: number }[];
 }
@@ -66,8 +66,10 @@ async function open(path = "/observer"): Promise<{ ws: WebSocket; next: <T>(pred
   ws.on("message", (data) => {
     const m = JSON.parse(String(data)) as Record<string, unknown>;
     const i = waiting.findIndex((w) => w.pred(m));
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(m);
-    else inbox.push(m);
+    if (i < 0) return void inbox.push(m);
+    // What came before the awaited message is stale for whoever awaits next.
+    inbox.length = 0;
+    waiting.splice(i, 1)[0]!.resolve(m);
   });
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
@@ -79,7 +81,7 @@ async function open(path = "/observer"): Promise<{ ws: WebSocket; next: <T>(pred
     inbox.length = 0;
     return new Promise<T>((resolve, reject) => {
       waiting.push({ pred, resolve: resolve as (m: unknown) => void });
-      setTimeout(() => reject(new Error("no such message within 3 s")), 3000);
+      setTimeout(() => reject(new Error("no such message within 8 s")), 8000);
     });
   };
   return { ws, next };
@@ -177,6 +179,29 @@ describe("the socket's updates", () => {
     expect(pushed.series.processes.length).toBeGreaterThan(0);
     ws.close();
   });
+
+  test("past 10 000 processes the table is a rolling sample, and a sorted top once found stays", async () => {
+    const many: Pid[] = [];
+    for (let i = 0; i < 30_000; i++) many.push(idle());
+    // The newest process is in the third window of 10 000; the two after it do not read it.
+    const flooded = many.at(-1)!;
+    for (let i = 0; i < 40; i++) send(flooded, i);
+    const { ws, next } = await open();
+    ws.send(JSON.stringify({ type: "query", sort: "mailbox", desc: true, limit: 1 }));
+    const found = await next<Update>((m) => isUpdate(m) && (m as unknown as Update).table.rows[0]?.pid === String(flooded));
+    expect(found.table.exact).toBe(false);
+    expect(found.table.total).toBeGreaterThan(30_000);
+    expect(found.table.sampled).toBeGreaterThanOrEqual(10_000);
+    expect(found.table.rows[0]!.mailbox).toBe(40);
+    // The next updates read other windows; the row shown before is read again with them.
+    for (let i = 0; i < 2; i++) {
+      const later = await next<Update>((m) => isUpdate(m) && (m as unknown as Update).table.rows.length === 1);
+      expect(later.table.rows[0]!.pid).toBe(String(flooded));
+    }
+    ws.close();
+    for (const pid of many) exit(pid, "kill");
+    await until(() => many.every((pid) => pid.proc === null), 5000, "the sample's processes to end");
+  }, 30_000);
 
   test("actions are off by default: kill is refused and the process lives", async () => {
     const victim = idle();
