@@ -14,7 +14,7 @@ import { setStopHook, STOP_LISTENERS } from "../runtime/shutdown.js";
 import { exit } from "../runtime/signals.js";
 import { PortSet } from "./idle.js";
 import type { WsPort } from "./port.js";
-import { completeUpgrade, refuseUpgrade, warnNoSubprotocol } from "./upgrade.js";
+import { completeUpgrade, guardHandshake, refuseUpgrade, warnNoSubprotocol } from "./upgrade.js";
 import { DEFAULT_MAX_BODY_SIZE, HttpReq } from "./req.js";
 import { matchRoute, type Dispatch } from "./router.js";
 
@@ -268,7 +268,10 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
   listeners.set(name, listener);
   if (limits.minBodyRate > 0) listener.bodySweep = setInterval(() => sweepBodies(listener), BODY_SWEEP_MS).unref();
   server.on("request", (raw: IncomingMessage, res: ServerResponse) => onRequest(listener, raw, res, undefined, undefined));
-  server.on("upgrade", (raw: IncomingMessage, socket: Duplex, head: Buffer) => onRequest(listener, raw, undefined, socket, head));
+  server.on("upgrade", (raw: IncomingMessage, socket: Duplex, head: Buffer) => {
+    guardHandshake(socket);
+    onRequest(listener, raw, undefined, socket, head);
+  });
   // A broken client socket is that client's problem: log at debug, never crash.
   server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
     listener.logger.debug({ listener: name, err: err.message, code: err.code }, "client error");

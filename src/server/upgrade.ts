@@ -63,6 +63,18 @@ export function warnNoSubprotocol(req: HttpReq, handler: string, logger: Logger)
   );
 }
 
+/**
+ * Until the 101 nobody reads an upgrade request's socket (init may take its time): a reset
+ * then ends that socket (it destroys itself on an error), not the node, as an 'error' event
+ * without a listener would. ws has its own listener once the socket is handed over.
+ */
+export function guardHandshake(socket: Duplex): void {
+  socket.on("error", ignoreResetBeforeUpgrade);
+}
+
+/** The request process finds the socket destroyed: the upgrade returns null, a reply is dropped. */
+function ignoreResetBeforeUpgrade(): void {}
+
 /** How long ws waits for the client's close reply before dropping the socket. */
 const CLOSE_TIMEOUT = 1000;
 
@@ -135,6 +147,7 @@ export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Dupl
   const port = writeSwitch(req, raw, socket, head, opts) ?? wsUpgrade(req, raw, socket, head, opts);
   if (port === null) return null;
   req.replied = true;
+  socket.off("error", ignoreResetBeforeUpgrade);
   forgetPeername(socket);
   port.open(ports.group(opts.idleTimeout), opts);
   return port;
