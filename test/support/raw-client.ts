@@ -413,6 +413,8 @@ export interface RawExchangeOptions {
   readonly end?: boolean;
   /** Reset the connection (RST) this long after the last write instead of waiting for an answer. */
   readonly resetAfterMs?: number;
+  /** Wait until what came holds this text (say, an echoed frame's payload) rather than for the end of a 101's head. */
+  readonly untilText?: string;
 }
 
 /** What the server answered to a raw exchange. */
@@ -429,11 +431,12 @@ export interface RawExchange {
 }
 
 /**
- * Sends each chunk in a write of its own, `gapMs` apart, and collects every byte the server
- * sends until it closes, a 101's head is complete (the rest would be WebSocket frames), or
- * `waitMs` passes.
+ * Sends each chunk in a write of its own, `gapMs` apart (a function in the list is awaited
+ * instead: the test's own pause), and collects every byte the server sends until it closes,
+ * a 101's head is complete (what follows is WebSocket frames), or `waitMs` passes. Statuses
+ * are found anywhere in what came, so no body may hold "HTTP/1.1 ".
  */
-export function rawExchange(port: number, chunks: readonly (string | Uint8Array)[], opts: RawExchangeOptions = {}): Promise<RawExchange> {
+export function rawExchange(port: number, chunks: readonly (string | Uint8Array | (() => unknown))[], opts: RawExchangeOptions = {}): Promise<RawExchange> {
   const gapMs = opts.gapMs ?? 30;
   return new Promise((resolve) => {
     const socket = netConnect({ host: "127.0.0.1", port });
@@ -446,13 +449,13 @@ export function rawExchange(port: number, chunks: readonly (string | Uint8Array)
       done = true;
       clearTimeout(timer);
       socket.destroy();
-      const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+      const statuses = [...text.matchAll(/HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
       resolve({ statuses, status: statuses[0], text, serverClosed, ms: performance.now() - t0 });
     };
     const timer = setTimeout(() => finish(false), opts.waitMs ?? 2500);
     socket.on("data", (d: Buffer) => {
       text += d.toString("latin1");
-      if (/^HTTP\/1\.1 101 [^]*?\r\n\r\n/.test(text)) finish(false);
+      if (opts.untilText === undefined ? /HTTP\/1\.1 101 [^]*?\r\n\r\n/.test(text) : text.includes(opts.untilText)) finish(false);
     });
     socket.on("end", () => finish(true));
     socket.on("close", () => finish(true));
@@ -461,7 +464,8 @@ export function rawExchange(port: number, chunks: readonly (string | Uint8Array)
       for (let i = 0; i < chunks.length && !socket.destroyed; i++) {
         if (i > 0) await sleepMs(gapMs);
         const chunk = chunks[i]!;
-        socket.write(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
+        if (typeof chunk === "function") await chunk();
+        else socket.write(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
       }
       if (opts.end === true) socket.end();
       if (opts.resetAfterMs !== undefined) {
