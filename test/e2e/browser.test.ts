@@ -292,12 +292,12 @@ describe.skipIf(!HAVE_CHROMIUM)(
         // Drop: alice's transports close, her sessions stay; bob talks meanwhile, and hears himself.
         const pids = { guide: await alice.textContent("#guide-pid"), chat: await alice.textContent("#chat-pid"), game: await alice.textContent("#game-pid") };
         for (const pid of Object.values(pids)) expect(pid).toMatch(PID);
-        const pushesBefore = (await lines(alice, "#guide-log")).filter((l) => l === "How' you doin'?").length;
         await alice.click("#drop");
         for (const panel of ["guide", "chat", "game"]) {
           await expect.poll(() => alice.textContent(`#${panel}-status`), { timeout: WAIT }).toBe("dropped");
           expect(await alice.textContent(`#${panel}-transport`)).toBe("–");
         }
+        const pushesBefore = (await lines(alice, "#guide-log")).filter((l) => l === "How' you doin'?").length;
         expect(await alice.textContent("#drop")).toBe("Resume");
         const said = ["one", "two", "three", "four", "five"];
         for (const line of said) await say(bob, line);
