@@ -22,9 +22,9 @@ function first<S>(frame: Frame, result: WebSocketResult<S>): WebSocketResult<S> 
 }
 
 /**
- * The handler as it is, plus one frame first, {"type":"session","pid":"<0.42.0>"}: what the
- * page shows as the session's pid. Only the demo's bullet() routes wrap their handler in it;
- * the plain WebSocket routes serve the handler unchanged.
+ * The handler as it is, plus one frame first, {"type":"session","pid":"<nonode@nohost.42>"}:
+ * what the page shows as the session's pid. Only the demo's bullet() routes wrap their handler
+ * in it; the plain WebSocket routes serve the handler unchanged.
  */
 export function tellingPid<S, Opts, Info>(handler: WebSocketHandler<S, Opts, Info>): WebSocketHandler<S, Opts, Info> {
   return {

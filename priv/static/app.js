@@ -34,7 +34,8 @@ let dropped = false;
 /**
  * Opens a session on a bullet() route for a panel. The server's first frame names the
  * session's pid (app/demo/session.ts); every later one goes to on.message. The panel's status,
- * transport and pid follow the session: a drop and its resume show here, not in the panel.
+ * transport and pid are kept here, drops and resumes included; on.open and on.close are the
+ * panel's own, once per session.
  */
 function openSession(panel, path, on) {
   const status = $(`${panel}-status`);
@@ -47,7 +48,7 @@ function openSession(panel, path, on) {
       showTransport();
       setStatus(status, "open", on.label);
       log(list, `session open over ${conn.transport}`, "sys");
-      on.open?.();
+      on.open();
     },
     onmessage(data) {
       if (pid !== null) return on.message(data);
