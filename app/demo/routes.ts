@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { bullet, compileRoutes, staticDir, staticFile, type Dispatch, type HttpHandler } from "corral";
+import { bullet, compileRoutes, type Dispatch, type HttpHandler, metrics, observer, staticDir, staticFile } from "corral";
 import { broadcastHandler } from "./broadcast.js";
 import { chatHandler } from "./chat.js";
 import { echoHandler } from "./echo.js";
@@ -77,6 +77,9 @@ export function demoDispatch(listener: string, options: DemoOptions = {}): Dispa
         ["/live/chat", bullet(tellingPid(chatHandler), session)],
         ["/live/game", bullet(tellingPid(gameHandler), session)],
         ["/api/stats", statsHandler, { listener }],
+        // Loopback peers only, by default: the observer shows every process of the node.
+        ["/observer", observer()],
+        ["/metrics", metrics()],
         ["/static/corral-client.js", demoClient()],
         ["/static/[...]", demoAssets()],
       ],

@@ -163,6 +163,18 @@ describe("the demo CLI, running", () => {
     }
   });
 
+  test("/observer serves its page and /metrics Prometheus's text to a loopback peer, both linked from the page", async () => {
+    const page = await (await fetch(url)).text();
+    expect(page).toContain('href="/observer"');
+    expect(page).toContain('href="/metrics"');
+    const observer = await fetch(new URL("/observer", url));
+    expect(observer.status).toBe(200);
+    expect(observer.headers.get("content-type")).toContain("text/html");
+    const metrics = await fetch(new URL("/metrics", url));
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^# TYPE corral_processes gauge$/m);
+  });
+
   test("/api/stats counts an open WebSocket", async () => {
     const stats = async (): Promise<{ connections: number }> => (await (await fetch(new URL("/api/stats", url))).json()) as { connections: number };
     const before = (await stats()).connections;
