@@ -106,8 +106,8 @@ class Relay implements Transport {
   }
 
   /** Runs in the transport's process: false when the session ended meanwhile. */
-  attach(hello: boolean): boolean {
-    this.pid = self();
+  attach(hello: boolean, pid: Pid = self()): boolean {
+    this.pid = pid;
     return this.session.attachTransport(this, this.ack, hello);
   }
 }
@@ -235,6 +235,7 @@ class BulletRoute<S, Opts> {
   }
 
   private async route(req: Req, opts: Opts): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
+    const me = self(); // after the await below, self() no longer knows the request process
     const q = queryOf(req);
     if (req.method === "POST") return this.post(req, q);
     if (req.method !== "GET") {
@@ -263,7 +264,7 @@ class BulletRoute<S, Opts> {
       session.checkAck(relay.ack);
       return upgrade(req, relay, this.relayOptions(session.opts));
     }
-    if (!relay.attach(kind === "eventsource" || fresh)) throw new Refused(404, "no such session");
+    if (!relay.attach(kind === "eventsource" || fresh, me)) throw new Refused(404, "no such session");
     if (kind === "eventsource") req.streamReply(200, SSE_HEADERS);
     return loop(req, relay);
   }
