@@ -60,7 +60,7 @@ async function settled(r: Recorder, pred: () => boolean, ms: number, what: strin
   } catch (err) {
     const tail = proxy?.requests.slice(-8).map((q) => `${q.kind}${q.fate === "passed" ? "" : `(${q.fate})`} ${q.target.replace(/sid=[^&]+/, "sid=…")}`);
     throw new Error(
-      `${(err as Error).message}; client ${r.conn.state} on ${r.conn.transport}, events ${r.events.join(",")}, closes ${JSON.stringify(r.closes)}, ${r.messages.length} frames in, server got ${log.got.length}` +
+      `${(err as Error).message}; client ${r.conn.state} on ${r.conn.transport}, events ${r.events.length > 12 ? `(${r.events.length}) …` : ""}${r.events.slice(-12).join(",")}, closes ${JSON.stringify(r.closes)}, ${r.messages.length} frames in, server got ${log.got.length}` +
         (tail === undefined ? "" : `; last requests: ${tail.join(" | ")}; ${proxy!.open} connections open`),
     );
   }
