@@ -8,7 +8,11 @@
  * (nothing arrives, nothing closes, until the client's watchdog gives up on it), or a proxy
  * that answers 502 to WebSocket upgrades or event streams, which makes the client switch
  * transport on its reconnect. Neither side is told anything by the test: each finds out the
- * way it would in production.
+ * way it would in production. Other resumes kill the session's relay process on the server
+ * (exit(pid, "kill")), found by its behaviour, the route's path.
+ *
+ * The last section holds what the server or the client does not do yet, as tests expected
+ * to fail (test.fails), each with a comment on why: when one starts passing, the fix is in.
  */
 import WebSocket from "ws";
 import { connect, type CloseInfo, type Connection, type ConnectOptions, type TransportName } from "corral/client";
