@@ -206,7 +206,7 @@ type Disruption = () => void;
  * Then every number must have arrived once, in order, in its direction, on the one pid, and
  * init, websocketInit ran once.
  */
-async function streamThrough(r: Recorder, proxy: TcpProxy, disruptions: readonly Disruption[], minTicks = 50): Promise<void> {
+async function streamThrough(r: Recorder, proxy: TcpProxy, disruptions: readonly Disruption[]): Promise<void> {
   const pid = log.pids[0]!;
   r.conn.send("stream:10");
   let c = 0;
@@ -233,7 +233,7 @@ async function streamThrough(r: Recorder, proxy: TcpProxy, disruptions: readonly
   await settled(r, () => texts(r, "s-end:").length === 1 && log.got.length === c, 5000, "the stream's end and every client frame", proxy);
 
   const last = Number(texts(r, "s-end:")[0]!.slice("s-end:".length));
-  expect(last).toBeGreaterThan(minTicks);
+  expect(last).toBeGreaterThanOrEqual(20); // a floor: each phase above already waited for traffic both ways
   expect(texts(r, "s:")).toEqual(numbered("s:", last).map((s) => `${s}:${String(pid)}`));
   expect(texts(r, "p:")).toEqual(numbered("p:", p));
   expect(log.got).toEqual(numbered("c:", c));
@@ -302,7 +302,7 @@ describe.each(TRANSPORTS)("resume on %s", (transport) => {
         if (relay !== undefined) exit(relay, "kill");
         else setTimeout(kill, 1);
       };
-      await streamThrough(r, proxy, [kill, kill, kill], 20);
+      await streamThrough(r, proxy, [kill, kill, kill]);
       r.conn.close();
       await until(() => log.terminates.length === 1, 3000, "terminate");
       expect(log.terminates).toEqual([{ remote: { code: 1000, reason: "" } }]);
