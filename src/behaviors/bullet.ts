@@ -89,6 +89,7 @@ class Relay implements Transport {
   pid: Pid | null = null;
   readonly gapMs: number;
   readonly acksInline: boolean;
+  readonly listens: boolean;
   /** WebSocket: the number of the client's next data frame, implicit on this connection. */
   nextIn = 0;
 
@@ -101,6 +102,7 @@ class Relay implements Transport {
     // A poll answered is not a client gone: the next poll comes within a moment (at most a heartbeat, or 5 s).
     this.gapMs = kind === "longpoll" ? Math.min(SLACK_MS, session.limits.heartbeatMs) : 0;
     this.acksInline = kind === "websocket";
+    this.listens = kind === "eventsource";
   }
 
   push(packets: readonly Packet[]): void {
@@ -340,6 +342,8 @@ class BulletRoute<S, Opts> {
   }
 
   websocketHandle(frame: InFrame, relay: Relay): CallResult<Relay> {
+    // Any frame is the client heard, a pong to the heartbeat's ping included.
+    relay.session.heard();
     try {
       if (frame.type === "text" && frame.data.startsWith("[")) {
         let packet: unknown;

@@ -22,6 +22,8 @@ export interface Transport {
   readonly gapMs: number;
   /** The client's frames come on this transport itself (a WebSocket), so their acks go back on it; a POST's answer acks its own. */
   readonly acksInline: boolean;
+  /** An event stream: its client listens and says nothing, so while it is open the client counts as heard. */
+  readonly listens: boolean;
   /** Packets for the client, in order; the transport writes them as it can. */
   push(packets: readonly Packet[]): void;
   /** This transport is done (the session ended, or another transport took over): end it after what was pushed. */
@@ -355,6 +357,7 @@ export class SessionPort implements WebSocketPort {
   private onTick(): void {
     this.tick = null;
     if (this.ended || this.transport === null) return;
+    if (this.transport.listens) this.heard();
     // Node's timers count from the event loop's cached clock and may fire a hair early by performance.now().
     const now = performance.now() + TIMER_SLACK_MS;
     if (now - this.lastHeard >= this.idleTimeout) {

@@ -358,15 +358,12 @@ test("a proxy that breaks WebSockets, then event streams, then polls: each resum
 /* ---------------------------------------------------------------- where the server or the client falls short (expected to fail until fixed) */
 
 /*
- * A session hears its client through what the client sends (docs/sessions.md, idleTimeout). On a
- * quiet event stream the client sends nothing (heartbeats flow the other way); on a quiet
- * WebSocket the server's heartbeats are ["h"] text packets, not the pings the protocol names, and
- * they keep the client's watchdog from ever asking (with its heartbeat above the server's, as
- * here; at the same value it depends on which timer fires first). Either way the session hears
- * nothing for idleTimeout and ends while its client is connected. A poll is heard every heartbeat.
+ * A session hears its client through what the client sends (docs/sessions.md, idleTimeout): on a
+ * quiet WebSocket the answers to the server's pings, on an event stream the stream itself, on a
+ * long-poll each poll. A connected client outlives idleTimeout on each.
  */
 describe.each(TRANSPORTS)("a quiet session on %s", (transport) => {
-  (transport === "longpoll" ? test : test.fails)("outlives the handler's idleTimeout while the client is connected", async () => {
+  test("outlives the handler's idleTimeout while the client is connected", async () => {
     const r = open(server.url("/quiet"), { transports: [transport], heartbeatMs: 2000 });
     try {
       await until(() => r.conn.state === "open", 3000, "the session to open");
@@ -380,8 +377,7 @@ describe.each(TRANSPORTS)("a quiet session on %s", (transport) => {
   });
 });
 
-// The server never sends ["a", n] on a WebSocket (only POST answers carry acks), so the client keeps every frame it ever sent until a resume.
-test.fails('WebSocket: the server acknowledges the client\'s frames (["a", n] after 64 frames or 1 s), so the client can forget them', async () => {
+test('WebSocket: the server acknowledges the client\'s frames (["a", n] after 64 frames or 1 s), so the client can forget them', async () => {
   const wire: string[] = [];
   class Tapped extends WebSocket {
     constructor(url: string) {
