@@ -484,7 +484,7 @@ export async function measureIdle(p) {
         // A plain socket is ready when open; a session when its hello is in.
         if (p.route === "ws-idle") ws.on("open", () => resolve(undefined));
         else ws.on("message", () => resolve(undefined));
-        socks[i] = ws;
+        socks.push(ws);
       });
     const idle = async (/** @type {number} */ n) => until(async () => {
       const a = await server.call("alive");
