@@ -421,26 +421,34 @@ function sources(n) {
 async function cycle(server, port, n, concurrency, first) {
   const src = sources(n + first);
   const clients = Array.from({ length: n }, (_, i) => new OpenClient(port, src[(first + i) % src.length]));
+  const cpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  const g0 = cpu();
   const c0 = server.cpuMs();
   const t0 = performance.now();
   await pool(n, concurrency, (i) => clients[i].connect(1, "welcome"));
   const t1 = performance.now();
   const c1 = server.cpuMs();
+  const g1 = cpu();
   await until(async () => (await server.call("alive")).open === n, `${n} sessions open`);
   await sleep(1200); // the server's acks of our acks have gone out; all quiet
   for (const c of clients) c.drop();
   await until(async () => (await server.call("conns")) === 0, "every socket closed on the server");
   check((await server.call("poke")) === n, `poke reached ${n} sessions`);
   await sleep(300);
+  const g2 = cpu();
   const c2 = server.cpuMs();
   const t2 = performance.now();
   await pool(n, concurrency, (i) => clients[i].connect(2, "while away"));
   const t3 = performance.now();
   const c3 = server.cpuMs();
+  const g3 = cpu();
   check((await server.call("alive")).open === n, `${n} sessions alive after the resume`);
   for (const c of clients) c.end();
   await until(async () => (await server.call("alive")).open === 0, "every session ended");
-  return { openMs: t1 - t0, openCpuMs: c1 - c0, resumeMs: t3 - t2, resumeCpuMs: c3 - c2 };
+  return { openMs: t1 - t0, openCpuMs: c1 - c0, resumeMs: t3 - t2, resumeCpuMs: c3 - c2, clientOpenCpuMs: g1 - g0, clientResumeCpuMs: g3 - g2 };
 }
 
 /**
@@ -721,7 +729,8 @@ export const scenario = {
       if (!d[m]?.length) continue;
       lines.push(
         `${m}: ${n0(med(m, (x) => x.n))} sessions opened in ${n0(med(m, (x) => x.openMs))} ms (${n0(med(m, (x) => x.n / (x.openMs / 1000)))}/s), ` +
-          `resumed in ${n0(med(m, (x) => x.resumeMs))} ms (${n0(med(m, (x) => x.n / (x.resumeMs / 1000)))}/s).`,
+          `resumed in ${n0(med(m, (x) => x.resumeMs))} ms (${n0(med(m, (x) => x.n / (x.resumeMs / 1000)))}/s); ` +
+          `the clients' process used ${n0(med(m, (x) => x.clientOpenCpuMs))} ms of CPU opening and ${n0(med(m, (x) => x.clientResumeCpuMs))} ms resuming.`,
       );
     }
     return lines;
