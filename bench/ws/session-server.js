@@ -25,7 +25,7 @@ const { bullet, compileRoutes, ok, processInfo, reply, self, send, startClear, t
 /** @typedef {import("../../dist/index.js").Pid} Pid */
 
 /** Frames the handler may push beyond the client's credit. */
-export const WINDOW = 1024;
+const WINDOW = 1024;
 /** Frames pushed in one turn at most: a client's burst never holds the loop for long. */
 const BATCH = 128;
 const PAD = "x".repeat(56);
