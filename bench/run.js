@@ -7,7 +7,8 @@
  *   --quick             1 round and smaller N where a figure allows it
  *   --large             also the measurements that need a big machine (50 000 WebSocket connections)
  *   --only <names>      comma-separated scenario names, measurement ids or measurement groups
- *                       (e.g. runtime, timers, websocket, echo, idle, hibernate, push, app-to-pid)
+ *                       (e.g. runtime, timers, websocket, echo, idle, hibernate, push, app-to-pid,
+ *                       sessions, session-push, session-resume, session-memory)
  *   --rounds <n>        override the number of rounds (default: the scenario's, else 5; 1 with --quick)
  *   --cpu-prof [dir]    run every child under --cpu-prof, profiles into dir
  *                       (default: $TMPDIR/corral-cpu-prof); summarize with bench/lib/profile.js
@@ -45,7 +46,7 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, "..");
 
 /** Scenario modules, in run order. */
-const SCENARIOS = ["./runtime.js", "./websocket.js", "./cluster.js"];
+const SCENARIOS = ["./runtime.js", "./websocket.js", "./sessions.js", "./cluster.js"];
 
 const USAGE = `usage: node --expose-gc bench/run.js [--quick] [--large] [--only <names>] [--rounds <n>] [--retries <n>] [--cpu-prof [dir]] [--strict] [--out <file>]`;
 
