@@ -140,8 +140,10 @@ function wsFrame(p: Packet): Frame {
 const HEARTBEAT = ping();
 
 function sseEvent(p: Packet): string {
+  // A text frame, most of the traffic, spelled out: stringifying only its text, not the packet around it.
+  if (p[0] === "t") return `id: ${p[1]}\ndata: ["t",${p[1]},${JSON.stringify(p[2])}]\n\n`;
   const data = JSON.stringify(jsonPacket(p));
-  return p[0] === "t" || p[0] === "b" ? `id: ${p[1]}\ndata: ${data}\n\n` : `data: ${data}\n\n`;
+  return p[0] === "b" ? `id: ${p[1]}\ndata: ${data}\n\n` : `data: ${data}\n\n`;
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
