@@ -4,9 +4,12 @@ export {
   clusterInfo,
   nodes,
   startCluster,
+  startClusterPrimary,
   stopCluster,
   type ClusterInfo,
   type ClusterOptions,
+  type ClusterPrimaryOptions,
+  type IpcClusterOptions,
   type RedisClusterOptions,
 } from "./cluster/cluster.js";
 export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./behaviors/frames.js";

@@ -6,13 +6,13 @@ import type { Logger } from "../runtime/log.js";
 
 export interface ClusterInfo {
   readonly node: string;
-  /** How this node meets the others: through Redis. */
-  readonly transport: "redis";
+  /** How this node meets the others: through Redis, or over node:cluster's IPC channel. */
+  readonly transport: "redis" | "ipc";
   /** The other nodes this node sees as up. */
   readonly nodes: string[];
-  /** Whether both Redis connections are up. */
+  /** Whether this node's link to the others is up: both Redis connections, or the IPC channel. */
   readonly connected: boolean;
-  /** Whether this node's own heartbeat is overdue from Redis (two heartbeats): signals wait, nobody is declared lost. */
+  /** Whether this node's own heartbeat is overdue from Redis (two heartbeats): signals wait, nobody is declared lost. Always false over IPC. */
   readonly stalled: boolean;
   /** Signals sent to other nodes. */
   readonly sent: number;
