@@ -28,7 +28,7 @@ import {
 } from "./primary.js";
 
 /** How long a worker waits for the primary's answer to its JOIN: no answer means no primary relays. */
-const JOIN_TIMEOUT_MS = 10_000;
+const JOIN_TIMEOUT_MS = 5_000;
 /** How long startCluster waits for the nodes already up to tell their group members. */
 const MEET_TIMEOUT_MS = 5_000;
 

@@ -1,10 +1,15 @@
 /**
  * Cross-node messaging: this test process is one node (startCluster before any pid exists),
- * two forked processes (test/support/cluster-node.mjs, the built package) are the others, all on a
- * real redis-server of this file's own.
+ * two forked processes (test/support/cluster-node.mjs, the built package) are the others; on
+ * each transport: a real redis-server of this file's own, and node:cluster's IPC with the test
+ * process as the primary.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
+  answer,
+  call,
+  CallError,
+  cast,
   clusterInfo,
   makeRef,
   nodeName,
@@ -12,17 +17,16 @@ import {
   Pid,
   Ref,
   send,
+  ok,
   sendAfter,
   spawn,
   startTimer,
   type ClusterInfo,
+  type ProcessBehavior,
 } from "../../src/index.js";
-import { collector, launchNode, RUN, startTrio, stopTrio, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
-import { haveRedis } from "../support/redis.js";
+import { collector, launchNode, RUN, startNode, startTrio, stopTrio, transports, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
 
-const enabled = haveRedis();
-
-describe.skipIf(!enabled)("cluster messaging", () => {
+describe.each(transports())("cluster messaging over %s", (kind) => {
   let trio: Trio | undefined;
   let info: ClusterInfo;
   let ME: string;
@@ -33,7 +37,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   beforeAll(async () => {
     // Before startCluster: a single node, no cluster.
     before = { info: clusterInfo(), nodes: nodes() };
-    trio = await startTrio("t");
+    trio = await startTrio("t", {}, kind);
     ({ info, me: ME, b, c } = trio);
   }, 150_000);
 
@@ -46,6 +50,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
 
   test("startCluster names the node; pids carry the name; clusterInfo and nodes() describe the cluster", async () => {
     expect(info.node).toBe(ME);
+    expect(info.transport).toBe(kind);
     expect(nodeName()).toBe(ME);
     expect(info.connected).toBe(true);
     const pid = spawn(async () => {});
@@ -65,7 +70,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a generated node name is corral-<os pid>-<hex>@<host>", async () => {
-    const n = launchNode({ redis: trio!.redis.url });
+    const n = launchNode(trio!.transport.options());
     const r = await within(n.started, 15_000, "a node with a generated name to start");
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -78,7 +83,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a node name held by a live node is refused: ERR_NODE_NAME_TAKEN", async () => {
-    const n = launchNode({ redis: trio!.redis.url, node: b.name });
+    const n = launchNode(trio!.transport.options(b.name));
     const r = await within(n.started, 15_000, "the duplicate node's startCluster to settle");
     expect(r.ok).toBe(false);
     if (r.ok) return;
@@ -93,7 +98,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
 
   test("two nodes starting at once under one new name: exactly one wins, the other gets ERR_NODE_NAME_TAKEN", async () => {
     const name = `twin-${RUN}@127.0.0.1`;
-    const twins = [launchNode({ redis: trio!.redis.url, node: name }), launchNode({ redis: trio!.redis.url, node: name })];
+    const twins = [launchNode(trio!.transport.options(name)), launchNode(trio!.transport.options(name))];
     const results = await Promise.all(twins.map((t) => within(t.started, 15_000, "a twin's startCluster to settle")));
     const winners = results.filter((r) => r.ok);
     expect(winners, JSON.stringify(results)).toHaveLength(1);
@@ -251,7 +256,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
     }
   }, 30_000);
 
-  test("local sends never touch Redis: clusterInfo().sent and received unchanged", async () => {
+  test("local sends never touch the transport: clusterInfo().sent and received unchanged", async () => {
     const a = collector();
     // let any remote traffic from earlier tests settle
     await new Promise((r) => setTimeout(r, 200));
@@ -279,7 +284,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a node that starts later lists the live nodes in startCluster's ClusterInfo and nodes() at once", async () => {
-    const late = launchNode({ redis: trio!.redis.url, node: `late-${RUN}@127.0.0.1` });
+    const late = launchNode(trio!.transport.options(`late-${RUN}@127.0.0.1`));
     const r = await within(late.started, 15_000, "the late node to start");
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -288,8 +293,8 @@ describe.skipIf(!enabled)("cluster messaging", () => {
     await late.quit();
   });
 
-  test("prefix: clusters with different prefixes on one Redis do not see each other", async () => {
-    const other = launchNode({ redis: trio!.redis.url, node: b.name, prefix: `other${RUN.replace(/-/g, "")}` });
+  test.runIf(kind === "redis")("prefix: clusters with different prefixes on one Redis do not see each other", async () => {
+    const other = launchNode(trio!.transport.options(b.name, { prefix: `other${RUN.replace(/-/g, "")}` }));
     const r = await within(other.started, 15_000, "a node of another prefix to start");
     // the name b holds in the default prefix is free in another one
     expect(r.ok, r.ok ? "" : `${r.error.code} ${r.error.message}`).toBe(true);
@@ -300,7 +305,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("startCluster after a pid exists is refused with a CorralError (pids already carry the old name)", async () => {
-    const n = launchNode({ redis: trio!.redis.url, node: `early-${RUN}@127.0.0.1` }, { spawnFirst: true });
+    const n = launchNode(trio!.transport.options(`early-${RUN}@127.0.0.1`), { spawnFirst: true });
     const r = await within(n.started, 15_000, "startCluster to settle");
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.name).toBe("CorralError");
@@ -358,4 +363,48 @@ describe.skipIf(!enabled)("cluster messaging", () => {
     expect(() => send(Pid.parse(there), "into the void")).not.toThrow();
     expect(() => send(Pid.parse(`<ghost-${RUN}@nowhere.1>`), "to an unknown node")).not.toThrow();
   });
+  test("call and cast cross nodes: here → b, b → here, b → c, and a callee that crashes", async () => {
+    const atB = Pid.parse(await b.call<string>("server"));
+    expect(await call(atB, { q: 1 }, 3_000)).toEqual({ echo: { q: 1 }, node: b.name, caller: null });
+
+    const echo: ProcessBehavior<null> = { init: () => null, handleCall: (request, from, s) => answer({ echo: request, node: nodeName(), caller: from.caller }, s), handleInfo: (_m, s) => ok(s) };
+    const here = spawn(echo, null);
+    const got = await b.call<{ echo: unknown; node: string; caller: unknown }>("call", { to: String(here), request: { q: 2, map: new Map([[1, "one"]]) }, ms: 3_000 });
+    expect(got).toEqual({ echo: { q: 2, map: new Map([[1, "one"]]) }, node: ME, caller: null });
+
+    // between two other nodes: through Redis, or relayed by this process (the primary) over IPC
+    const atC = await c.call<string>("server");
+    expect(await b.call("call", { to: atC, request: "hi", ms: 3_000 })).toEqual({ echo: "hi", node: c.name, caller: null });
+
+    cast(atB, { n: 1 });
+    expect(await b.waitReceived(String(atB), (m) => m.length >= 1, 5_000, "the cast at b")).toEqual([{ cast: { n: 1 } }]);
+
+    const err = await call(atB, { crash: "boom" }, 3_000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CallError);
+    expect((err as CallError).code).toBe("ERR_CALL_EXIT");
+    expect(((err as CallError).reason as { crash: Error }).crash.message).toBe("boom");
+  });
+
+  test("a call to a process of a node that dies rejects with ERR_CALL_EXIT noconnection", async () => {
+    const v = await startNode(trio!.transport.options(`tv-${RUN}@127.0.0.1`));
+    await until(() => nodes().includes(v.name) || undefined, 5_000, "v to be seen");
+    const atV = Pid.parse(await v.call<string>("server"));
+    const pending = call(atV, { hold: true }, 15_000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // the call is in place there once an answered call behind it came back (one sender, in order)
+    expect(await call(atV, "behind", 3_000)).toMatchObject({ echo: "behind" });
+    const t0 = Date.now();
+    await v.kill("SIGKILL");
+    const err = await within(pending, 10_000, "the held call to reject");
+    expect(err).toBeInstanceOf(CallError);
+    expect((err as CallError).code).toBe("ERR_CALL_EXIT");
+    expect((err as CallError).reason).toBe("noconnection");
+    // Redis: within nodeTimeoutMs (5 s) + a heartbeat; IPC: as soon as the primary sees the exit
+    expect(Date.now() - t0).toBeLessThan(kind === "ipc" ? 1_000 : 6_500);
+  }, 30_000);
 });

@@ -1,6 +1,8 @@
 // A corral node in its own OS process, for the cluster tests: imports the BUILT package
 // (dist/index.js), starts the cluster with the options given as JSON in argv[2], and obeys
-// commands from the test over the IPC channel (child_process.fork, serialization "advanced").
+// commands from the test over the IPC channel (serialization "advanced": child_process.fork
+// for a node on Redis; over IPC a node:cluster worker of the test process, whose channel also
+// carries the cluster's own messages, which this file leaves alone).
 //
 // Protocol: the parent sends { id, cmd, ...args }; the node answers { id, ok: true, value } or
 // { id, ok: false, error: { name, code, message } }. At start it sends { type: "ready", info }
@@ -12,7 +14,7 @@
 // refs as { $ref }.
 import * as corral from "../../dist/index.js";
 
-const { Pid, Ref, send, spawn, exit, isAlive, makeRef, join, leave, members, whichGroups, broadcast } = corral;
+const { Pid, Ref, send, spawn, exit, isAlive, makeRef, join, leave, members, whichGroups, broadcast, answer, ok, self } = corral;
 
 const opts = JSON.parse(process.argv[2] ?? "{}");
 
@@ -86,6 +88,25 @@ function collector({ trap = false } = {}) {
   };
 }
 
+/** A gen_server: a call is answered at once with { echo, node, caller }, never ({ hold: true }), or crashes it ({ crash: message }); casts are recorded. */
+const server = {
+  init() {
+    const rec = [];
+    records.set(String(self()), rec);
+    return rec;
+  },
+  handleCall(request, from, rec) {
+    if (request !== null && typeof request === "object" && typeof request.crash === "string") throw new Error(request.crash);
+    if (request !== null && typeof request === "object" && request.hold === true) return ok(rec);
+    return answer({ echo: request, node: corral.nodeName(), caller: from.caller }, rec);
+  },
+  handleCast(msg, rec) {
+    rec.push(encode({ cast: msg }));
+    return ok(rec);
+  },
+  handleInfo: (_msg, rec) => ok(rec),
+};
+
 /** Runs fn as the process pid (inside it) and resolves with its result. */
 function asProcess(pidStr, fn) {
   const pid = procs.get(pidStr);
@@ -115,6 +136,14 @@ const commands = {
     procs.set(String(pid), pid);
     return String(pid);
   },
+  server: () => {
+    const pid = spawn(server, null);
+    procs.set(String(pid), pid);
+    return String(pid);
+  },
+  call: ({ to, request, ms }) => corral.call(Pid.parse(to), decode(request), ms),
+  cast: ({ to, msg }) => (corral.cast(Pid.parse(to), decode(msg)), true),
+  startClusterPrimary: () => (corral.startClusterPrimary(), true),
   received: ({ pid }) => records.get(pid) ?? [],
   clear: ({ pid }) => {
     records.get(pid)?.splice(0);
@@ -189,7 +218,7 @@ const commands = {
 };
 
 function errorOf(err) {
-  return { name: err?.name, code: err?.code, message: String(err?.message ?? err) };
+  return { name: err?.name, code: err?.code, message: String(err?.message ?? err), ...(err?.reason === undefined ? {} : { reason: encode(err.reason) }) };
 }
 
 process.on("message", async (m) => {
