@@ -267,6 +267,89 @@ export async function measureBroadcast(p) {
 }
 
 // ---------------------------------------------------------------------------------------
+// 5. A call round trip, next to the send round trip it replaces
+
+/**
+ * @param {{ count: number, warmup: number, n: number, window: number }} p
+ *   count (+ warmup untimed): calls one at a time; n: round trips with `window` in flight
+ */
+export async function measureCall(p) {
+  return clusterRun(async (c) => {
+    const remote = await c.b.call("callee");
+    const local = await c.a.call("callee");
+    const remotePonger = await c.b.call("ponger");
+    /** @param {string} to @param {number} count @param {number} warmup */
+    const callSeq = (to, count, warmup) => c.a.call("callSeq", { to, count, warmup }, 120_000);
+    /** @param {string} to @param {number} n */
+    const callWindow = (to, n) => c.a.call("callWindow", { to, n, window: p.window }, 120_000);
+    /** @param {string} to @param {number} n */
+    const sendWindow = (to, n) => c.a.call("sendWindow", { to, n, window: p.window, timeoutMs: 60_000 }, 65_000);
+    /** @param {number} count @param {number} warmup */
+    const ping = (count, warmup) => c.a.call("ping", { to: remotePonger, count, warmup, timeoutMs: 60_000 }, 65_000);
+    const gc = () => Promise.all([c.a.call("gc"), c.b.call("gc")]);
+    // One untimed pass of each (JIT), then the timed ones, each after a GC.
+    const small = Math.max(p.window, Math.ceil(p.n / 10));
+    await callSeq(remote, Math.min(500, p.count), 0);
+    await callSeq(local, Math.min(500, p.count), 0);
+    await ping(Math.min(500, p.count), 0);
+    await callWindow(remote, small);
+    await callWindow(local, small);
+    await sendWindow(remote, small);
+
+    await gc();
+    const s0 = await counters(c);
+    const callRemote = await callSeq(remote, p.count, p.warmup);
+    const s1 = await counters(c);
+    await gc();
+    const pingRemote = await ping(p.count, p.warmup);
+    const s2 = await counters(c);
+    await gc();
+    const callLocal = await callSeq(local, p.count, p.warmup);
+    await gc();
+    const s3 = await counters(c);
+    const callWin = await callWindow(remote, p.n);
+    const s4 = await counters(c);
+    await gc();
+    const sendWin = await sendWindow(remote, p.n);
+    const s5 = await counters(c);
+    await gc();
+    const callWinLocal = await callWindow(local, p.n);
+    const s6 = await counters(c);
+    check(s6.signals === s5.signals, `local calls published ${s6.signals - s5.signals} signals through Redis (they must not touch it)`);
+
+    const callWindowRateRemote = p.n / (callWin.ms / 1000);
+    const sendRttWindowRateRemote = p.n / (sendWin.ms / 1000);
+    return {
+      figures: {
+        callP50Remote: callRemote.p50,
+        callP99Remote: callRemote.p99,
+        callSeqRateRemote: 1e6 / callRemote.mean,
+        callOverSendP50Remote: callRemote.p50 / pingRemote.p50,
+        callP50Local: callLocal.p50,
+        callWindowRateRemote,
+        sendRttWindowRateRemote,
+        callOverSendWindowRemote: sendRttWindowRateRemote / callWindowRateRemote,
+        callWindowRateLocal: p.n / (callWinLocal.ms / 1000),
+      },
+      details: {
+        ...p,
+        callRemote,
+        pingRemote,
+        callLocal,
+        callWindowMs: callWin.ms,
+        sendWindowMs: sendWin.ms,
+        callWindowLocalMs: callWinLocal.ms,
+        // Signals through Redis per round trip (the warm-up's excluded; heartbeats are not signals).
+        signalsPerCall: (s1.signals - s0.signals) / (p.count + p.warmup),
+        signalsPerSendRtt: (s2.signals - s1.signals) / (p.count + p.warmup + 1),
+        signalsPerCallInFlight: (s4.signals - s3.signals) / p.n,
+        signalsPerSendRttInFlight: (s5.signals - s4.signals) / p.n,
+      },
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
 // What bench/run.js runs and reports
 
 /**
@@ -331,6 +414,25 @@ export const scenario = {
         "of the round trips. The local twin: the ponger on node A.",
     },
     {
+      id: "cluster-call",
+      fn: "measureCall",
+      params: (quick) => ({ count: quick ? 1_000 : 5_000, warmup: quick ? 100 : 500, n: quick ? 5_000 : 30_000, window: 100 }),
+      timeoutMs: 180_000,
+      groups: ["call"],
+      how:
+        "A callee process on node B whose `handleCall` returns `answer(x, state)` and whose `handleInfo` answers a request " +
+        "`{ from, x }` with `send(from, x)`. **One at a time**: app code on node A (outside any process) awaits `call(callee, i)` " +
+        "(default 5 s timeout) 5 000 times in a row after 500 untimed (1 000 / 100 with --quick), timing each (`performance.now()` " +
+        "around the await): p50, p99, and calls/s from the mean. A cross-node call is four signals (the call's own process " +
+        "monitors the callee, sends the request, gets the answer, and its end takes the monitor down), a send round trip two; " +
+        "the details count them through each node's `clusterInfo()`. Call / send compares the p50 with the **cluster-latency** " +
+        "ping-pong run in the same child, on the same nodes. **100 in flight**: app code keeps 100 calls outstanding (each answer " +
+        "starts the next) until 30 000 are answered (5 000 with --quick): calls/s; its twin, a requester process on node A keeping " +
+        "100 requests `{ from: self(), x }` outstanding to the same callee: round trips/s; call / send is the ratio of the time " +
+        "per round trip. Every answer is checked against its request. Each run follows an untimed one and a forced GC on both " +
+        "nodes. The local twins: the same calls to a callee on node A (checked: no signal through Redis).",
+    },
+    {
       id: "cluster-broadcast",
       fn: "measureBroadcast",
       params: (quick) => ({ members: 10_000, reps: quick ? 3 : 10, chunk: 1_000 }),
@@ -356,6 +458,15 @@ export const scenario = {
     { id: "rttP50Local", label: "Round trip p50, local", format: "us", unit: "µs" },
     { id: "rttP99Local", label: "Round trip p99, local", format: "us", unit: "µs" },
     { id: "rttRatioP50", label: "Round trip p50: cross-node / local", format: "ratio" },
+    { id: "callP50Remote", label: "Call round trip p50, cross-node, one at a time", format: "us", unit: "µs" },
+    { id: "callP99Remote", label: "Call round trip p99, cross-node, one at a time", format: "us", unit: "µs" },
+    { id: "callSeqRateRemote", label: "Calls/s cross-node, one at a time (from the mean)", format: "number", unit: "calls/s" },
+    { id: "callOverSendP50Remote", label: "Call / send round trip p50, cross-node, one at a time", format: "ratio" },
+    { id: "callP50Local", label: "Call round trip p50, local (node A)", format: "us", unit: "µs" },
+    { id: "callWindowRateRemote", label: "Calls/s cross-node, 100 in flight", format: "rate", unit: "calls/s" },
+    { id: "sendRttWindowRateRemote", label: "Send round trips/s cross-node, 100 in flight", format: "rate", unit: "round trips/s" },
+    { id: "callOverSendWindowRemote", label: "Call / send round trip, cross-node, 100 in flight (time per round trip)", format: "ratio" },
+    { id: "callWindowRateLocal", label: "Calls/s local (node A), 100 in flight", format: "rate", unit: "calls/s" },
     { id: "bcastMsRemote", label: "Broadcast to 10 000 members, 5 000 on each node: until all have it", format: "ms" },
     { id: "bcastMsLocal", label: "Broadcast to 10 000 members on one node: until all have it", format: "ms" },
     { id: "bcastRatio", label: "Broadcast: two nodes / one node", format: "ratio" },
@@ -435,6 +546,15 @@ export const scenario = {
         `latency: cross-node p90 ${f1(med("cluster-latency", (x) => x.remote.p90))} µs, p99.9 ${f1(med("cluster-latency", (x) => x.remote.p999))} µs, ` +
           `max ${f1(med("cluster-latency", (x) => x.remote.max))} µs, mean ${f1(med("cluster-latency", (x) => x.remote.mean))} µs; local p90 ` +
           `${f2(med("cluster-latency", (x) => x.local.p90))} µs, max ${f1(med("cluster-latency", (x) => x.local.max))} µs.`,
+      );
+    }
+    if (d["cluster-call"]?.length) {
+      lines.push(
+        `call: cross-node p90 ${f1(med("cluster-call", (x) => x.callRemote.p90))} µs, max ${f1(med("cluster-call", (x) => x.callRemote.max))} µs ` +
+          `(the send round trip in the same child: p50 ${f1(med("cluster-call", (x) => x.pingRemote.p50))} µs, p99 ${f1(med("cluster-call", (x) => x.pingRemote.p99))} µs); ` +
+          `signals through Redis per round trip: call ${f2(med("cluster-call", (x) => x.signalsPerCall))} one at a time, ` +
+          `${f2(med("cluster-call", (x) => x.signalsPerCallInFlight))} with 100 in flight; send ${f2(med("cluster-call", (x) => x.signalsPerSendRtt))} ` +
+          `and ${f2(med("cluster-call", (x) => x.signalsPerSendRttInFlight))}; local call p99 ${f2(med("cluster-call", (x) => x.callLocal.p99))} µs.`,
       );
     }
     if (d["cluster-broadcast"]?.length) {

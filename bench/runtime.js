@@ -1,14 +1,14 @@
 // @ts-check
 /**
  * Runtime micro-benchmarks: message throughput, spawn + exit, memory per process (idle,
- * live, hibernated) and a million armed timers. Each `measure*` export runs alone in a fresh
- * `node --expose-gc` child (bench/lib/child.js); `scenario` tells bench/run.js what to run
- * and which figures, targets and notes to report.
+ * live, hibernated), a million armed timers, and a call round trip next to a send round trip.
+ * Each `measure*` export runs alone in a fresh `node --expose-gc` child (bench/lib/child.js);
+ * `scenario` tells bench/run.js what to run and which figures, targets and notes to report.
  */
 import { isDeepStrictEqual } from "node:util";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { serialize } from "node:v8";
-import { exit, ok, processCount, processes, processInfo, self, send, sendAfter, spawn, stop, timerCount } from "./lib/corral.js";
+import { answer, call, exit, ok, processCount, processes, processInfo, self, send, sendAfter, spawn, stop, timerCount } from "./lib/corral.js";
 import { check, deferred, gcNow, mem, memDelta, prng, settle, turn, waitFor } from "./lib/measure.js";
 import { median } from "./lib/stats.js";
 
@@ -529,6 +529,194 @@ export async function measureTimers(p) {
 }
 
 // ---------------------------------------------------------------------------------------
+// 6. A call round trip, next to the send round trip it replaces
+
+/** @typedef {import("../dist/index.js").Pid} PidT */
+
+/**
+ * The callee of every round trip below: a call gets its request back through
+ * `answer(x, state)`; a request message `{ from, x }` (the send idiom a call replaces) gets x
+ * back by send.
+ * @type {import("../dist/index.js").ProcessBehavior<null, { from: PidT, x: number }, null>}
+ */
+const echoBehaviour = {
+  init: () => null,
+  handleCall: (x, _from, st) => answer(x, st),
+  handleInfo(msg, st) {
+    send(msg.from, msg.x);
+    return ok(st);
+  },
+};
+
+/**
+ * The floor under any answer app code awaits from a process: a promise the process resolves
+ * itself (a send and a resolve, no call process, no monitor, no timer).
+ * @type {import("../dist/index.js").ProcessBehavior<null, { resolve: (x: number) => void, x: number }, null>}
+ */
+const resolverBehaviour = {
+  init: () => null,
+  handleInfo(msg, st) {
+    msg.resolve(msg.x);
+    return ok(st);
+  },
+};
+
+/**
+ * App code (outside any process) awaits n calls one after the other, each checked.
+ * @param {PidT} callee
+ * @param {number} n
+ * @param {number} timeoutMs  the call's own; 5 000 is call's default
+ * @returns {Promise<number>} ms
+ */
+async function callSequential(callee, n, timeoutMs) {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const r = await call(callee, i, timeoutMs);
+    if (r !== i) throw new Error(`call ${i} answered ${String(r)}`);
+  }
+  return performance.now() - t0;
+}
+
+/**
+ * App code makes `inFlight` calls at once and awaits them all (Promise.all), until n are done.
+ * @param {PidT} callee
+ * @param {number} n  a multiple of inFlight
+ * @param {number} inFlight
+ * @returns {Promise<number>} ms
+ */
+async function callInFlight(callee, n, inFlight) {
+  /** @type {Promise<number>[]} */
+  const batch = new Array(inFlight);
+  const t0 = performance.now();
+  for (let done = 0; done < n; done += inFlight) {
+    for (let i = 0; i < inFlight; i++) batch[i] = call(callee, done + i);
+    const answers = await Promise.all(batch);
+    for (let i = 0; i < inFlight; i++) if (answers[i] !== done + i) throw new Error(`call ${done + i} answered ${String(answers[i])}`);
+  }
+  return performance.now() - t0;
+}
+
+/**
+ * A requester process sends the callee `inFlight` requests `{ from: self(), x }` at once and,
+ * once all their answers are back (each checked, in order), the next `inFlight`, until n
+ * round trips are done. inFlight = 1: one request at a time, as a call awaited.
+ * @param {PidT} callee
+ * @param {number} n  a multiple of inFlight
+ * @param {number} inFlight
+ * @returns {Promise<number>} ms
+ */
+async function sendRoundTrips(callee, n, inFlight) {
+  /** @type {ReturnType<typeof deferred<number>>} */
+  const done = deferred(120_000, `${n} send round trips`);
+  /** @type {import("../dist/index.js").ProcessBehavior<{ next: number }, number | typeof NEXT, null>} */
+  const requester = {
+    init: () => ({ next: 0 }),
+    handleInfo(msg, st) {
+      if (msg !== NEXT) {
+        if (msg !== st.next) {
+          done.reject(new Error(`requester got ${String(msg)}, expected ${st.next}`));
+          return stop(st);
+        }
+        if (++st.next === n) {
+          done.resolve(performance.now());
+          return stop(st);
+        }
+        if (st.next % inFlight !== 0) return ok(st);
+      }
+      const me = self();
+      for (let i = st.next; i < st.next + inFlight; i++) send(callee, { from: me, x: i });
+      return ok(st);
+    },
+  };
+  const t0 = performance.now();
+  send(spawn(requester, null), NEXT);
+  return (await done.promise) - t0;
+}
+
+/**
+ * @param {PidT} resolver
+ * @param {number} n
+ * @returns {Promise<number>} ms
+ */
+async function promiseFloor(resolver, n) {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const r = await new Promise((resolve) => send(resolver, { resolve, x: i }));
+    if (r !== i) throw new Error(`resolver answered ${String(r)} for ${i}`);
+  }
+  return performance.now() - t0;
+}
+
+/**
+ * @param {{ calls: number, sends: number, inFlight: number, warmupDivisor: number }} p
+ */
+export async function measureCall(p) {
+  const callee = spawn(echoBehaviour, null);
+  const resolver = spawn(resolverBehaviour, null);
+  const base = processCount();
+  const w = (/** @type {number} */ n) => Math.ceil(n / p.warmupDivisor / p.inFlight) * p.inFlight;
+  // Warm every path up (JIT), then time each once, each on a freshly collected heap.
+  await callSequential(callee, w(p.calls), 5000);
+  await callInFlight(callee, w(p.calls), p.inFlight);
+  await sendRoundTrips(callee, w(p.sends), 1);
+  await sendRoundTrips(callee, w(p.sends), p.inFlight);
+  await callSequential(callee, w(p.calls), Infinity);
+  await promiseFloor(resolver, w(p.calls));
+  /** @param {() => Promise<number>} run @returns {Promise<number>} */
+  const timed = async (run) => {
+    await settle();
+    return run();
+  };
+  await settle();
+  const heapBefore = mem();
+  const callSeqMs = await callSequential(callee, p.calls, 5000);
+  // What the settled calls still hold (their timers were cancelled, their processes ended).
+  await settle();
+  const heapAfter = memDelta(mem(), heapBefore);
+  const callParMs = await timed(() => callInFlight(callee, p.calls, p.inFlight));
+  const sendSeqMs = await timed(() => sendRoundTrips(callee, p.sends, 1));
+  const sendParMs = await timed(() => sendRoundTrips(callee, p.sends, p.inFlight));
+  const callNoTimerMs = await timed(() => callSequential(callee, p.calls, Infinity));
+  const floorMs = await timed(() => promiseFloor(resolver, p.calls));
+  // Every call's own process ended with its answer, and took its timer with it.
+  await waitFor(() => processCount() === base, 5000, "the calls' own processes to end");
+  check(timerCount() === 0, `${timerCount()} timers still armed after every call settled`);
+  exit(callee, "kill");
+  exit(resolver, "kill");
+  await waitFor(() => processCount() === 0, 5000, "callee and resolver to exit");
+
+  const us = (/** @type {number} */ ms, /** @type {number} */ n) => (ms * 1000) / n;
+  const callSeqUs = us(callSeqMs, p.calls);
+  const callParUs = us(callParMs, p.calls);
+  const sendSeqUs = us(sendSeqMs, p.sends);
+  const sendParUs = us(sendParMs, p.sends);
+  return {
+    figures: {
+      callSeqRate: 1e6 / callSeqUs,
+      callSeqUs,
+      callParRate: 1e6 / callParUs,
+      callParUs,
+      sendRttSeqRate: 1e6 / sendSeqUs,
+      sendRttSeqUs: sendSeqUs,
+      sendRttParRate: 1e6 / sendParUs,
+      sendRttParUs: sendParUs,
+      callOverSendSeq: callSeqUs / sendSeqUs,
+      callOverSendPar: callParUs / sendParUs,
+    },
+    details: {
+      ...p,
+      callSeqMs,
+      callParMs,
+      sendSeqMs,
+      sendParMs,
+      callNoTimerUs: us(callNoTimerMs, p.calls),
+      promiseFloorUs: us(floorMs, p.calls),
+      heapHeldPerCall: heapAfter.heapUsed / p.calls,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // What bench/run.js runs and reports
 
 /** @type {Scenario} */
@@ -546,6 +734,8 @@ export const scenario = {
       fn: "measureThroughput",
       params: (quick) => ({ n: quick ? 2_000_000 : 10_000_000, batch: 10_000, window: 2, warmup: quick ? 500_000 : 2_000_000 }),
       timeoutMs: 180_000,
+      // The call rows compare the call with this one-way send.
+      groups: ["call"],
       how:
         "A sender process handles `\"next\"` by sending the next 10 000 integers to a receiver, then " +
         "sending itself `\"next\"`, until N are sent (N = 10 M; 2 M with --quick). The receiver checks each " +
@@ -557,6 +747,28 @@ export const scenario = {
         "the mailbox stays under 20 000 (steady state). The bare loop, last, pushes the same " +
         "batches into an array read from a head index and calls the same `handleInfo` code (returning " +
         "`ok(state)`) per message: the floor with no processes, mailboxes or scheduler.",
+    },
+    {
+      id: "call",
+      fn: "measureCall",
+      params: (quick) => ({ calls: quick ? 50_000 : 300_000, sends: quick ? 200_000 : 2_000_000, inFlight: 1000, warmupDivisor: 5 }),
+      timeoutMs: 120_000,
+      groups: ["call"],
+      how:
+        "One callee process, a `ProcessBehavior` whose `handleCall` returns `answer(x, state)` (the request back) and whose " +
+        "`handleInfo` answers a request message `{ from, x }` with `send(from, x)`. **Call, one at a time**: app code (outside any " +
+        "process) awaits `call(callee, i)` N times in a row (N = 300 k; 50 k with --quick), the default 5 s timeout, so each call " +
+        "spawns its own process, monitors the callee, arms and (when its process ends with the answer) cancels a timer. **Call, " +
+        "1 000 in flight**: `Promise.all` over 1 000 calls, then the next 1 000, until N. **Send round trip**, the idiom the call " +
+        "replaces: a requester process sends the callee `{ from: self(), x }` and handles the answer in its `handleInfo`; one " +
+        "request at a time (the next goes out when the answer is handled), or 1 000 at once (the next 1 000 when all 1 000 " +
+        "answers are in); N = 2 M round trips (200 k with --quick). Every answer is checked against its request. µs per call is " +
+        "the run's time / N, calls/s its inverse; call / send compares µs per round trip, same child, same callee. Each path " +
+        "runs once untimed (N/5) first, and each timed run follows forced GCs. Checked afterwards: every call's own process has " +
+        "ended and no timer is left armed. The one-way row turns the flow-controlled throughput (the **throughput** " +
+        "measurement, same round) into µs per message. The details add the same calls with `timeoutMs` Infinity (no timer), " +
+        "the floor of a promise the callee resolves itself, and the heap the N calls one at a time leave behind once settled " +
+        "(the `heapUsed` delta across the run, after forced GCs, / N).",
     },
     {
       id: "spawn-exit",
@@ -619,6 +831,18 @@ export const scenario = {
     { id: "msgRateFlow", label: "Same, flow-controlled (mailbox < 20 k)", format: "rate", unit: "msgs/s" },
     { id: "bareRate", label: "Bare queue + dispatch loop (same run)", format: "rate", unit: "msgs/s" },
     { id: "runtimeOverBare", label: "Throughput ratio runtime (first row) / bare", format: "ratio" },
+    { id: "callSeqRate", label: "Local call round trip, one at a time (app code awaits each)", format: "rate", unit: "calls/s" },
+    { id: "callSeqUs", label: "Same, per call", format: "us", unit: "µs" },
+    { id: "sendRttSeqRate", label: "Send round trip, one at a time (request with the sender's pid, answer by send)", format: "rate", unit: "round trips/s" },
+    { id: "sendRttSeqUs", label: "Same, per round trip", format: "us", unit: "µs" },
+    { id: "callOverSendSeq", label: "Call / send round trip, one at a time", format: "ratio" },
+    { id: "callParRate", label: "Local call round trip, 1 000 in flight (Promise.all)", format: "rate", unit: "calls/s" },
+    { id: "callParUs", label: "Same, per call", format: "us", unit: "µs" },
+    { id: "sendRttParRate", label: "Send round trip, 1 000 in flight", format: "rate", unit: "round trips/s" },
+    { id: "sendRttParUs", label: "Same, per round trip", format: "us", unit: "µs" },
+    { id: "callOverSendPar", label: "Call / send round trip, 1 000 in flight", format: "ratio" },
+    { id: "sendOneWayUs", label: "One-way send, per message (the flow-controlled throughput row)", format: "us", unit: "µs" },
+    { id: "callOverOneWay", label: "Call (1 000 in flight) / one-way send", format: "ratio" },
     { id: "spawnExitRate", label: "spawn + exit rate", format: "rate", unit: "procs/s", target: { op: ">=", value: 5e5 } },
     { id: "idleBytes", label: "Heap per idle process (shared state)", format: "bytes", target: { op: "<=", value: 512 } },
     { id: "stateSerializedBytes", label: "2 KB state: v8.serialize size", format: "bytes" },
@@ -652,6 +876,16 @@ export const scenario = {
           `and ${n0(med("throughput", (x) => x.flowMaxQueue))} in the flow-controlled one (sampled by the sender every 16 batches).`,
       );
     }
+    if (d.call?.length) {
+      const f2 = (/** @type {number} */ v) => (Number.isFinite(v) ? v.toFixed(2) : "—");
+      lines.push(
+        `call: one at a time with \`timeoutMs\` Infinity (no timer armed) ${f2(med("call", (x) => x.callNoTimerUs))} µs per call; ` +
+          `app code awaiting a promise the callee resolves itself (a send and a resolve: no call process, monitor or timer) ` +
+          `${f2(med("call", (x) => x.promiseFloorUs))} µs, the floor under any answer app code awaits from a process; ` +
+          `heap still held once the ${n0(med("call", (x) => x.calls))} calls one at a time had all settled (after forced GCs): ` +
+          `${f2(med("call", (x) => x.heapHeldPerCall))} B per call.`,
+      );
+    }
     if (d["idle-heap"]?.length) {
       lines.push(`idle process: ${n0(med("idle-heap", (x) => x.perProcess.heapUsed))} B heap, ${n0(med("idle-heap", (x) => x.perProcess.rss))} B RSS per process (RSS is noisier: freed pages are not always returned).`);
     }
@@ -673,8 +907,12 @@ export const scenario = {
     }
     return lines;
   },
-  derive: (f) =>
-    f.stateHibernatedBytes !== undefined && f.stateLiveBytes !== undefined
-      ? { hibernatedOverLive: f.stateHibernatedBytes / f.stateLiveBytes }
-      : /** @type {Record<string, number>} */ ({}),
+  derive: (f) => {
+    /** @type {Record<string, number>} */
+    const out = {};
+    if (f.stateHibernatedBytes !== undefined && f.stateLiveBytes !== undefined) out.hibernatedOverLive = f.stateHibernatedBytes / f.stateLiveBytes;
+    if (f.msgRateFlow !== undefined) out.sendOneWayUs = 1e6 / f.msgRateFlow;
+    if (f.msgRateFlow !== undefined && f.callParUs !== undefined) out.callOverOneWay = f.callParUs / out.sendOneWayUs;
+    return out;
+  },
 };

@@ -97,10 +97,24 @@ function windowCpu(a, b) {
 /**
  * `conns` connections each keep `inflight` messages of `size` bytes in flight (closed loop;
  * half text, half binary); after `warmupSeconds` the window runs `seconds`.
- * @param {{ server: Side, conns: number, inflight: number, size: number, seconds: number, warmupSeconds: number, workers: number }} p
+ * With `metrics`, the server mounts `metrics()` and the coordinator scrapes it every second, as Prometheus would.
+ * @param {{ server: Side, conns: number, inflight: number, size: number, seconds: number, warmupSeconds: number, workers: number, metrics?: boolean }} p
  */
 export async function measureEcho(p) {
   return withRig({ server: p.server, conns: p.conns, workers: p.workers }, async (rig) => {
+    /** @type {NodeJS.Timeout | undefined} */
+    let scraper;
+    let scrapes = 0;
+    if (p.metrics) {
+      await rig.server.call("metricsOn");
+      const url = `http://127.0.0.1:${rig.port}/metrics`;
+      scraper = setInterval(() => {
+        fetch(url).then(async (res) => {
+          check(res.status === 200 && (await res.text()).includes("corral_websocket_frames_received_total"), "echo-metrics: a scrape failed");
+          scrapes++;
+        });
+      }, 1000);
+    }
     await rig.connect({ mode: "echo", path: "/echo", count: p.conns, concurrency: 50, sources: sourceAddresses(p.conns), timeoutMs: 30_000 });
     await rig.waitConns(p.conns, 10_000);
     await rig.gensCall("echoStart", { inflight: p.inflight, size: p.size });
@@ -109,8 +123,10 @@ export async function measureEcho(p) {
     check(a.errors === 0, `echo warm-up: ${a.errors} errors, first: ${a.firstError}`);
     await sleep(p.seconds * 1000);
     const b = await rig.mark();
+    clearInterval(scraper);
     const stopped = await rig.gensCall("echoStop", { timeoutMs: 5000 });
     const w = windowCpu(a, b);
+    if (p.metrics) check(scrapes >= Math.floor(p.seconds), `echo-metrics: ${scrapes} scrapes in ${p.seconds} s`);
     check(b.errors === 0, `echo: ${b.errors} errors, first: ${b.firstError}`);
     check(b.conns === p.conns, `echo: ${b.conns} of ${p.conns} connections still open`);
     check(b.received > 0, "echo: no messages came back in the window");
@@ -118,7 +134,7 @@ export async function measureEcho(p) {
     check(outstanding === 0, `echo: ${outstanding} messages never came back after the load stopped`);
     const rate = b.received / w.seconds;
     const cpuUs = ((b.serverCpuMs - a.serverCpuMs) * 1000) / b.received;
-    const s = sfx(p.server);
+    const s = p.metrics ? "MetricsCorral" : sfx(p.server);
     return {
       figures: {
         [`echoRate${s}`]: rate,
@@ -382,6 +398,19 @@ export const scenario = {
         "Checked: every echo comes back on its connection with its opcode, length and sequence number, in order, and " +
         "none is missing after the load stops.",
     ),
+    {
+      id: "echo-metrics-corral",
+      fn: "measureEcho",
+      groups: ["echo", "metrics"],
+      params: (quick) => ({ server: "corral", metrics: true, conns: quick ? 20 : 100, inflight: 16, size: 32, seconds: quick ? 1.5 : 10, warmupSeconds: quick ? 0.5 : 2, workers: 1 }),
+      timeoutMs: 90_000,
+      how:
+        "As **echo-corral**, with `metrics()` mounted at `/metrics` (prom-client's Node metrics collected, its " +
+        "event-loop delay histogram included) and scraped every second by the coordinator during the window, as " +
+        "Prometheus would. corral's counters themselves are always on (one integer increment per frame); the ratio " +
+        "to **echo-corral** of the same round is what mounting and scraping the metrics costs. Checked: every scrape " +
+        "answers 200 with corral's metrics.",
+    },
     ...pair(
       "idle",
       "measureIdle",
@@ -467,6 +496,9 @@ export const scenario = {
     { id: "echoRateCorral", label: "Echo throughput, corral", format: "rate", unit: "msgs/s" },
     { id: "echoRateRaw", label: "Echo throughput, raw ws", format: "rate", unit: "msgs/s" },
     { id: "echoRateRatio", label: "Echo throughput corral / raw", format: "ratio", target: { op: ">=", value: 1.0 } },
+    { id: "echoRateMetricsCorral", label: "Echo throughput, corral with metrics scraped every second", format: "rate", unit: "msgs/s" },
+    { id: "echoMetricsRateRatio", label: "Echo throughput with metrics / without", format: "ratio", target: { op: ">=", value: 0.97 } },
+    { id: "echoMetricsCpuRatio", label: "Echo server CPU per message with metrics / without", format: "ratio", target: { op: "<=", value: 1.03 } },
     { id: "echoCpuUsCorral", label: "Echo server CPU per message, corral", format: "us", unit: "µs" },
     { id: "echoCpuUsRaw", label: "Echo server CPU per message, raw ws", format: "us", unit: "µs" },
     {
@@ -573,6 +605,8 @@ export const scenario = {
     /** @type {Record<string, number | undefined>} */
     const out = {
       echoRateRatio: ratio(f, "echoRateCorral", "echoRateRaw"),
+      echoMetricsRateRatio: ratio(f, "echoRateMetricsCorral", "echoRateCorral"),
+      echoMetricsCpuRatio: ratio(f, "echoCpuUsMetricsCorral", "echoCpuUsCorral"),
       echoCpuRatio: ratio(f, "echoCpuUsCorral", "echoCpuUsRaw"),
       echoP50Ratio: ratio(f, "echoP50MsCorral", "echoP50MsRaw"),
       echoP99Ratio: ratio(f, "echoP99MsCorral", "echoP99MsRaw"),

@@ -28,7 +28,7 @@ export type {
 } from "./behaviors/req.js";
 export { bullet, type BulletOptions, type BulletRoute, type BulletTransport } from "./behaviors/bullet.js";
 export { loop, type Loop, type LoopHandler, type LoopOptions } from "./behaviors/loop.js";
-export type { Handler, HttpHandler } from "./behaviors/request.js";
+export type { Handler, HttpHandler, RouteOptsCheck } from "./behaviors/request.js";
 export {
   commands,
   reply,
@@ -66,7 +66,9 @@ export {
   type RouteConstraintFn,
   type RouteConstraints,
   type RouteMatch,
+  type RouteOpts,
 } from "./server/router.js";
 export * from "./behaviors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";
 export * from "./behaviors/machine.js";
+export { metrics, type MetricsOptions, type MetricsState } from "./observe/metrics.js";

@@ -4,7 +4,8 @@
  *
  * - One in-memory module per block, placed (virtually) next to its Markdown file, so bare
  *   imports ("corral", "ws", "pino", "vitest", "node:*") resolve as they would for a user;
- *   "corral" is mapped to src/index.ts and "corral/testing" to src/testing.ts with `paths`.
+ *   "corral" is mapped to src/index.ts, "corral/testing" to src/testing.ts and "corral/client"
+ *   to client/corral-client.d.ts with `paths`.
  * - The project's tsconfig.json options (strict and the rest), plus noEmit, module detection
  *   "force" (every block is a module, so top-level await works and names never clash
  *   between blocks), and no unused-local/parameter errors (snippets declare things to show them).
@@ -24,6 +25,7 @@ import { beforeAll, describe, expect, test } from "vitest";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CORRAL_ENTRY = join(ROOT, "src", "index.ts");
 const TESTING_ENTRY = join(ROOT, "src", "testing.ts");
+const CLIENT_TYPES = join(ROOT, "client", "corral-client.d.ts");
 
 interface Block {
   /** "docs/websocket.md:8": the file (relative to the repo) and the line of the opening fence. */
@@ -109,7 +111,7 @@ function compilerOptions(): ts.CompilerOptions {
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
     target: parsed.options.target ?? ts.ScriptTarget.ES2022,
-    paths: { corral: [CORRAL_ENTRY], "corral/testing": [TESTING_ENTRY] },
+    paths: { corral: [CORRAL_ENTRY], "corral/testing": [TESTING_ENTRY], "corral/client": [CLIENT_TYPES] },
   };
 }
 

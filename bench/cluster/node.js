@@ -17,7 +17,7 @@ import { ready, serve } from "../ws/control.js";
 
 /** @type {typeof import("../../dist/index.js")} */
 const corral = await import(DIST_URL);
-const { Pid, broadcast, clusterInfo, join, members, nodeName, nodes, ok, self, send, spawn, startCluster, stop, stopCluster } = corral;
+const { Pid, answer, broadcast, call, clusterInfo, join, members, nodeName, nodes, ok, self, send, spawn, startCluster, stop, stopCluster } = corral;
 
 /** @typedef {import("../../dist/index.js").Pid} PidT */
 /** @typedef {{ hello: PidT }} Hello   a source's or pinger's first message: where to answer */
@@ -178,6 +178,49 @@ function latencyStats(us) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Call: app code calls a callee, next to a requester process sending it requests
+
+/**
+ * Answers a call with its request (`answer(x, state)`), and a request message `{ from, x }`
+ * with `send(from, x)`: the same callee for the call and for the send idiom it replaces.
+ * @type {import("../../dist/index.js").ProcessBehavior<null, { from: PidT, x: number }, null>}
+ */
+const echoBehaviour = {
+  init: () => null,
+  handleCall: (x, _from, st) => answer(x, st),
+  handleInfo(msg, st) {
+    send(msg.from, msg.x);
+    return ok(st);
+  },
+};
+
+/** @type {Deferred<number> | null} */
+let requestRun = null;
+
+/**
+ * Keeps `window` requests `{ from: self(), x }` in flight to `to`: each answer (checked, in
+ * order) sends the next, until n are answered; resolves requestRun with the end time.
+ * @type {import("../../dist/index.js").ProcessBehavior<{ to: PidT, n: number, window: number, sent: number, next: number }, typeof GO | number, { to: string, n: number, window: number }>}
+ */
+const requesterBehaviour = {
+  init: (p) => ({ to: Pid.parse(p.to), n: p.n, window: p.window, sent: 0, next: 0 }),
+  handleInfo(msg, st) {
+    let more = 1;
+    if (msg === GO) more = st.window;
+    else if (msg !== st.next) {
+      requestRun?.reject(new Error(`requester: got ${String(msg)}, expected ${st.next}`));
+      return stop(st);
+    } else if (++st.next === st.n) {
+      requestRun?.resolve(performance.now());
+      return stop(st);
+    }
+    const me = self();
+    for (const end = Math.min(st.sent + more, st.n); st.sent < end; st.sent++) send(st.to, { from: me, x: st.sent });
+    return ok(st);
+  },
+};
+
+// ---------------------------------------------------------------------------------------
 // Broadcast: members of a group report each message to this node's collector
 
 let got = 0;
@@ -283,6 +326,60 @@ const commands = {
       return latencyStats(await pingRun.promise);
     } finally {
       pingRun = null;
+    }
+  },
+
+  callee: () => String(spawn(echoBehaviour, null)),
+  /**
+   * App code (no process) awaits count + warmup calls one after the other, each timed and
+   * checked; stats of the last count, in µs, and their total time.
+   * @param {{ to: string, count: number, warmup: number }} a
+   */
+  async callSeq(a) {
+    const to = Pid.parse(a.to);
+    const samples = new Float64Array(a.count);
+    let t0 = 0;
+    for (let i = 0; i < a.warmup + a.count; i++) {
+      if (i === a.warmup) t0 = performance.now();
+      const t = performance.now();
+      const r = await call(to, i);
+      if (i >= a.warmup) samples[i - a.warmup] = (performance.now() - t) * 1000;
+      if (r !== i) throw new Error(`call ${i} answered ${String(r)}`);
+    }
+    return { ...latencyStats(samples), ms: performance.now() - t0 };
+  },
+  /**
+   * App code keeps `window` calls in flight: each answer (checked) starts the next, until n
+   * are answered. The time from the first call to the last answer, ms.
+   * @param {{ to: string, n: number, window: number }} a
+   */
+  async callWindow(a) {
+    const to = Pid.parse(a.to);
+    let next = 0;
+    const one = async () => {
+      while (next < a.n) {
+        const i = next++;
+        const r = await call(to, i);
+        if (r !== i) throw new Error(`call ${i} answered ${String(r)}`);
+      }
+    };
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: Math.min(a.window, a.n) }, one));
+    return { ms: performance.now() - t0 };
+  },
+  /**
+   * A requester process keeps `window` requests in flight to `to` (the send idiom), until n
+   * are answered. The time from its start to the last answer, ms.
+   * @param {{ to: string, n: number, window: number, timeoutMs: number }} a
+   */
+  async sendWindow(a) {
+    requestRun = deferred(a.timeoutMs, `${a.n} requests to be answered`);
+    const t0 = performance.now();
+    send(spawn(requesterBehaviour, a), GO);
+    try {
+      return { ms: (await requestRun.promise) - t0 };
+    } finally {
+      requestRun = null;
     }
   },
 

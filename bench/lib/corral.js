@@ -16,4 +16,4 @@ export const DIST_URL = chosen ? pathToFileURL(path.resolve(chosen)).href : new 
 /** @type {typeof import("../../dist/index.js")} */
 const corral = await import(DIST_URL);
 
-export const { exit, ok, processCount, processes, processInfo, self, send, sendAfter, spawn, stop, timerCount } = corral;
+export const { answer, call, exit, ok, processCount, processes, processInfo, self, send, sendAfter, spawn, stop, timerCount } = corral;

@@ -25,7 +25,7 @@ import { commonCommands, ready, serve } from "./control.js";
 
 /** @type {typeof import("../../dist/index.js")} */
 const corral = await import(DIST_URL);
-const { broadcast, compileRoutes, isTimeout, join, ok, processInfo, reply, self, send, startClear, startTimer, text, upgrade } = corral;
+const { broadcast, compileRoutes, isTimeout, join, metrics, ok, processInfo, reply, self, send, startClear, startTimer, text, upgrade } = corral;
 
 /** @typedef {import("../../dist/index.js").Pid} Pid */
 
@@ -112,6 +112,18 @@ function pusher(hibernate) {
   };
 }
 
+/** The metrics route once the coordinator turned it on (echo-metrics): until then /metrics is a 404 and prom-client's Node metrics are not collected. */
+/** @type {ReturnType<typeof metrics> | null} */
+let metricsRoute = null;
+
+/** @type {import("../../dist/index.js").HttpHandler<null>} */
+const metricsOrNot = {
+  init(req) {
+    if (metricsRoute !== null) return /** @type {any} */ (metricsRoute.init(req, undefined));
+    return { type: "ok", req: req.reply(404), state: null };
+  },
+};
+
 const dispatch = compileRoutes([
   {
     host: "_",
@@ -122,6 +134,7 @@ const dispatch = compileRoutes([
       ["/hibernate", stateful(true), {}],
       ["/push", pusher(true), {}],
       ["/push-live", pusher(false), {}],
+      ["/metrics", metricsOrNot, {}],
     ],
   },
 ]);
@@ -133,6 +146,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 serve({
   ...commonCommands(),
   conns: () => listener.connections,
+  metricsOn: () => {
+    metricsRoute ??= metrics();
+    return true;
+  },
   /** From app code: one message to each connection's pid, or to the group. */
   sendAll: (/** @type {{ via: "each" | "group", msg: string }} */ a) => {
     let n = 0;

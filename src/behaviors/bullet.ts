@@ -370,9 +370,14 @@ class BulletRoute<S, Opts> {
     return ok(relay);
   }
 
-  /** Any transport's end: the session waits for its client, unless another transport took over. */
-  terminate(_reason: TerminateReason, _req: PartialReq, state: unknown): void {
-    if (state instanceof Relay) state.session.detachTransport(state);
+  /**
+   * Any transport's end: the session waits for its client, unless another transport took
+   * over; a transport shut down with its listener takes its session with it.
+   */
+  terminate(reason: TerminateReason, _req: PartialReq, state: unknown): void {
+    if (!(state instanceof Relay)) return;
+    if (reason === "shutdown") state.session.shutdown();
+    else state.session.detachTransport(state);
   }
 }
 

@@ -1,6 +1,8 @@
 // cowboy_loop: a request process that waits for messages (long polling, server-sent events).
 import type { Result } from "../runtime/result.js";
+import type { SystemMessage } from "../runtime/messages.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
+import type { RouteOptsCheck } from "./request.js";
 import type { TerminateReason } from "./websocket.js";
 
 /**
@@ -8,10 +10,13 @@ import type { TerminateReason } from "./websocket.js";
  * loop(...), and the request process lives on, taking messages sent to it in `info` until
  * one returns stop. The loop itself runs in the request process (request.ts), as in Cowboy.
  */
-export interface LoopHandler<S = unknown, Opts = unknown, Info = unknown> {
+export interface LoopHandler<S = unknown, Opts = unknown, Info = unknown> extends RouteOptsCheck {
   init(req: Req, opts: Opts): Loop<S> | HttpOk<S> | PromiseLike<Loop<S> | HttpOk<S>>;
-  /** Each message sent to the request process: ok(state) to go on (reply or stream first if you like), stop(state) to end. */
-  info(msg: Info, req: Req, state: S): Result<S> | PromiseLike<Result<S>>;
+  /**
+   * Each message sent to the request process, yours (Info) or the runtime's own (SystemMessage):
+   * ok(state) to go on (reply or stream first if you like), stop(state) to end.
+   */
+  info(msg: Info | SystemMessage, req: Req, state: S): Result<S> | PromiseLike<Result<S>>;
   terminate?(reason: TerminateReason, req: PartialReq, state: S): void;
 }
 

@@ -17,6 +17,7 @@ import type { AnyStateMachine, ContextFrom, EventObject, InputFrom } from "xstat
 import { CallMessage, refuseUnhandled } from "../runtime/call.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { isThenable } from "../runtime/result.js";
+import type { SystemMessage } from "../runtime/messages.js";
 import { cancelTimer } from "../runtime/timers.js";
 import { flag, knownKeys } from "../runtime/validate.js";
 import type { InFrame } from "./frames.js";
@@ -65,8 +66,12 @@ export interface WsInfoEvent<T = unknown> {
   readonly type: "ws.info";
   readonly data: T;
 }
-/** The events a machine handler sends its machine, besides infos that are events already. */
-export type WsEvent<Info = unknown> = WsFrameEvent | WsInfoEvent<Info>;
+/**
+ * The events a machine handler sends its machine, besides the app's infos that are events
+ * already: frames, `ws.info`, and the runtime's own messages (SystemMessage: "timeout",
+ * "DOWN", "EXIT", "call"), which are objects with a string type and so events as they are.
+ */
+export type WsEvent<Info = unknown> = WsFrameEvent | WsInfoEvent<Info> | SystemMessage;
 
 /** The frame types' event names. */
 const FRAME_EVENT = { text: "ws.text", binary: "ws.binary", ping: "ws.ping", pong: "ws.pong" } as const;

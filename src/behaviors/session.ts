@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import type { Pid } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
+import { stats } from "../runtime/stats.js";
 import { closeCodeFor, remoteClose } from "./close.js";
 import { ReceivedFrame, type Frame } from "./frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "./websocket.js";
@@ -82,6 +83,8 @@ export class SessionPort implements WebSocketPort {
   private lastPushed = performance.now();
   private tick: NodeJS.Timeout | null = null;
   private window: NodeJS.Timeout | null = null;
+  /** A transport attached before: the next one after an absence resumes the session. */
+  private wasAttached = false;
 
   constructor(
     private readonly table: SessionTable,
@@ -91,8 +94,14 @@ export class SessionPort implements WebSocketPort {
     this.maxFrameSize = opts.maxFrameSize;
     this.idleTimeout = opts.idleTimeout;
     table.set(this.sid, this);
+    stats.sessionsOpened++;
+    stats.sessionsOpen++;
     // Until its first transport attaches, a session is as good as away.
     this.awaitClient();
+  }
+
+  get isSession(): boolean {
+    return true;
   }
 
   /* ------------------------------------------------------------ WebSocketPort: the connection's side */
@@ -188,7 +197,11 @@ export class SessionPort implements WebSocketPort {
     if (this.window !== null) {
       clearTimeout(this.window);
       this.window = null;
+      stats.sessionsAway--;
+      // A long-poll's next poll (no hello) is not a resumption.
+      if (hello && this.wasAttached) stats.sessionsResumed++;
     }
+    this.wasAttached = true;
     this.heard();
     const packets: Packet[] = hello ? [["hello", this.sid, this.inSeq, this.limits.heartbeatMs, this.limits.resumeWindowMs]] : [];
     for (let i = this.head; i < this.outbox.length; i++) {
@@ -221,6 +234,7 @@ export class SessionPort implements WebSocketPort {
   }
 
   private awaitClient(): void {
+    stats.sessionsAway++;
     this.window = setTimeout(() => this.fail("timeout"), this.limits.resumeWindowMs).unref();
   }
 
@@ -266,6 +280,11 @@ export class SessionPort implements WebSocketPort {
   /** The client said something (a frame, an ack, a heartbeat, a poll). */
   heard(): void {
     this.lastHeard = performance.now();
+  }
+
+  /** The listener under the session's transport is stopping: the session ends with it ("shutdown", 1001). */
+  shutdown(): void {
+    this.fail("shutdown");
   }
 
   /** The client closed the session on purpose. */
@@ -340,8 +359,12 @@ export class SessionPort implements WebSocketPort {
   private finish(): void {
     this.ended = true;
     this.table.delete(this.sid);
+    stats.sessionsOpen--;
     if (this.tick !== null) clearTimeout(this.tick);
-    if (this.window !== null) clearTimeout(this.window);
+    if (this.window !== null) {
+      clearTimeout(this.window);
+      stats.sessionsAway--;
+    }
     this.tick = this.window = null;
     this.flush();
     const t = this.transport;

@@ -18,6 +18,7 @@ import { Pid, type Ref } from "../runtime/pid.js";
 import { isAlive } from "../runtime/info.js";
 import { currentProcess, self, send, type Process } from "../runtime/process.js";
 import { whereis } from "../runtime/registry.js";
+import { stats } from "../runtime/stats.js";
 import { ok, stop, type Result } from "../runtime/result.js";
 import { stopNode, setStopHook, STOP_SUPERVISORS } from "../runtime/shutdown.js";
 import { exit, isDown, isExit, isExitReason, link, monitor, monitorFrom, unlink, type ExitMessage, type ExitReason } from "../runtime/signals.js";
@@ -562,6 +563,7 @@ function restart(s: SupervisorState, child: Child): void {
     terminateSupervisor(s, "shutdown");
     return;
   }
+  stats.supervisorRestarts++;
   switch (s.strategy) {
     case "one_for_one":
       startSet(s, [child]);

@@ -8,21 +8,30 @@ import type { Pid } from "../runtime/pid.js";
 import { spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
 import { isThenable, type HibernateOption, type Ok, type Stop } from "../runtime/result.js";
 import { closeCodeFor, terminateReasonOf } from "./close.js";
+import { closeCodes, countOne, terminateReasons } from "../runtime/stats.js";
+import type { SystemMessage } from "../runtime/messages.js";
 import type { ExitReason } from "../runtime/signals.js";
 import { checkFrame, inboundCost, ReceivedFrame, type Frame, type InFrame } from "./frames.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
+import type { RouteOptsCheck } from "./request.js";
 
 /* ---------------------------------------------------------------- the behavior */
 
-/** Cowboy's cowboy_websocket behaviour: the callbacks a WebSocket handler module exports. */
-export interface WebSocketHandler<S, Opts = unknown, Info = unknown> {
+/**
+ * Cowboy's cowboy_websocket behaviour: the callbacks a WebSocket handler module exports.
+ * S is the connection's state, Opts what its routes give init, Info what the app sends its pid.
+ */
+export interface WebSocketHandler<S, Opts = unknown, Info = unknown> extends RouteOptsCheck {
   /** Runs in the short-lived request process: self() here is not the connection's pid. */
   init(req: Req, opts: Opts): InitResult<S> | PromiseLike<InitResult<S>>;
   /** Runs in the connection process after the 101, before the first frame is read. */
   websocketInit?(state: S): CallResult<S>;
   websocketHandle(frame: InFrame, state: S): CallResult<S>;
-  /** Every message sent to the connection's pid. */
-  websocketInfo?(info: Info, state: S): CallResult<S>;
+  /**
+   * Every message sent to the connection's pid: yours (Info), or one of the runtime's own
+   * (SystemMessage: a timer's timeout, a monitor's DOWN, a trapped EXIT, a call to answer).
+   */
+  websocketInfo?(info: Info | SystemMessage, state: S): CallResult<S>;
   terminate?(reason: TerminateReason, req: PartialReq, state: S): void;
 }
 
@@ -209,6 +218,8 @@ export interface WebSocketPort {
   setIdleTimeout(ms: number): void;
   /** Bytes queued but not yet written to the socket. */
   readonly bufferedAmount: number;
+  /** True for a session's port (bullet), whose ends are not WebSocket closes in the metrics. */
+  readonly isSession?: boolean;
 }
 
 /**
@@ -489,11 +500,10 @@ class Connection<S> implements ProcessLoop {
     const cold = this.cold;
     const note = cold instanceof ExitNote ? cold : undefined;
     const reason = note?.reason ?? terminateReasonOf(exit);
+    const code = exit === "killed" ? undefined : closeCodeFor(reason);
     if (exit === "killed") this.port.destroy();
-    else {
-      const code = closeCodeFor(reason);
-      if (code !== undefined) this.port.sendClose(code, undefined);
-    }
+    else if (code !== undefined) this.port.sendClose(code, undefined);
+    countEnd(reason, code, this.port.isSession === true);
     if (exit === "killed") return;
     const filtered = note === undefined ? (cold as PartialReq | string) : note.req;
     const req = typeof filtered === "string" ? unpackReq(filtered) : filtered;
@@ -501,6 +511,25 @@ class Connection<S> implements ProcessLoop {
   }
 }
 
+
+/** The terminate reasons a metric labels by name; any other error is "error:other", so labels stay few. */
+const KNOWN_ERRORS = new Set(["badencoding", "badframe", "badsize", "closed", "backpressure"]);
+
+/** Counts a connection's end once: its terminate reason, and for a WebSocket the close code it ended with. */
+function countEnd(reason: TerminateReason, sent: number | undefined, session: boolean): void {
+  let label: string;
+  let code = sent;
+  if (typeof reason === "string") {
+    label = reason;
+    if (reason === "remote") code = 1005;
+  } else if ("remote" in reason) {
+    label = "remote";
+    code = reason.remote.code;
+  } else if ("error" in reason) label = KNOWN_ERRORS.has(reason.error) ? `error:${reason.error}` : "error:other";
+  else label = "crash" in reason ? "crash" : "shutdown";
+  countOne(terminateReasons, label);
+  if (!session) countOne(closeCodes, code ?? 1006);
+}
 
 function badResult(name: string, callback: string, value: unknown): CorralError {
   return new CorralError(

@@ -130,9 +130,10 @@ export const DEFAULT_MIME_TYPES: Readonly<Record<string, string>> = Object.freez
 
 /**
  * Serves one file (Cowboy's `{file, Path}`), for a route such as `["/", staticFile("priv/index.html")]`.
- * A relative path is resolved against `process.cwd()` when `staticFile` is called.
+ * A relative path is resolved against `process.cwd()` when `staticFile` is called. Its options
+ * are given here: the route gives none (opts there would be ignored, so they do not compile).
  */
-export function staticFile(file: string, opts: StaticOptions = {}): HttpHandler<StaticState, unknown> {
+export function staticFile(file: string, opts: StaticOptions = {}): HttpHandler<StaticState, undefined> {
   const target = checkPath("staticFile", file);
   const o = resolveOptions("staticFile", opts);
   return {
@@ -143,9 +144,10 @@ export function staticFile(file: string, opts: StaticOptions = {}): HttpHandler<
 /**
  * Serves the files under a directory (Cowboy's `{dir, Path}`) by `req.pathInfo`, for a route
  * ending in `[...]` such as `["/static/[...]", staticDir("priv/static")]`.
- * A relative path is resolved against `process.cwd()` when `staticDir` is called.
+ * A relative path is resolved against `process.cwd()` when `staticDir` is called. Its options
+ * are given here: the route gives none (opts there would be ignored, so they do not compile).
  */
-export function staticDir(dir: string, opts: StaticOptions = {}): HttpHandler<StaticState, unknown> {
+export function staticDir(dir: string, opts: StaticOptions = {}): HttpHandler<StaticState, undefined> {
   const root = checkPath("staticDir", dir);
   const o = resolveOptions("staticDir", opts);
   return {

@@ -2,10 +2,10 @@
 import { CorralError, badarg, describe, type ErrorCode } from "./errors.js";
 import { wireRecord } from "./external.js";
 import { Pid, type Ref } from "./pid.js";
-import { currentProcess, send, spawnProcess, type Process, type ProcessLoop } from "./process.js";
+import { currentProcess, send, spawnProcess, type Process, type ProcessLoop, type Sendable } from "./process.js";
 import { lookupName } from "./registry.js";
 import type { HibernateOption, Ok } from "./result.js";
-import { isDown, monitorFrom, type ExitReason } from "./signals.js";
+import { exit, isDown, monitorFrom, type ExitReason } from "./signals.js";
 import { sendAfter } from "./timers.js";
 import { limit } from "./validate.js";
 
@@ -28,7 +28,10 @@ export class CallError extends CorralError {
 export interface From {
   /** The call's own process: it lives until the answer, the callee's end or the timeout. */
   readonly pid: Pid;
-  /** The process that called, or null when code outside any process did. */
+  /**
+   * The process that called, or null when code outside any process did (or a callback after
+   * an await, where self() no longer knows who is calling).
+   */
   readonly caller: Pid | null;
 }
 
@@ -147,9 +150,16 @@ export function call<R = unknown>(dest: Pid | string, request: unknown, timeoutM
     if (me !== null && me.pid === pid) throw badarg(`call: ${pid} called itself, and would wait for its own answer until the timeout`);
     const c = new Pending(pid, ms, resolve as (value: never) => void, reject);
     const p = spawnProcess(CALL_LOOP, c, undefined);
-    c.monitor = monitorFrom(p, pid);
-    if (ms !== Infinity) sendAfter(ms, p.pid, TIMED_OUT);
-    send(pid, new CallMessage({ pid: p.pid, caller: me === null ? null : me.pid }, request));
+    try {
+      c.monitor = monitorFrom(p, pid);
+      if (ms !== Infinity) sendAfter(ms, p.pid, TIMED_OUT);
+      send(pid, new CallMessage({ pid: p.pid, caller: me === null ? null : me.pid }, request));
+    } catch (err) {
+      // A request that cannot leave (not serializable for another node): the call's process goes with it.
+      c.settled = true;
+      exit(p.pid, "kill");
+      throw err;
+    }
   });
 }
 
@@ -179,7 +189,7 @@ export function refuseUnhandled(from: From, behaviour: string): void {
  * gen_server:cast: fire and forget. A process whose behaviour has handleCast gets msg there;
  * any other gets msg as if sent. As in Erlang, a cast to a dead pid or a free name is dropped.
  */
-export function cast(dest: Pid | string, msg: unknown): void {
+export function cast<M>(dest: Pid | string, msg: Sendable<M>): void {
   const pid = destPid(dest, "cast");
   if (pid === undefined) return;
   const p = pid.proc;
@@ -224,6 +234,10 @@ export interface MultiCallResult<R> {
  */
 export async function multiCall<R = unknown>(dests: Iterable<Pid | string>, request: unknown, timeoutMs = 5000): Promise<MultiCallResult<R>> {
   const ms = limit(timeoutMs, "multiCall: timeoutMs must be a number of ms > 0, or Infinity");
+  // A string is iterable too, but as its characters: a name alone is a mistake, not a list.
+  if (typeof dests !== "object" || dests === null || typeof (dests as Partial<Iterable<unknown>>)[Symbol.iterator] !== "function") {
+    throw badarg(`multiCall: destinations must be a list (or other iterable) of pids and names, got ${describe(dests)}`);
+  }
   const list = Array.from(dests);
   const outcomes = await Promise.allSettled(list.map((dest) => call<R>(dest, request, ms)));
   const replies: { dest: Pid | string; value: R }[] = [];

@@ -3,7 +3,7 @@ import { CorralError, badarg, describe } from "./errors.js";
 import { runtimeLogger } from "./log.js";
 import { Pid } from "./pid.js";
 import { GLOBAL_NAMED } from "./flags.js";
-import { RELEASE_GLOBAL, send, setExitHook, type Process } from "./process.js";
+import { RELEASE_GLOBAL, send, setExitHook, type Process, type Sendable } from "./process.js";
 import { checkPid } from "./validate.js";
 
 /**
@@ -125,7 +125,7 @@ export function whereisGlobal(name: string): Promise<Pid | undefined> {
 }
 
 /** Erlang's global:send: rejects with ERR_UNKNOWN_NAME when nobody holds the name. */
-export async function sendGlobal(name: string, msg: unknown): Promise<void> {
+export async function sendGlobal<M>(name: string, msg: Sendable<M>): Promise<void> {
   const pid = await store.whereis(checkName(name, "sendGlobal"));
   if (pid === undefined) throw new CorralError("ERR_UNKNOWN_NAME", `sendGlobal: no process registered globally as ${JSON.stringify(name)}`);
   send(pid, msg);

@@ -1,7 +1,7 @@
 // Erlang's pg: process groups, joined and left by any process, left by every process that ends.
 import { badarg, describe } from "./errors.js";
 import { Pid } from "./pid.js";
-import { currentProcess, LEAVE_GROUPS, setExitHook, type Process } from "./process.js";
+import { currentProcess, LEAVE_GROUPS, setExitHook, type Process, type Sendable } from "./process.js";
 import { checkPid } from "./validate.js";
 
 /**
@@ -147,7 +147,7 @@ export interface BroadcastOptions {
  * Sends msg to every member of group, on every node (one message per other node, fanned
  * out there); returns how many members it was sent to.
  */
-export function broadcast(group: string, msg: unknown, opts?: BroadcastOptions): number {
+export function broadcast<M>(group: string, msg: Sendable<M>, opts?: BroadcastOptions): number {
   const except = opts?.except;
   let n = localBroadcast(checkGroup(group, "broadcast"), msg, except);
   const nodes = remote.get(group);

@@ -21,6 +21,7 @@ export { isAlive, processCount, processes, processInfo, type ProcessInfo, type P
 export { setLogger, type Logger } from "./log.js";
 export { nodeName, setNodeName } from "./node.js";
 export { makeRef, Pid, Ref } from "./pid.js";
+export { isSystemMessage, type SystemMessage } from "./messages.js";
 export { self, sendMessage as send, type NotSendable, type Sendable } from "./process.js";
 export { register, registered, unregister, whereis } from "./registry.js";
 export { ok, stop, type HibernateOption, type Ok, type Result, type Stop } from "./result.js";
@@ -46,6 +47,7 @@ export {
   type ProcessBehavior,
   type ProcessFunction,
   type ReceiveContext,
+  type SpawnArgs,
   type SpawnOptions,
 } from "./spawn.js";
-export { cancelTimer, isTimeout, readTimer, sendAfter, startTimer, timerCount, type TimeoutMessage } from "./timers.js";
+export { cancelTimer, isTimeout, readTimer, sendAfterMessage as sendAfter, startTimer, timerCount, type TimeoutMessage } from "./timers.js";

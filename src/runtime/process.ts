@@ -9,6 +9,7 @@ import { livePids, newPid, Pid, type Ref } from "./pid.js";
 import type { Waiter } from "./receive.js";
 import { lookupName, registerProcess, unregisterProcess } from "./registry.js";
 import { schedule } from "./scheduler.js";
+import { stats } from "./stats.js";
 import type { ExitReason, Monitor } from "./signals.js";
 import type { SpawnOptions } from "./spawn.js";
 
@@ -263,12 +264,16 @@ export class Process {
       this.enqueueSelf();
     } else if (this.flags & HIBERNATE_NEXT) {
       this.flags &= ~HIBERNATE_NEXT;
-      if (evictState(this)) this.flags |= HIBERNATED;
+      if (evictState(this)) {
+        this.flags |= HIBERNATED;
+        stats.hibernations++;
+      }
     }
   }
 
   private wake(): void {
     this.flags &= ~HIBERNATED;
+    stats.wakes++;
     restoreState(this);
   }
 
@@ -335,6 +340,7 @@ export class Process {
   }
 
   private report(error: Error, msg: unknown): void {
+    stats.crashes++;
     (this.loop.logger ?? runtimeLogger()).error(
       { pid: this.pid.toString(), behaviour: this.loop.name, err: error, message: describe(msg) },
       "process crashed",

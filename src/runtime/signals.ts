@@ -18,7 +18,7 @@ export type ExitReason =
   | { readonly shutdown: unknown }
   | { readonly crash: Error };
 
-/** Delivered to a monitoring process when the monitored one ends. */
+/** Delivered to a monitoring process when the monitored one ends (monitor, spawnMonitor). Guard: isDown. */
 export interface DownMessage {
   readonly type: "DOWN";
   readonly ref: Ref;
@@ -26,7 +26,7 @@ export interface DownMessage {
   readonly reason: ExitReason;
 }
 
-/** Delivered to a process that traps exits instead of the exit signal. */
+/** Delivered instead of an exit signal to a process that traps exits (trapExit, a link's end, exit/2). Guard: isExit. */
 export interface ExitMessage {
   readonly type: "EXIT";
   readonly from: Pid;
@@ -60,10 +60,12 @@ export function isExitReason(reason: unknown): reason is ExitReason {
   return keys[0] === "crash" && (reason as { crash: unknown }).crash instanceof Error;
 }
 
+/** Type guard for a monitor's DOWN message. */
 export function isDown(msg: unknown): msg is DownMessage {
   return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "DOWN" && "ref" in msg;
 }
 
+/** Type guard for a trapped exit's EXIT message. */
 export function isExit(msg: unknown): msg is ExitMessage {
   return typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "EXIT" && "from" in msg;
 }

@@ -2,16 +2,25 @@
 import { CallMessage, CastMessage, isAnswer, refuseUnhandled, replyTo, type From } from "./call.js";
 import { badarg, describe } from "./errors.js";
 import type { StateStore } from "./hibernate.js";
+import type { SystemMessage } from "./messages.js";
 import type { Pid, Ref } from "./pid.js";
 import { callerProcess, spawnProcess, type ProcessLoop, type Process } from "./process.js";
 import { receiveIn } from "./receive.js";
 import { applyResult, isResult, isThenable, type Result } from "./result.js";
 import { demonitorFrom, exitFrom, linkFrom, linkProcesses, monitorFrom, trapExitFor, unlinkFrom, type ExitReason } from "./signals.js";
 
-/** A gen_server-like process: callbacks run one message at a time, never re-entrantly. */
+/**
+ * A gen_server-like process: callbacks run one message at a time, never re-entrantly. M is
+ * what the app sends it, A what spawn passes init.
+ */
 export interface ProcessBehavior<S, M = unknown, A = unknown> {
-  init(arg: A): S | Result<S> | PromiseLike<S | Result<S>>;
-  handleInfo(msg: M, state: S): Result<S> | PromiseLike<Result<S>>;
+  /**
+   * Runs in the new process with spawn's arg, before any message. A function-typed property,
+   * not a method, so TypeScript checks it strictly: an init that needs more than A says does not compile.
+   */
+  init: (arg: A) => S | Result<S> | PromiseLike<S | Result<S>>;
+  /** Every message but calls: yours (M) and the runtime's own, a timer's timeout, a monitor's DOWN, a trapped EXIT. */
+  handleInfo(msg: M | Exclude<SystemMessage, CallMessage>, state: S): Result<S> | PromiseLike<Result<S>>;
   /**
    * gen_server's handle_call: answer at once with answer(value, state), or return ok(state)
    * and answer later with replyTo(from, value). Without it, a call is refused (ERR_CALL_UNHANDLED).
@@ -42,8 +51,8 @@ export interface ReceiveContext<M = unknown> {
   demonitor(ref: Ref, opts?: { flush?: boolean }): boolean;
   trapExit(on: boolean): boolean;
   exit(pid: Pid, reason: ExitReason): void;
-  spawnLink<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): Pid;
-  spawnMonitor<S, M2, A>(behavior: ProcessBehavior<S, M2, A> | ProcessFunction<M2, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref };
+  spawnLink<S, M2, A>(behavior: Behavior<S, M2, A>, ...args: SpawnArgs<A>): Pid;
+  spawnMonitor<S, M2, A>(behavior: Behavior<S, M2, A>, ...args: SpawnArgs<A>): { pid: Pid; ref: Ref };
 }
 
 export type ProcessFunction<M = unknown, A = unknown> = (ctx: ReceiveContext<M>, arg: A) => unknown;
@@ -167,11 +176,11 @@ class Context implements ReceiveContext<unknown> {
     exitFrom(this.#p, pid, reason);
   }
 
-  spawnLink<S, M2, A>(behavior: Behavior<S, M2, A>, arg?: A, opts?: SpawnOptions): Pid {
+  spawnLink(behavior: unknown, arg?: unknown, opts?: SpawnOptions): Pid {
     return spawnLinkFrom(this.#p, behavior, arg, opts);
   }
 
-  spawnMonitor<S, M2, A>(behavior: Behavior<S, M2, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref } {
+  spawnMonitor(behavior: unknown, arg?: unknown, opts?: SpawnOptions): { pid: Pid; ref: Ref } {
     return spawnMonitorFrom(this.#p, behavior, arg, opts);
   }
 
@@ -204,28 +213,38 @@ function loopFor(behavior: unknown): ProcessLoop {
 
 export type Behavior<S, M, A> = ProcessBehavior<S, M, A> | ProcessFunction<M, A>;
 
+/**
+ * spawn's arguments after the behaviour: the arg that init (or the function) takes, then the
+ * options. The arg may be left out only where init would accept undefined (no parameter, an
+ * optional one, or one typed unknown).
+ */
+export type SpawnArgs<A> = undefined extends A ? [arg?: NoInfer<A>, opts?: SpawnOptions] : [arg: NoInfer<A>, opts?: SpawnOptions];
+
 /** Starts a process; it runs after the caller's current callback (never re-entrantly). */
-export function spawn<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: SpawnOptions): Pid {
+export function spawn<S, M, A>(behavior: Behavior<S, M, A>, ...args: SpawnArgs<A>): Pid;
+export function spawn(behavior: unknown, arg?: unknown, opts?: SpawnOptions): Pid {
   return spawnProcess(loopFor(behavior), arg, opts).pid;
 }
 
 /** spawn and link to the caller atomically (before the new process runs). */
-export function spawnLink<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: SpawnOptions): Pid {
+export function spawnLink<S, M, A>(behavior: Behavior<S, M, A>, ...args: SpawnArgs<A>): Pid;
+export function spawnLink(behavior: unknown, arg?: unknown, opts?: SpawnOptions): Pid {
   return spawnLinkFrom(callerProcess("spawnLink"), behavior, arg, opts);
 }
 
-function spawnLinkFrom<S, M, A>(me: Process, behavior: Behavior<S, M, A>, arg: A | undefined, opts: SpawnOptions | undefined): Pid {
+function spawnLinkFrom(me: Process, behavior: unknown, arg: unknown, opts: SpawnOptions | undefined): Pid {
   const p = spawnProcess(loopFor(behavior), arg, opts);
   linkProcesses(me, p);
   return p.pid;
 }
 
 /** spawn and monitor from the caller atomically. */
-export function spawnMonitor<S, M, A>(behavior: Behavior<S, M, A>, arg?: A, opts?: SpawnOptions): { pid: Pid; ref: Ref } {
+export function spawnMonitor<S, M, A>(behavior: Behavior<S, M, A>, ...args: SpawnArgs<A>): { pid: Pid; ref: Ref };
+export function spawnMonitor(behavior: unknown, arg?: unknown, opts?: SpawnOptions): { pid: Pid; ref: Ref } {
   return spawnMonitorFrom(callerProcess("spawnMonitor"), behavior, arg, opts);
 }
 
-function spawnMonitorFrom<S, M, A>(me: Process, behavior: Behavior<S, M, A>, arg: A | undefined, opts: SpawnOptions | undefined): { pid: Pid; ref: Ref } {
+function spawnMonitorFrom(me: Process, behavior: unknown, arg: unknown, opts: SpawnOptions | undefined): { pid: Pid; ref: Ref } {
   const p = spawnProcess(loopFor(behavior), arg, opts);
   return { pid: p.pid, ref: monitorFrom(me, p.pid) };
 }

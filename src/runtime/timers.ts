@@ -5,10 +5,13 @@ import { runtimeLogger } from "./log.js";
 import { lookupName } from "./registry.js";
 import { Pid, Ref } from "./pid.js";
 import { nodeName } from "./node.js";
-import { CANCEL_TIMERS, send, setExitHook, type Process } from "./process.js";
+import { CANCEL_TIMERS, send, setExitHook, type Process, type Sendable } from "./process.js";
 import { deliverAndRun } from "./scheduler.js";
 
-/** What startTimer delivers: Erlang's {timeout, Ref, Msg}. */
+/**
+ * What startTimer delivers: Erlang's {timeout, Ref, Msg}, one of the runtime's SystemMessages.
+ * Guard: isTimeout. M is the msg given to startTimer.
+ */
 export interface TimeoutMessage<M = unknown> {
   readonly type: "timeout";
   readonly ref: Ref;
@@ -148,13 +151,32 @@ function setNodeTimer(due: number): void {
   nodeTimer = setTimeout(onNodeTimer, delay);
 }
 
-/** Takes an armed timer out of its bucket: O(1), leaving a hole. */
+/**
+ * Takes an armed timer out of its bucket: O(1), leaving a hole. An emptied bucket stays with
+ * its heap key until that millisecond comes, so timers armed and cancelled in the same
+ * millisecond (a call's timeout) reuse one bucket instead of piling up heap keys.
+ */
 function removeFromBucket(t: Timer): void {
   const bucket = buckets.get(t.due)!;
   bucket.timers[t.slot] = null;
-  if (--bucket.live === 0) buckets.delete(t.due);
+  if (--bucket.live === 0) {
+    bucket.timers.length = 0;
+    bucket.next = 0;
+  }
   t.slot = -1;
-  armed--;
+  if (--armed === 0) stopWaiting();
+}
+
+/** No timer left: nothing to wait for, and a pending Node timer would keep the process alive for nothing. */
+function stopWaiting(): void {
+  if (firing) return;
+  if (nodeTimer !== null && nodeTimerDue !== -1) {
+    clearTimeout(nodeTimer);
+    nodeTimer = null;
+    nodeTimerDue = Infinity;
+  }
+  heap.length = 0;
+  buckets.clear();
 }
 
 /** Takes a timer out of its bucket and its process's list. */
@@ -238,15 +260,18 @@ function deliverTimer(t: Timer): void {
   }
 }
 
-/** Erlang's start_timer: after ms, dest gets { type: "timeout", ref, msg }. */
-export function startTimer(ms: number, dest: Pid | string, msg: unknown): Ref {
+/** Erlang's start_timer: after ms, dest gets { type: "timeout", ref, msg } (a TimeoutMessage). */
+export function startTimer<M>(ms: number, dest: Pid | string, msg: Sendable<M>): Ref {
   return arm(checkDelay(ms, "startTimer"), checkDest(dest, "startTimer"), msg, true);
 }
 
-/** Erlang's send_after: after ms, dest gets msg itself. */
+/** Erlang's send_after: after ms, dest gets msg itself. The runtime's own, whose local tags may be symbols; apps get sendAfterMessage. */
 export function sendAfter(ms: number, dest: Pid | string, msg: unknown): Ref {
   return arm(checkDelay(ms, "sendAfter"), checkDest(dest, "sendAfter"), msg, false);
 }
+
+/** Erlang's send_after as apps call it (exported as sendAfter): after ms, dest gets msg itself; a symbol or a function does not compile, as with send. */
+export const sendAfterMessage: <M>(ms: number, dest: Pid | string, msg: Sendable<M>) => Ref = sendAfter;
 
 /** Whole ms left; due was rounded up when armed, so rounding down never reports more than the delay. */
 function remaining(t: Timer): number {

@@ -11,6 +11,7 @@ import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { limit } from "../runtime/validate.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { setStopHook, STOP_LISTENERS } from "../runtime/shutdown.js";
+import { countOne, handshakes } from "../runtime/stats.js";
 import { exit } from "../runtime/signals.js";
 import { PortSet } from "./idle.js";
 import type { WsPort } from "./port.js";
@@ -183,16 +184,20 @@ class ServerExchange implements Exchange {
     const req = this.req;
     const refused = refuseUpgrade(req, this.socket !== undefined, opts);
     if (refused !== undefined) {
+      countOne(handshakes, String(refused.status));
       req.reply(refused.status, refused.headers);
       return null;
     }
     warnNoSubprotocol(req, handler, this.listener.logger);
     const socket = this.socket!;
     if (this.listener.stopping !== undefined) {
+      countOne(handshakes, "stopping");
       socket.destroy();
       return null;
     }
-    return completeUpgrade(req, this.raw, socket, this.head!, opts, this.listener.ports);
+    const port = completeUpgrade(req, this.raw, socket, this.head!, opts, this.listener.ports);
+    countOne(handshakes, port === null ? "failed" : "upgraded");
+    return port;
   }
 
   onClientGone(callback: () => void): void {
@@ -292,6 +297,11 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
   listener.port = (server.address() as AddressInfo).port;
   listener.logger.debug({ listener: name, scheme, host, port: listener.port }, "listening");
   return listener;
+}
+
+/** @internal Every running listener, and its open WebSocket ports (observe/). */
+export function runningListeners(): Iterable<Listener & { readonly ports: PortSet<WsPort> }> {
+  return listeners.values();
 }
 
 /** A running listener by name (its port, its open WebSocket connections), or undefined. */

@@ -8,6 +8,7 @@ import { inboundCost, ReceivedFrame, type Frame } from "../behaviors/frames.js";
 import { PortClosed, type ResolvedWebSocketOptions, type TerminateReason, type WebSocketPort } from "../behaviors/websocket.js";
 import type { Pid } from "../runtime/pid.js";
 import { mailboxLength, send } from "../runtime/process.js";
+import { stats } from "../runtime/stats.js";
 import { gateDeflate, releaseInflate } from "./deflate.js";
 import type { IdleGroup, IdlePort } from "./idle.js";
 import { FrameScan } from "./utf8.js";
@@ -65,6 +66,9 @@ const BAD_TEXT = 32768;
 /** The idle sweeps since a byte was last received count in the bits from here up (idle.ts: MAX_SWEEPS fits in them). */
 const SWEEP_SHIFT = 16;
 const SWEEP = 1 << SWEEP_SHIFT;
+
+/** The runtime's counters, held in a module const: V8 loads an imported binding at every use. */
+const counts = stats;
 
 /** One frozen empty extensions object for every connection without one (ws makes one per connection). */
 const NO_EXTENSIONS = Object.freeze({});
@@ -175,6 +179,8 @@ export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort>
   private gone(): void {
     this.closed({ error: "closed" });
     this.portFlags |= GONE;
+    counts.closedBytesIn += this._socket.bytesRead;
+    counts.closedBytesOut += this._socket.bytesWritten;
     this.idleGroup?.delete(this);
   }
 
@@ -209,6 +215,7 @@ export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort>
 
   private deliverFrame(type: "text" | "binary" | "ping" | "pong", data: Buffer): void {
     const frame = type === "text" ? new ReceivedFrame("text", data.toString()) : new ReceivedFrame(type, data);
+    counts.framesIn++;
     this.queuedBytes += inboundCost(frame);
     this.deliver(frame);
   }
@@ -281,6 +288,7 @@ export class WsPort extends WebSocket implements WebSocketPort, IdlePort<WsPort>
   }
 
   sendFrame(frame: Exclude<Frame, { type: "close" }>): void {
+    counts.framesOut++;
     // Without an extension the frame is built here, one buffer; with one (or once closing) ws's sender keeps its order.
     if ((this.portFlags & DEFLATING) !== 0 || this.readyState !== WebSocket.OPEN) {
       this.sendThroughWs(frame);

@@ -184,7 +184,7 @@ describe("startup and shutdown", () => {
   });
 
   test("bad specs throw where they are given", () => {
-    const start = (): Pid => spawn(WORKER);
+    const start = (): Pid => spawn(WORKER, { events: [], name: "a" });
     expect(() => startSupervisor({ strategy: "one_for_some" as "one_for_one", children: [] })).toThrow(/strategy must be/);
     expect(() => startSupervisor({ children: [{ id: "a", start }, { id: "a", start }] })).toThrow(/duplicate child id "a"/);
     expect(() => startSupervisor({ children: [{ id: "a", start, shutdown: -1 }] })).toThrow(/child "a": shutdown must be/);

@@ -110,6 +110,7 @@ describe("no re-entrancy", () => {
       init: () => null,
       handleInfo: (msg, s) => {
         if (msg === "stop") return stop(s);
+        if (!("peer" in msg)) return ok(s); // the runtime's own messages (a timeout, DOWN, EXIT): none come here
         depth++;
         maxDepth = Math.max(maxDepth, depth);
         rounds++;

@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { afterEach, describe, expect, test, vi } from "vitest";
+import { ensureBuilt, ROOT } from "../support/dist.js";
 import {
   cancelTimer,
   exit,
@@ -545,4 +546,48 @@ describe("very long delays", () => {
       process.off("warning", onWarning);
     }
   });
+});
+
+describe("the runtime's Node timer", () => {
+  /** Runs a script against the built package in a fresh node; resolves with its exit time in ms and its output. */
+  async function runScript(script: string): Promise<{ ms: number; out: string }> {
+    await ensureBuilt();
+    const { spawn: spawnChild } = await import("node:child_process");
+    const started = performance.now();
+    const child = spawnChild(process.execPath, ["--expose-gc", "--input-type=module", "-e", script], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    await new Promise((resolve) => child.on("exit", resolve));
+    return { ms: performance.now() - started, out };
+  }
+
+  test("a cancelled last timer does not keep the Node process alive until its due time", async () => {
+    const { ms, out } = await runScript(`
+      import { sendAfter, cancelTimer, spawn, ok } from "./dist/index.js";
+      const pid = spawn({ init: () => null, handleInfo: (m, s) => ok(s) });
+      cancelTimer(sendAfter(60_000, pid, "late"));
+      console.log("armed and cancelled");
+    `);
+    expect(out).toContain("armed and cancelled");
+    expect(ms).toBeLessThan(20_000);
+  }, 30_000);
+
+  test("timers armed and cancelled within one millisecond leave no memory behind", async () => {
+    const { out } = await runScript(`
+      import { sendAfter, cancelTimer, spawn, ok } from "./dist/index.js";
+      const pid = spawn({ init: () => null, handleInfo: (m, s) => ok(s) });
+      sendAfter(60_000, pid, "keeps the wheel busy");
+      const round = () => { for (let i = 0; i < 200_000; i++) cancelTimer(sendAfter(30_000, pid, i)); };
+      round();
+      gc(); gc();
+      const before = process.memoryUsage().heapUsed;
+      round(); round();
+      gc(); gc();
+      console.log(JSON.stringify({ grew: process.memoryUsage().heapUsed - before }));
+      process.exit(0);
+    `);
+    const { grew } = JSON.parse(out.trim().split("\n").pop()!) as { grew: number };
+    // Before buckets were kept, each pair left a heap key: 400,000 of them, 3 MiB or more.
+    expect(grew).toBeLessThan(1024 * 1024);
+  }, 30_000);
 });

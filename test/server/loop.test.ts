@@ -41,7 +41,7 @@ interface Ended {
 }
 
 const pids = new Map<string, Pid>();
-const infos: { id: string; msg: Msg; state: unknown }[] = [];
+const infos: { id: string; msg: unknown; state: unknown }[] = [];
 const ended: Ended[] = [];
 
 const endedFor = (id: string): Ended[] => ended.filter((e) => e.id === id);
@@ -76,6 +76,8 @@ function makeHandler(timeout?: number, opts: { stream?: boolean; hibernate?: boo
         case "finish":
           req.reply(200, { "content-type": "application/json" }, JSON.stringify(state.items));
           return stop(state);
+        default:
+          return ok(state); // the runtime's own messages (a timeout, DOWN, EXIT, a call)
       }
     },
     terminate(reason, req, state) {

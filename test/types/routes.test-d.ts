@@ -5,15 +5,20 @@
  */
 import {
   compileRoutes,
+  loop,
+  ok,
+  staticDir,
   staticFile,
+  upgrade,
   type Handler,
   type HostRoute,
   type HttpHandler,
   type LoopHandler,
   type PathRoute,
+  type RouteOpts,
+  type RouteOptsCheck,
   type WebSocketHandler,
 } from "../../src/index.js";
-import type { RouteOpts } from "../../src/server/router.js";
 
 interface LiveOpts {
   readonly pingMs: number;
@@ -141,3 +146,43 @@ compileRoutes([
 const livePaths = [["/live", live, { pingMs: "often" }]] as const;
 // @ts-expect-error -- is not assignable to type 'number'
 compileRoutes([{ host: "_", paths: livePaths }]);
+
+// ---------------------------------------------------------------------------------------
+// staticFile and staticDir take their options where they are built: a route gives them none.
+
+compileRoutes([
+  {
+    host: "_",
+    paths: [
+      ["/index.html", staticFile("priv/index.html", { etag: false })],
+      ["/static/[...]", staticDir("priv/static")],
+      { path: "/assets/[...]", handler: staticDir("priv/assets") },
+      // @ts-expect-error -- Type '{ etag: false; }' is not assignable to type 'undefined'
+      ["/index2.html", staticFile("priv/index.html"), { etag: false }],
+      // @ts-expect-error -- Type '{ mimetypes: string; }' is not assignable to type 'undefined'
+      ["/files/[...]", staticDir("priv/static"), { mimetypes: "web" }],
+      // @ts-expect-error -- Type 'string' is not assignable to type 'undefined'
+      { path: "/more/[...]", handler: staticDir("priv/more"), opts: "priv/more" },
+    ],
+  },
+]);
+
+// Every kind of handler may declare checkOpts (RouteOptsCheck), and the type says what it is.
+same<RouteOptsCheck["checkOpts"], ((opts: unknown) => void) | undefined>(true);
+same<RouteOpts<typeof live>, LiveOpts>(true);
+export const checkedLive: WebSocketHandler<null, LiveOpts> = {
+  checkOpts(opts) {
+    if (typeof (opts as Partial<LiveOpts> | undefined)?.pingMs !== "number") throw new Error("pingMs: expected a number");
+  },
+  init: (req, opts) => upgrade(req, null, { idleTimeout: opts.pingMs * 2 }),
+  websocketHandle: (_frame, state) => ok(state),
+};
+export const checkedPoll: LoopHandler<null, LiveOpts> = {
+  checkOpts(opts) {
+    if (opts === undefined) throw new Error("opts: required");
+  },
+  init: (req) => loop(req, null),
+  info: (_msg, _req, state) => ok(state),
+};
+const asRouteOptsCheck: readonly RouteOptsCheck[] = [checkedLive, checkedPoll, hello];
+void asRouteOptsCheck;

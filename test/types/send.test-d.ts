@@ -3,7 +3,7 @@
  * time; data, unknown and any pass (what is nested is checked when it leaves for another node).
  * A line after `// @ts-expect-error -- text` must fail with an error whose message holds text.
  */
-import { send, type Pid, type Sendable } from "../../src/index.js";
+import { broadcast, cast, send, sendAfter, sendGlobal, startTimer, type Pid, type Sendable } from "../../src/index.js";
 
 declare const pid: Pid;
 declare const value: unknown;
@@ -49,3 +49,25 @@ send(pid, work);
 send("registered-name", Job);
 // @ts-expect-error -- Argument of type 'string | (() => void)' is not assignable to parameter of type 'string | NotSendable'
 send(pid, maybeFn);
+
+// Everything else that sends a message checks it the same way: cast, the timers, groups, global names.
+cast(pid, { type: "job", id: 1 });
+cast("registered-name", "stop");
+startTimer(10, pid, "tick");
+sendAfter(10, pid, { type: "tick" });
+broadcast("room", { said: "hi" }, { except: pid });
+void sendGlobal("global-name", { ok: true });
+cast(pid, value);
+startTimer(10, pid, loose);
+// @ts-expect-error -- Argument of type 'symbol' is not assignable to parameter of type 'NotSendable'
+cast(pid, Symbol());
+// @ts-expect-error -- Argument of type '() => void' is not assignable to parameter of type 'NotSendable'
+cast("registered-name", work);
+// @ts-expect-error -- Argument of type 'typeof TAG' is not assignable to parameter of type 'NotSendable'
+startTimer(10, pid, TAG);
+// @ts-expect-error -- Argument of type '() => number' is not assignable to parameter of type 'NotSendable'
+sendAfter(10, pid, () => 1);
+// @ts-expect-error -- Argument of type 'typeof Job' is not assignable to parameter of type 'NotSendable'
+broadcast("room", Job);
+// @ts-expect-error -- Argument of type 'symbol' is not assignable to parameter of type 'NotSendable'
+void sendGlobal("global-name", Symbol("stop"));
