@@ -6,10 +6,6 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
-  answer,
-  call,
-  CallError,
-  cast,
   clusterInfo,
   makeRef,
   nodeName,
@@ -17,14 +13,12 @@ import {
   Pid,
   Ref,
   send,
-  ok,
   sendAfter,
   spawn,
   startTimer,
   type ClusterInfo,
-  type ProcessBehavior,
 } from "../../src/index.js";
-import { collector, launchNode, RUN, startNode, startTrio, stopTrio, transports, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
+import { collector, launchNode, RUN, startTrio, stopTrio, transports, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
 
 describe.each(transports())("cluster messaging over %s", (kind) => {
   let trio: Trio | undefined;
@@ -363,48 +357,4 @@ describe.each(transports())("cluster messaging over %s", (kind) => {
     expect(() => send(Pid.parse(there), "into the void")).not.toThrow();
     expect(() => send(Pid.parse(`<ghost-${RUN}@nowhere.1>`), "to an unknown node")).not.toThrow();
   });
-  test("call and cast cross nodes: here → b, b → here, b → c, and a callee that crashes", async () => {
-    const atB = Pid.parse(await b.call<string>("server"));
-    expect(await call(atB, { q: 1 }, 3_000)).toEqual({ echo: { q: 1 }, node: b.name, caller: null });
-
-    const echo: ProcessBehavior<null> = { init: () => null, handleCall: (request, from, s) => answer({ echo: request, node: nodeName(), caller: from.caller }, s), handleInfo: (_m, s) => ok(s) };
-    const here = spawn(echo, null);
-    const got = await b.call<{ echo: unknown; node: string; caller: unknown }>("call", { to: String(here), request: { q: 2, map: new Map([[1, "one"]]) }, ms: 3_000 });
-    expect(got).toEqual({ echo: { q: 2, map: new Map([[1, "one"]]) }, node: ME, caller: null });
-
-    // between two other nodes: through Redis, or relayed by this process (the primary) over IPC
-    const atC = await c.call<string>("server");
-    expect(await b.call("call", { to: atC, request: "hi", ms: 3_000 })).toEqual({ echo: "hi", node: c.name, caller: null });
-
-    cast(atB, { n: 1 });
-    expect(await b.waitReceived(String(atB), (m) => m.length >= 1, 5_000, "the cast at b")).toEqual([{ cast: { n: 1 } }]);
-
-    const err = await call(atB, { crash: "boom" }, 3_000).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(CallError);
-    expect((err as CallError).code).toBe("ERR_CALL_EXIT");
-    expect(((err as CallError).reason as { crash: Error }).crash.message).toBe("boom");
-  });
-
-  test("a call to a process of a node that dies rejects with ERR_CALL_EXIT noconnection", async () => {
-    const v = await startNode(trio!.transport.options(`tv-${RUN}@127.0.0.1`));
-    await until(() => nodes().includes(v.name) || undefined, 5_000, "v to be seen");
-    const atV = Pid.parse(await v.call<string>("server"));
-    const pending = call(atV, { hold: true }, 15_000).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    // the call is in place there once an answered call behind it came back (one sender, in order)
-    expect(await call(atV, "behind", 3_000)).toMatchObject({ echo: "behind" });
-    const t0 = Date.now();
-    await v.kill("SIGKILL");
-    const err = await within(pending, 10_000, "the held call to reject");
-    expect(err).toBeInstanceOf(CallError);
-    expect((err as CallError).code).toBe("ERR_CALL_EXIT");
-    expect((err as CallError).reason).toBe("noconnection");
-    // Redis: within nodeTimeoutMs (5 s) + a heartbeat; IPC: as soon as the primary sees the exit
-    expect(Date.now() - t0).toBeLessThan(kind === "ipc" ? 1_000 : 6_500);
-  }, 30_000);
 });

@@ -14,7 +14,7 @@
 // refs as { $ref }.
 import * as corral from "../../dist/index.js";
 
-const { Pid, Ref, send, spawn, exit, isAlive, makeRef, join, leave, members, whichGroups, broadcast, answer, ok, self } = corral;
+const { Pid, Ref, send, spawn, exit, isAlive, makeRef, join, leave, members, whichGroups, broadcast, answer, ok } = corral;
 
 const opts = JSON.parse(process.argv[2] ?? "{}");
 
@@ -88,23 +88,11 @@ function collector({ trap = false } = {}) {
   };
 }
 
-/** A gen_server: a call is answered at once with { echo, node, caller }, never ({ hold: true }), or crashes it ({ crash: message }); casts are recorded. */
+/** A gen_server that answers each call at once with { echo, node, caller } (test/support/call-node.mjs has the full one). */
 const server = {
-  init() {
-    const rec = [];
-    records.set(String(self()), rec);
-    return rec;
-  },
-  handleCall(request, from, rec) {
-    if (request !== null && typeof request === "object" && typeof request.crash === "string") throw new Error(request.crash);
-    if (request !== null && typeof request === "object" && request.hold === true) return ok(rec);
-    return answer({ echo: request, node: corral.nodeName(), caller: from.caller }, rec);
-  },
-  handleCast(msg, rec) {
-    rec.push(encode({ cast: msg }));
-    return ok(rec);
-  },
-  handleInfo: (_msg, rec) => ok(rec),
+  init: () => null,
+  handleCall: (request, from, st) => answer({ echo: request, node: corral.nodeName(), caller: from.caller }, st),
+  handleInfo: (_msg, st) => ok(st),
 };
 
 /** Runs fn as the process pid (inside it) and resolves with its result. */
@@ -142,7 +130,6 @@ const commands = {
     return String(pid);
   },
   call: ({ to, request, ms }) => corral.call(Pid.parse(to), decode(request), ms),
-  cast: ({ to, msg }) => (corral.cast(Pid.parse(to), decode(msg)), true),
   startClusterPrimary: () => (corral.startClusterPrimary(), true),
   received: ({ pid }) => records.get(pid) ?? [],
   clear: ({ pid }) => {
@@ -218,7 +205,7 @@ const commands = {
 };
 
 function errorOf(err) {
-  return { name: err?.name, code: err?.code, message: String(err?.message ?? err), ...(err?.reason === undefined ? {} : { reason: encode(err.reason) }) };
+  return { name: err?.name, code: err?.code, message: String(err?.message ?? err) };
 }
 
 process.on("message", async (m) => {

@@ -90,8 +90,6 @@ export interface RemoteError {
   name?: string;
   code?: string;
   message: string;
-  /** A CallError's reason, encoded as cluster-node.mjs encodes values. */
-  reason?: unknown;
 }
 
 export interface EncodedPid {
