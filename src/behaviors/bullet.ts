@@ -5,7 +5,7 @@ import type { Pid } from "../runtime/pid.js";
 import { currentProcess, send, self } from "../runtime/process.js";
 import { ok, stop, type Result } from "../runtime/result.js";
 import { knownKeys, limit, positive } from "../runtime/validate.js";
-import { binary, close, ReceivedFrame, text, type Frame, type InFrame } from "./frames.js";
+import { binary, close, ping, ReceivedFrame, text, type Frame, type InFrame } from "./frames.js";
 import { loop, type Loop } from "./loop.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 import { ProtocolViolation, SessionPort, type Packet, type SessionLimits, type SessionTable, type Transport } from "./session.js";
@@ -87,6 +87,8 @@ const END = Symbol("transport end");
  */
 class Relay implements Transport {
   pid: Pid | null = null;
+  readonly gapMs: number;
+  readonly acksInline: boolean;
   /** WebSocket: the number of the client's next data frame, implicit on this connection. */
   nextIn = 0;
 
@@ -95,7 +97,11 @@ class Relay implements Transport {
     readonly session: SessionPort,
     /** The last server frame the client has, from its request. */
     readonly ack: number,
-  ) {}
+  ) {
+    // A poll answered is not a client gone: the next poll comes within a moment (at most a heartbeat, or 5 s).
+    this.gapMs = kind === "longpoll" ? Math.min(SLACK_MS, session.limits.heartbeatMs) : 0;
+    this.acksInline = kind === "websocket";
+  }
 
   push(packets: readonly Packet[]): void {
     send(this.pid!, new Push(packets));
@@ -105,9 +111,9 @@ class Relay implements Transport {
     send(this.pid!, END);
   }
 
-  /** Runs in the transport's process: false when the session ended meanwhile. */
-  attach(hello: boolean): boolean {
-    this.pid = self();
+  /** Attaches this transport, whose process is pid: false when the session ended meanwhile. */
+  attach(pid: Pid, hello: boolean): boolean {
+    this.pid = pid;
     return this.session.attachTransport(this, this.ack, hello);
   }
 }
@@ -117,12 +123,19 @@ function jsonPacket(p: Packet): unknown {
   return p[0] === "b" ? ["b", p[1], Buffer.from(p[2].buffer, p[2].byteOffset, p[2].byteLength).toString("base64")] : p;
 }
 
-/** A packet as a WebSocket frame: data as itself (its number implicit), unless a text would read as a packet. */
+/**
+ * A packet as a WebSocket frame: data as itself (its number implicit), unless a text would
+ * read as a packet; a heartbeat as a ping, which a browser answers by itself, so an idle
+ * client still sends the bytes that keep its connection from timing out.
+ */
 function wsFrame(p: Packet): Frame {
   if (p[0] === "t" && !p[2].startsWith("[")) return text(p[2]);
   if (p[0] === "b") return binary(p[2]);
+  if (p[0] === "h") return HEARTBEAT;
   return text(JSON.stringify(p));
 }
+
+const HEARTBEAT = ping();
 
 function sseEvent(p: Packet): string {
   const data = JSON.stringify(jsonPacket(p));
@@ -225,8 +238,10 @@ class BulletRoute<S, Opts> {
   }
 
   async init(req: Req, opts: Opts): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
+    // The request process, known only before the first await (the handler's init may await).
+    const me = self();
     try {
-      return await this.route(req, opts);
+      return await this.route(req, opts, me);
     } catch (err) {
       if (err instanceof Refused) return answer(req, err.status, { error: err.error });
       if (err instanceof ProtocolViolation) return answer(req, 400, { error: err.message });
@@ -234,7 +249,7 @@ class BulletRoute<S, Opts> {
     }
   }
 
-  private async route(req: Req, opts: Opts): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
+  private async route(req: Req, opts: Opts, me: Pid): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
     const q = queryOf(req);
     if (req.method === "POST") return this.post(req, q);
     if (req.method !== "GET") {
@@ -263,7 +278,7 @@ class BulletRoute<S, Opts> {
       session.checkAck(relay.ack);
       return upgrade(req, relay, this.relayOptions(session.opts));
     }
-    if (!relay.attach(kind === "eventsource" || fresh)) throw new Refused(404, "no such session");
+    if (!relay.attach(me, kind === "eventsource" || fresh)) throw new Refused(404, "no such session");
     if (kind === "eventsource") req.streamReply(200, SSE_HEADERS);
     return loop(req, relay);
   }
@@ -321,7 +336,7 @@ class BulletRoute<S, Opts> {
 
   websocketInit(relay: Relay): CallResult<Relay> {
     relay.nextIn = relay.session.received + 1;
-    return relay.attach(true) ? ok(relay) : commands([close(1000)], relay);
+    return relay.attach(self(), true) ? ok(relay) : commands([close(1000)], relay);
   }
 
   websocketHandle(frame: InFrame, relay: Relay): CallResult<Relay> {

@@ -18,6 +18,10 @@ export type Packet =
 
 /** Where a session's packets go while a client is connected: a WebSocket, an event stream, a held poll. */
 export interface Transport {
+  /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls. */
+  readonly gapMs: number;
+  /** The client's frames come on this transport itself (a WebSocket), so their acks go back on it; a POST's answer acks its own. */
+  readonly acksInline: boolean;
   /** Packets for the client, in order; the transport writes them as it can. */
   push(packets: readonly Packet[]): void;
   /** This transport is done (the session ended, or another transport took over): end it after what was pushed. */
@@ -42,6 +46,12 @@ interface Sent {
 
 /** What cannot be encoded as UTF-8: with the u flag, a surrogate matches only when it is unpaired. */
 const LONE_SURROGATE = /\p{Surrogate}/u;
+
+const ACK_EVERY = 64;
+const ACK_AFTER_MS = 1000;
+
+/** How early by performance.now() a Node timer may fire. */
+const TIMER_SLACK_MS = 2;
 
 const BADSIZE: TerminateReason = Object.freeze({ error: "badsize" });
 const BADENCODING: TerminateReason = Object.freeze({ error: "badencoding" });
@@ -82,6 +92,9 @@ export class SessionPort implements WebSocketPort {
   private lastHeard = performance.now();
   private lastPushed = performance.now();
   private tick: NodeJS.Timeout | null = null;
+  /** Client frames not yet acknowledged on a WebSocket, and the timer that will. */
+  private unacked = 0;
+  private ackTimer: NodeJS.Timeout | null = null;
   private window: NodeJS.Timeout | null = null;
   /** A transport attached before: the next one after an absence resumes the session. */
   private wasAttached = false;
@@ -97,7 +110,7 @@ export class SessionPort implements WebSocketPort {
     stats.sessionsOpened++;
     stats.sessionsOpen++;
     // Until its first transport attaches, a session is as good as away.
-    this.awaitClient();
+    this.awaitClient(0);
   }
 
   get isSession(): boolean {
@@ -230,12 +243,12 @@ export class SessionPort implements WebSocketPort {
       clearTimeout(this.tick);
       this.tick = null;
     }
-    this.awaitClient();
+    this.awaitClient(t.gapMs);
   }
 
-  private awaitClient(): void {
+  private awaitClient(gapMs: number): void {
     stats.sessionsAway++;
-    this.window = setTimeout(() => this.fail("timeout"), this.limits.resumeWindowMs).unref();
+    this.window = setTimeout(() => this.fail("timeout"), gapMs + this.limits.resumeWindowMs).unref();
   }
 
   /** A frame from the client, numbered seq: a duplicate is dropped, a gap is a violation. */
@@ -255,6 +268,7 @@ export class SessionPort implements WebSocketPort {
       return;
     }
     this.inSeq = seq;
+    this.owedAck();
     if (this.reading && !this.paused && this.held.length === 0) this.deliver(frame);
     else this.held.push(frame);
   }
@@ -295,6 +309,20 @@ export class SessionPort implements WebSocketPort {
 
   /* ------------------------------------------------------------ inside */
 
+  /** Acks on a WebSocket: after 64 frames, or a second after the first one not yet acknowledged. */
+  private owedAck(): void {
+    if (this.transport === null || !this.transport.acksInline) return;
+    if (++this.unacked >= ACK_EVERY) this.sendAck();
+    else this.ackTimer ??= setTimeout(() => this.sendAck(), ACK_AFTER_MS).unref();
+  }
+
+  private sendAck(): void {
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    this.unacked = 0;
+    if (!this.ended && this.transport !== null) this.queue(["a", this.inSeq]);
+  }
+
   private queue(packet: Packet): void {
     if (this.pending === null) {
       this.pending = [packet];
@@ -316,15 +344,19 @@ export class SessionPort implements WebSocketPort {
   }
 
   /** One timer per connected session: a heartbeat when nothing else was sent, and the idle timeout. */
+  /** Armed for the nearer of the next heartbeat and the idle timeout, each counted from when it was last reset. */
   private armTick(): void {
     if (this.tick !== null) clearTimeout(this.tick);
-    this.tick = setTimeout(() => this.onTick(), Math.min(this.limits.heartbeatMs, this.idleTimeout)).unref();
+    const now = performance.now();
+    const next = Math.min(this.lastPushed + this.limits.heartbeatMs, this.lastHeard + this.idleTimeout);
+    this.tick = setTimeout(() => this.onTick(), Math.max(1, Math.ceil(next - now))).unref();
   }
 
   private onTick(): void {
     this.tick = null;
     if (this.ended || this.transport === null) return;
-    const now = performance.now();
+    // Node's timers count from the event loop's cached clock and may fire a hair early by performance.now().
+    const now = performance.now() + TIMER_SLACK_MS;
     if (now - this.lastHeard >= this.idleTimeout) {
       this.fail("timeout");
       return;
@@ -365,7 +397,8 @@ export class SessionPort implements WebSocketPort {
       clearTimeout(this.window);
       stats.sessionsAway--;
     }
-    this.tick = this.window = null;
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
+    this.tick = this.window = this.ackTimer = null;
     this.flush();
     const t = this.transport;
     this.transport = null;
