@@ -12,7 +12,9 @@ import { startDemoSupervisor } from "./demo/supervisor.js";
 const USAGE = `usage: corral [--port N] [--host ADDR] [--log-level LEVEL] [--workers N] [--redis URL] [--node NAME]
 
 Serves the corral demo: the page at /, the guide's handler at /websocket,
-an echo at /echo, a chat at /chat, POST /broadcast, /api/stats, /static/.
+an echo at /echo, a chat at /chat, a game at /game, the same three as sessions
+(WebSocket, EventSource or long-polling) at /live/guide, /live/chat and
+/live/game, POST /broadcast, /api/stats, /static/.
 
   --port N           port to listen on (default: $PORT or 8080)
   --host ADDR        address to listen on (default: 127.0.0.1)

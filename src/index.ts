@@ -72,3 +72,4 @@ export * from "./behaviors/supervisor.js";
 export { staticDir, staticFile, type MimeTypes, type StaticOptions } from "./handlers/static.js";
 export * from "./behaviors/machine.js";
 export { metrics, type MetricsOptions, type MetricsState } from "./observe/metrics.js";
+export { observer, type ObserverOptions, type ObserverState } from "./observe/observer.js";

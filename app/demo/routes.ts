@@ -1,10 +1,11 @@
 import { fileURLToPath } from "node:url";
-import { compileRoutes, staticDir, staticFile, type Dispatch, type HttpHandler } from "corral";
+import { bullet, compileRoutes, staticDir, staticFile, type Dispatch, type HttpHandler } from "corral";
 import { broadcastHandler } from "./broadcast.js";
 import { chatHandler } from "./chat.js";
 import { echoHandler } from "./echo.js";
 import { gameHandler } from "./game.js";
 import { guideHandler } from "./guide.js";
+import { tellingPid } from "./session.js";
 import { statsHandler } from "./stats.js";
 
 /** The demo's page and assets: priv/ at the package root, two folders up from app/demo/ and three from its build, dist/app/demo/. */
@@ -43,19 +44,40 @@ export const demoPage = (): HttpHandler => withHeaders(staticFile(`${PRIV_DIR}in
 /** The page's scripts and styles, under a route ending in [...]. */
 export const demoAssets = (): HttpHandler => withHeaders(staticDir(`${PRIV_DIR}static`, { charset: "utf-8" }), ASSET_HEADERS);
 
-/** Every demo route; `listener` is the name the stats count connections of. */
-export function demoDispatch(listener: string): Dispatch {
+/** corral/client, the session client the page imports, as the package ships it (found through the package's own export, as an installed app would). */
+export const demoClient = (): HttpHandler => withHeaders(staticFile(fileURLToPath(import.meta.resolve("corral/client")), { charset: "utf-8" }), ASSET_HEADERS);
+
+export interface DemoOptions {
+  /** The guide's push interval, in ms (its route opts, [{heartbeat, 5000}] in Cowboy's guide). Default 5000. */
+  readonly guideHeartbeat?: number;
+  /** The sessions' heartbeat (bullet's heartbeatMs): an idle long-poll is answered after this long. Default 25000. */
+  readonly sessionHeartbeatMs?: number;
+}
+
+/**
+ * Every demo route; `listener` is the name the stats count connections of. The guide, the
+ * chat and the game are each served twice, by the same handler: as a plain WebSocket
+ * (/websocket, /chat, /game) and as a bullet() session (/live/...), which the page uses.
+ */
+export function demoDispatch(listener: string, options: DemoOptions = {}): Dispatch {
+  const heartbeat = options.guideHeartbeat ?? 5000;
+  // A client that drops and comes back within the window finds its session, nothing lost.
+  const session = { resumeWindowMs: 30_000, heartbeatMs: options.sessionHeartbeatMs };
   return compileRoutes([
     {
       host: "_",
       paths: [
         ["/", demoPage()],
-        ["/websocket", guideHandler, { heartbeat: 5000 }],
+        ["/websocket", guideHandler, { heartbeat }],
         ["/echo", echoHandler],
         ["/chat", chatHandler],
         ["/broadcast", broadcastHandler],
         ["/game", gameHandler],
+        ["/live/guide", bullet(tellingPid(guideHandler), session), { heartbeat }],
+        ["/live/chat", bullet(tellingPid(chatHandler), session)],
+        ["/live/game", bullet(tellingPid(gameHandler), session)],
         ["/api/stats", statsHandler, { listener }],
+        ["/static/corral-client.js", demoClient()],
         ["/static/[...]", demoAssets()],
       ],
     },

@@ -1,6 +1,7 @@
-// The demo page: plain browser JavaScript, no build step.
+// The demo page: plain browser JavaScript, no build step. Its panels are bullet() sessions, opened with corral/client.
+import { connect } from "./corral-client.js";
+
 const $ = (id) => document.getElementById(id);
-const wsUrl = (path) => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
 const clock = () => new Date().toLocaleTimeString([], { hour12: false });
 
 function log(list, text, kind) {
@@ -20,32 +21,105 @@ function setStatus(el, state, label) {
   el.textContent = label;
 }
 
+const closedLine = (e) => `closed (${e.code}${e.reason ? ` ${e.reason}` : ""})`;
+
+/* ---- sessions: the transport switch, the drop button, one session per panel ---- */
+
+/** What the switch lets connect() use, in the order to try them. */
+const TRANSPORTS = { auto: ["websocket", "eventsource", "longpoll"], eventsource: ["eventsource"], longpoll: ["longpoll"] };
+/** Each panel's open session, with what opens it again on another transport. */
+const sessions = new Map();
+let dropped = false;
+
+/**
+ * Opens a session on a bullet() route for a panel. The server's first frame names the
+ * session's pid (app/demo/session.ts); every later one goes to on.message. The panel's status,
+ * transport and pid are kept here, drops and resumes included; on.open and on.close are the
+ * panel's own, once per session.
+ */
+function openSession(panel, path, on) {
+  const status = $(`${panel}-status`);
+  const list = $(`${panel}-log`);
+  const showTransport = () => ($(`${panel}-transport`).textContent = conn.transport ?? "–");
+  let pid = null;
+  const conn = connect(path, {
+    transports: TRANSPORTS[$("transport").value],
+    onopen() {
+      showTransport();
+      setStatus(status, "open", on.label);
+      log(list, `session open over ${conn.transport}`, "sys");
+      on.open();
+    },
+    onmessage(data) {
+      if (pid !== null) return on.message(data);
+      pid = JSON.parse(data).pid;
+      $(`${panel}-pid`).textContent = pid;
+    },
+    ondisconnect() {
+      showTransport();
+      setStatus(status, "connecting", dropped ? "dropped" : "reconnecting…");
+      log(list, dropped ? "connection dropped: the session waits on the server" : "connection lost: resuming the session", "sys");
+    },
+    onreconnect() {
+      showTransport();
+      setStatus(status, "open", on.label);
+      log(list, `resumed over ${conn.transport}, same pid`, "sys");
+    },
+    onclose(e) {
+      if (sessions.get(panel)?.conn === conn) sessions.delete(panel);
+      $(`${panel}-transport`).textContent = "–";
+      $(`${panel}-pid`).textContent = "–";
+      on.close(e);
+    },
+  });
+  sessions.set(panel, { conn, reopen: on.reopen });
+  // A session opened while the page is dropped stays away with the others until the resume.
+  if (dropped) window.dispatchEvent(new Event("offline"));
+  return conn;
+}
+
+// Another transport: each open panel's session ends, and a new one starts on the transports allowed.
+$("transport").addEventListener("change", () => {
+  for (const { conn, reopen } of [...sessions.values()]) {
+    conn.close(1000);
+    reopen();
+  }
+});
+
+// corral/client pauses its sessions on the page's offline event and resumes them on online
+// (docs/client.md, "In a page"): the button is that, without pulling a cable.
+$("drop").addEventListener("click", () => {
+  dropped = !dropped;
+  window.dispatchEvent(new Event(dropped ? "offline" : "online"));
+  $("drop").textContent = dropped ? "Resume" : "Drop connection";
+  $("drop").setAttribute("aria-pressed", String(dropped));
+});
+
 /* ---- the guide's handler ---- */
 let guide = null;
-function guideUi(open) {
-  $("guide-connect").disabled = open;
-  $("guide-disconnect").disabled = !open;
-  $("guide-text").disabled = !open;
-  $("guide-send").disabled = !open;
+function guideUi(on) {
+  $("guide-connect").disabled = on;
+  $("guide-disconnect").disabled = !on;
+  $("guide-text").disabled = !on;
+  $("guide-send").disabled = !on;
 }
-$("guide-connect").addEventListener("click", () => {
-  if (guide) return;
+function connectGuide() {
   setStatus($("guide-status"), "connecting", "connecting…");
-  guide = new WebSocket(wsUrl("/websocket"));
-  guide.addEventListener("open", () => {
-    setStatus($("guide-status"), "open", "connected");
-    log($("guide-log"), "connected", "sys");
-    guideUi(true);
-    $("guide-text").focus();
+  guideUi(true);
+  guide = openSession("guide", "/live/guide", {
+    label: "connected",
+    open: () => $("guide-text").focus(),
+    message: (data) => log($("guide-log"), data, "in"),
+    close(e) {
+      log($("guide-log"), closedLine(e), "sys");
+      setStatus($("guide-status"), "closed", "disconnected");
+      guideUi(false);
+      guide = null;
+    },
+    reopen: connectGuide,
   });
-  guide.addEventListener("message", (e) => log($("guide-log"), String(e.data), "in"));
-  guide.addEventListener("close", (e) => {
-    log($("guide-log"), `closed (${e.code}${e.reason ? ` ${e.reason}` : ""})`, "sys");
-    setStatus($("guide-status"), "closed", "disconnected");
-    guideUi(false);
-    guide = null;
-  });
-});
+}
+$("guide-connect").addEventListener("click", () => guide ?? connectGuide());
 $("guide-disconnect").addEventListener("click", () => guide?.close(1000));
 $("guide-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -58,12 +132,12 @@ $("guide-form").addEventListener("submit", (e) => {
 
 /* ---- chat ---- */
 let chat = null;
-function chatUi(open) {
-  $("chat-name").disabled = open;
-  $("chat-join-button").disabled = open;
-  $("chat-leave").disabled = !open;
-  $("chat-text").disabled = !open;
-  $("chat-send").disabled = !open;
+function chatUi(on) {
+  $("chat-name").disabled = on;
+  $("chat-join-button").disabled = on;
+  $("chat-leave").disabled = !on;
+  $("chat-text").disabled = !on;
+  $("chat-send").disabled = !on;
 }
 function showChat(msg) {
   const list = $("chat-log");
@@ -83,31 +157,32 @@ function showPresence(list, msg) {
   if (msg.moreLeft > 0) log(list, `and ${msg.moreLeft} more left`, "sys");
   $("chat-here").textContent = `${msg.count} here`;
 }
+function joinChat(name) {
+  setStatus($("chat-status"), "connecting", "joining…");
+  chatUi(true);
+  chat = openSession("chat", `/live/chat?name=${encodeURIComponent(name)}`, {
+    label: "joined",
+    open: () => $("chat-text").focus(),
+    message(data) {
+      try {
+        showChat(JSON.parse(data));
+      } catch {
+        log($("chat-log"), data, "in");
+      }
+    },
+    close() {
+      setStatus($("chat-status"), "closed", "not joined");
+      $("chat-here").textContent = "";
+      log($("chat-log"), "left the room", "sys");
+      chatUi(false);
+      chat = null;
+    },
+    reopen: () => joinChat(name),
+  });
+}
 $("chat-join").addEventListener("submit", (e) => {
   e.preventDefault();
-  if (chat) return;
-  const name = $("chat-name").value.trim();
-  setStatus($("chat-status"), "connecting", "joining…");
-  chat = new WebSocket(wsUrl(`/chat?name=${encodeURIComponent(name)}`));
-  chat.addEventListener("open", () => {
-    setStatus($("chat-status"), "open", "joined");
-    chatUi(true);
-    $("chat-text").focus();
-  });
-  chat.addEventListener("message", (e) => {
-    try {
-      showChat(JSON.parse(String(e.data)));
-    } catch {
-      log($("chat-log"), String(e.data), "in");
-    }
-  });
-  chat.addEventListener("close", () => {
-    setStatus($("chat-status"), "closed", "not joined");
-    $("chat-here").textContent = "";
-    log($("chat-log"), "left the room", "sys");
-    chatUi(false);
-    chat = null;
-  });
+  if (!chat) joinChat($("chat-name").value.trim());
 });
 $("chat-leave").addEventListener("click", () => chat?.close(1000));
 $("chat-form").addEventListener("submit", (e) => {
@@ -145,11 +220,11 @@ for (let i = 0; i < 9; i++) {
   $("game-board").append(cell);
   gameCells.push(cell);
 }
-function gameUi(open) {
-  $("game-connect").disabled = open;
-  $("game-new").disabled = !open;
-  $("game-quit").disabled = !open;
-  if (!open) {
+function gameUi(on) {
+  $("game-connect").disabled = on;
+  $("game-new").disabled = !on;
+  $("game-quit").disabled = !on;
+  if (!on) {
     for (const cell of gameCells) cell.disabled = true;
     gameDeadline = 0;
     $("game-clock").textContent = "";
@@ -182,33 +257,32 @@ function tickGameClock() {
   $("game-clock").textContent = gameDeadline && left >= 0 ? `${left} s to move` : "";
 }
 setInterval(tickGameClock, 250);
-$("game-connect").addEventListener("click", () => {
-  if (game) return;
+function connectGame() {
   setStatus($("game-status"), "connecting", "connecting…");
-  game = new WebSocket(wsUrl("/game"));
-  game.addEventListener("open", () => {
-    setStatus($("game-status"), "open", "playing");
-    log($("game-log"), "connected: you are X", "sys");
-    gameUi(true);
+  gameUi(true);
+  game = openSession("game", "/live/game", {
+    label: "playing",
+    open: () => log($("game-log"), "you are X", "sys"),
+    message(data) {
+      try {
+        showGame(JSON.parse(data));
+      } catch {
+        log($("game-log"), data, "in");
+      }
+    },
+    close(e) {
+      log($("game-log"), closedLine(e), "sys");
+      setStatus($("game-status"), "closed", "disconnected");
+      $("game-phase").textContent = "Press Play to connect.";
+      gameUi(false);
+      game = null;
+    },
+    reopen: connectGame,
   });
-  game.addEventListener("message", (e) => {
-    try {
-      showGame(JSON.parse(String(e.data)));
-    } catch {
-      log($("game-log"), String(e.data), "in");
-    }
-  });
-  game.addEventListener("close", (e) => {
-    log($("game-log"), `closed (${e.code}${e.reason ? ` ${e.reason}` : ""})`, "sys");
-    setStatus($("game-status"), "closed", "disconnected");
-    $("game-phase").textContent = "Press Play to connect.";
-    gameUi(false);
-    game = null;
-  });
-});
+}
+$("game-connect").addEventListener("click", () => game ?? connectGame());
 $("game-new").addEventListener("click", () => game?.send(JSON.stringify({ type: "new" })));
 $("game-quit").addEventListener("click", () => game?.send(JSON.stringify({ type: "quit" })));
-
 /* ---- live stats ---- */
 async function refreshStats() {
   try {

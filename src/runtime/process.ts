@@ -204,6 +204,7 @@ export class Process {
       this.flags &= ~RUNNING;
       n++;
       this.handled++;
+      stats.messagesHandled++;
       if (this.exitSignal !== undefined) {
         this.die(this.exitSignal);
         return n;

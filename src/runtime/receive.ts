@@ -3,6 +3,7 @@ import { badarg, describe } from "./errors.js";
 import type { Ref } from "./pid.js";
 import type { Process } from "./process.js";
 import { BUDGET } from "./scheduler.js";
+import { stats } from "./stats.js";
 import { cancelTimerRef, sendAfter } from "./timers.js";
 
 /** @internal A pending receive: a message on its way in that matches goes straight to it. */
@@ -22,6 +23,7 @@ export class Waiter {
     if (!this.matches(p, msg)) return false;
     this.cancel(p);
     p.handled++;
+    stats.messagesHandled++;
     this.resolve(msg);
     return true;
   }
@@ -56,6 +58,7 @@ export function takeMatching(p: Process, pred: ((msg: unknown) => boolean) | und
       if (i === p.head) p.dequeue();
       else q.splice(i, 1);
       p.handled++;
+      stats.messagesHandled++;
       return { found: true, msg };
     }
   }

@@ -8,6 +8,8 @@
 export const stats = {
   /** Processes that crashed (a callback threw or its promise rejected). */
   crashes: 0,
+  /** Messages processes took from their mailboxes (a callback turn, or a receive that matched): the observer's messages/s. */
+  messagesHandled: 0,
   hibernations: 0,
   wakes: 0,
   /** WebSocket frames the ports delivered to their connections, and wrote for them. */

@@ -1,7 +1,7 @@
 // cowboy:start_clear/3, start_tls/3 and stop_listener/1 (Ranch's listener): the node:http server, its limits, and each request's way to its process.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { SecureContext, SecureContextOptions, TlsOptions } from "node:tls";
 import { logValue } from "../behaviors/req.js";
@@ -13,9 +13,11 @@ import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { setStopHook, STOP_LISTENERS } from "../runtime/shutdown.js";
 import { countOne, handshakes } from "../runtime/stats.js";
 import { exit } from "../runtime/signals.js";
+import { takeFirstReads, type FirstReads } from "./accept.js";
+import type { UpgradeHead } from "./head.js";
 import { PortSet } from "./idle.js";
 import type { WsPort } from "./port.js";
-import { completeUpgrade, refuseUpgrade, warnNoSubprotocol } from "./upgrade.js";
+import { completeUpgrade, ignoreSocketError, refuseUpgrade, warnNoSubprotocol } from "./upgrade.js";
 import { DEFAULT_MAX_BODY_SIZE, HttpReq } from "./req.js";
 import { matchRoute, type Dispatch } from "./router.js";
 
@@ -94,6 +96,8 @@ class ListenerState implements Listener {
   /** Request bodies still arriving, checked against minBodyRate by one sweep for the listener. */
   readonly bodies = new Set<BodyWatch>();
   bodySweep: NodeJS.Timeout | undefined = undefined;
+  /** New connections' first reads (accept.ts); undefined: node:http reads every connection. */
+  firstReads: FirstReads | undefined = undefined;
   port = 0;
   readonly host: string;
   stopping: Promise<void> | undefined = undefined;
@@ -162,12 +166,13 @@ function sweepBodies(listener: ListenerState): void {
 class ServerExchange implements Exchange {
   readonly req: HttpReq;
   private readonly listener: ListenerState;
-  private readonly raw: IncomingMessage;
+  /** undefined for an upgrade head read by accept.ts. */
+  private readonly raw: IncomingMessage | undefined;
   private readonly res: ServerResponse | undefined;
   private readonly socket: Duplex | undefined;
   private readonly head: Buffer | undefined;
 
-  constructor(listener: ListenerState, req: HttpReq, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined) {
+  constructor(listener: ListenerState, req: HttpReq, raw: IncomingMessage | undefined, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined) {
     this.listener = listener;
     this.req = req;
     this.raw = raw;
@@ -218,9 +223,24 @@ class ServerExchange implements Exchange {
   }
 }
 
+/** What follows the head of an upgrade read by accept.ts: nothing (anything else went to node:http). */
+const NO_BYTES = Buffer.alloc(0);
+
+/** A request node:http parsed: 'request' (with its response) or 'upgrade' (with the socket and what followed the head). */
 function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined): void {
   const sink = res !== undefined ? { res } : { socket: socket! };
-  const req = new HttpReq(raw, sink, listener.scheme, listener.scheme === "https" ? 443 : 80, listener.limits.maxBodySize);
+  const req = new HttpReq(raw, raw.socket, sink, listener.scheme, listener.scheme === "https" ? 443 : 80, listener.limits.maxBodySize);
+  route(listener, req, raw, res, socket, head);
+}
+
+/** An upgrade head accept.ts read whole from a connection's first read. */
+function onUpgradeHead(listener: ListenerState, socket: Socket, head: UpgradeHead): void {
+  const req = new HttpReq(head, socket, { socket }, listener.scheme, listener.scheme === "https" ? 443 : 80, listener.limits.maxBodySize);
+  route(listener, req, undefined, undefined, socket, NO_BYTES);
+}
+
+/** The request to its route's handler, in a request process; no route: 404 (or 400, 500). */
+function route(listener: ListenerState, req: HttpReq, raw: IncomingMessage | undefined, res: ServerResponse | undefined, socket: Duplex | undefined, head: Buffer | undefined): void {
   const m = matchRoute(listener.dispatch, req.host, req.path);
   if ("status" in m) {
     if ("error" in m) listener.logger.error({ err: m.error, path: logValue(req.path) }, "route constraint failed");
@@ -230,7 +250,7 @@ function onRequest(listener: ListenerState, raw: IncomingMessage, res: ServerRes
   req.bindings = m.bindings;
   req.hostInfo = m.hostInfo;
   req.pathInfo = m.pathInfo;
-  if (res !== undefined) watchBody(listener, req, raw);
+  if (res !== undefined) watchBody(listener, req, raw!);
   spawnRequest(m.handler, m.opts, new ServerExchange(listener, req, raw, res, socket, head), m.pattern);
 }
 
@@ -273,13 +293,16 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
   listeners.set(name, listener);
   if (limits.minBodyRate > 0) listener.bodySweep = setInterval(() => sweepBodies(listener), BODY_SWEEP_MS).unref();
   server.on("request", (raw: IncomingMessage, res: ServerResponse) => onRequest(listener, raw, res, undefined, undefined));
-  server.on("upgrade", (raw: IncomingMessage, socket: Duplex, head: Buffer) => onRequest(listener, raw, undefined, socket, head));
-  // A broken client socket is that client's problem: log at debug, never crash.
-  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
-    listener.logger.debug({ listener: name, err: err.message, code: err.code }, "client error");
-    if (!socket.writable) return socket.destroy();
-    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  server.on("upgrade", (raw: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", ignoreSocketError);
+    onRequest(listener, raw, undefined, socket, head);
+  });
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => clientError(listener, err, socket));
+  listener.firstReads = takeFirstReads(server, scheme === "https" ? "secureConnection" : "connection", {
+    maxHeaderSize: limits.maxHeaderSize,
+    requestTimeout: limits.requestTimeout,
+    onUpgradeHead: (socket, head) => onUpgradeHead(listener, socket, head),
+    onClientError: (err, socket) => clientError(listener, err, socket),
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -290,6 +313,7 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
       });
     });
   } catch (err) {
+    listener.firstReads?.stop();
     clearInterval(listener.bodySweep);
     listeners.delete(name);
     throw err;
@@ -302,6 +326,14 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
 /** @internal Every running listener, and its open WebSocket ports (observe/). */
 export function runningListeners(): Iterable<Listener & { readonly ports: PortSet<WsPort> }> {
   return listeners.values();
+}
+
+/** A broken client socket is that client's problem: log at debug, never crash; answer if it can still hear. */
+function clientError(listener: ListenerState, err: Error & { code?: string }, socket: Duplex): void {
+  listener.logger.debug({ listener: listener.name, err: err.message, code: err.code }, "client error");
+  if (!socket.writable) return void socket.destroy();
+  const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+  socket.end(`HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
 }
 
 /** A running listener by name (its port, its open WebSocket connections), or undefined. */
@@ -345,6 +377,8 @@ setStopHook(STOP_LISTENERS, () => Promise.all([...listeners.keys()].map(stopList
 async function stop(listener: ListenerState): Promise<void> {
   const server = listener.server;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // node:http stops checking its connections' deadlines at close(): so do the first reads.
+  listener.firstReads?.stop();
   for (const port of listener.ports.all()) {
     if (port.pid !== null) exit(port.pid, "shutdown");
     else port.sendClose(1001, undefined);
@@ -359,6 +393,7 @@ async function stop(listener: ListenerState): Promise<void> {
   if ((await Promise.race([closed, deadline])) === "timeout") {
     for (const port of listener.ports.all()) port.destroy();
     server.closeAllConnections();
+    listener.firstReads?.destroyWaiting();
     await closed;
   }
   clearTimeout(timer);

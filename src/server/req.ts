@@ -1,6 +1,7 @@
 // cowboy_req over node:http: the request a handler reads and the response it sends.
 import { createReadStream, statSync } from "node:fs";
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import { IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type {
@@ -16,6 +17,7 @@ import type {
 } from "../behaviors/req.js";
 import { RequestError } from "../behaviors/req.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
+import type { UpgradeHead } from "./head.js";
 
 /** Where a reply goes: node's response object, or the bare socket of an upgrade request. */
 export type Sink = { readonly res: ServerResponse } | { readonly socket: Duplex };
@@ -50,7 +52,10 @@ function headersOf(raw: IncomingMessage): Readonly<Record<string, string>> {
   return headers;
 }
 
-/** cowboy_req over node:http. Mutable: the setters return the same Req, for Cowboy-style chaining. */
+/**
+ * cowboy_req over node:http, or over an upgrade head corral read itself (head.ts). Mutable:
+ * the setters return the same Req, for Cowboy-style chaining.
+ */
 export class HttpReq implements Req {
   readonly method: string;
   readonly version: string;
@@ -67,7 +72,9 @@ export class HttpReq implements Req {
   /** Response headers set before the reply or the 101, lower-case names; made on the first one (most upgrades set none). */
   private resp: Map<string, HeaderValue> | null = null;
   replied = false;
-  private readonly raw: IncomingMessage;
+  /** node's request, with its body; undefined for a head read by head.ts, which has none. */
+  private readonly raw: IncomingMessage | undefined;
+  private readonly socket: Socket;
   private readonly sink: Sink;
   private readonly maxBodySize: number;
   private streaming = false;
@@ -75,24 +82,33 @@ export class HttpReq implements Req {
   /** The listener cut the client off for sending its body below minBodyRate. */
   private tooSlow = false;
 
-  constructor(raw: IncomingMessage, sink: Sink, scheme: "http" | "https", defaultPort: number, maxBodySize = DEFAULT_MAX_BODY_SIZE) {
-    this.raw = raw;
+  constructor(from: IncomingMessage | UpgradeHead, socket: Socket, sink: Sink, scheme: "http" | "https", defaultPort: number, maxBodySize = DEFAULT_MAX_BODY_SIZE) {
+    this.socket = socket;
     this.sink = sink;
     this.scheme = scheme;
     this.maxBodySize = maxBodySize;
-    this.method = raw.method ?? "GET";
-    const v = raw.httpVersion;
-    this.version = v === "1.1" ? "HTTP/1.1" : `HTTP/${v}`;
-    const target = raw.url ?? "/";
+    let target: string;
+    if (from instanceof IncomingMessage) {
+      this.raw = from;
+      this.method = from.method ?? "GET";
+      const v = from.httpVersion;
+      this.version = v === "1.1" ? "HTTP/1.1" : `HTTP/${v}`;
+      target = from.url ?? "/";
+      this.headers = headersOf(from);
+    } else {
+      this.raw = undefined;
+      this.method = "GET";
+      this.version = "HTTP/1.1";
+      target = from.url;
+      this.headers = from.headers;
+    }
     const q = target.indexOf("?");
     this.path = q < 0 ? target : target.slice(0, q);
     this.qs = q < 0 ? "" : target.slice(q + 1);
-    this.headers = headersOf(raw);
     const hostHeader = this.headers["host"] ?? "";
     const m = HOST.exec(hostHeader);
     this.host = (m?.[1] ?? "").toLowerCase();
     this.port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
-    const socket = raw.socket;
     this.peer = { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
   }
 
@@ -105,7 +121,7 @@ export class HttpReq implements Req {
   }
 
   get cert(): Uint8Array | undefined {
-    const socket = this.raw.socket as Partial<TLSSocket>;
+    const socket = this.socket as Partial<TLSSocket>;
     if (typeof socket.getPeerCertificate !== "function") return undefined;
     const cert = socket.getPeerCertificate();
     return cert !== null && cert.raw !== undefined ? cert.raw : undefined;
@@ -277,6 +293,8 @@ export class HttpReq implements Req {
     const max = opts?.length ?? this.maxBodySize;
     if (typeof max !== "number" || Number.isNaN(max) || max < 0) throw badarg(`readBody: length must be a number >= 0, got ${describe(max)}`);
     const raw = this.raw;
+    // An upgrade head read by head.ts has no body (no Content-Length but 0): nothing to give.
+    if (raw === undefined) return Promise.resolve(new Uint8Array(0));
     const tooLarge = (): RequestError => {
       // The rest of the body is not wanted: the connection closes after the 413 instead of reading it all.
       if (!this.replied) this.reply(413, { connection: "close" });
@@ -346,7 +364,7 @@ export class HttpReq implements Req {
     if (answer) {
       this.replied = true;
       this.writeHead(408, new Map<string, HeaderValue>([["connection", "close"], ["content-length", 0]]), undefined);
-    } else this.raw.socket.destroy();
+    } else this.socket.destroy();
   }
 
   /** Ends a streamed body if one is still open (a loop handler that stopped without fin). */

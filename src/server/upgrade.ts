@@ -63,6 +63,15 @@ export function warnNoSubprotocol(req: HttpReq, handler: string, logger: Logger)
   );
 }
 
+/**
+ * The 'error' listener of a socket nobody else listens to: until the 101 (init may take its
+ * time), or after an answer that ends it. A reset then ends that socket (it destroys itself
+ * on an error), not the node, as an 'error' event without a listener would; the request
+ * process finds it destroyed (the upgrade returns null, a reply is dropped). ws has its own
+ * listener once the socket is handed over, and completeUpgrade takes this one off.
+ */
+export function ignoreSocketError(): void {}
+
 /** How long ws waits for the client's close reply before dropping the socket. */
 const CLOSE_TIMEOUT = 1000;
 
@@ -130,19 +139,20 @@ const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
  * refuse or negotiate (a malformed key or subprotocol list, a permessage-deflate offer with
  * compress on) goes through ws's handleUpgrade, which answers it as it always has.
  */
-export function completeUpgrade(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions, ports: PortSet<WsPort>): WsPort | null {
+export function completeUpgrade(req: HttpReq, raw: IncomingMessage | undefined, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions, ports: PortSet<WsPort>): WsPort | null {
   if (!socket.readable || !socket.writable) return null;
-  const port = writeSwitch(req, raw, socket, head, opts) ?? wsUpgrade(req, raw, socket, head, opts);
+  const port = writeSwitch(req, socket, head, opts) ?? wsUpgrade(req, raw, socket, head, opts);
   if (port === null) return null;
   req.replied = true;
+  socket.off("error", ignoreSocketError);
   forgetPeername(socket);
   port.open(ports.group(opts.idleTimeout), opts);
   return port;
 }
 
 /** The 101 for a request ws would accept without negotiating: undefined when ws must decide. */
-function writeSwitch(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions): WsPort | undefined {
-  const headers = raw.headers;
+function writeSwitch(req: HttpReq, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions): WsPort | undefined {
+  const headers = req.headers;
   const key = headers["sec-websocket-key"]!;
   if (!KEY.test(key) || (opts.compress && headers["sec-websocket-extensions"] !== undefined)) return undefined;
   let protocol = "";
@@ -163,11 +173,15 @@ function writeSwitch(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: B
   return port;
 }
 
-/** ws's own handshake: without a verifyClient ws decides within the call, so the answer is known when it returns. */
-function wsUpgrade(req: HttpReq, raw: IncomingMessage, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions): WsPort | null {
+/**
+ * ws's own handshake: without a verifyClient ws decides within the call, so the answer is
+ * known when it returns. A head read by head.ts has no IncomingMessage: without verifyClient
+ * and a path, ws reads only the method and the headers of the one it is given.
+ */
+function wsUpgrade(req: HttpReq, raw: IncomingMessage | undefined, socket: Duplex, head: Buffer, opts: ResolvedWebSocketOptions): WsPort | null {
   upgrading = req;
   try {
-    serverFor(opts).handleUpgrade(raw, socket, head, onUpgraded);
+    serverFor(opts).handleUpgrade(raw ?? ({ method: req.method, headers: req.headers } as IncomingMessage), socket, head, onUpgraded);
   } finally {
     upgrading = null;
   }

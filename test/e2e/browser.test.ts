@@ -1,10 +1,11 @@
 /**
  * The demo page in a real browser: Debian's Chromium, headless, driven by playwright-core.
  *
- * The server runs in-process (startClear with the demo's own handlers and page), with the
+ * The server runs in-process (startClear with the demo's own routes, demoDispatch), with the
  * guide's heartbeat shortened to 300 ms so the timer push shows up quickly. What the test
  * does is what a visitor does: click, type, read the logs, and look at the page at a desktop
- * and a phone width.
+ * and a phone width; then the page's sessions on each transport (the switch), dropped and
+ * resumed (the drop button), and on a browser without WebSocket.
  *
  * Without Chromium the test fails under CI (process.env.CI) and is skipped, with the reason
  * in its name, elsewhere. CHROMIUM_PATH overrides /usr/bin/chromium; E2E_SCREENSHOT_DIR keeps
@@ -17,39 +18,24 @@ import path from "node:path";
 import { pino } from "pino";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { broadcastHandler } from "../../app/demo/broadcast.js";
-import { chatHandler } from "../../app/demo/chat.js";
-import { echoHandler } from "../../app/demo/echo.js";
-import { guideHandler } from "../../app/demo/guide.js";
-import { PRIV_DIR } from "../../app/demo/routes.js";
-import { statsHandler } from "../../app/demo/stats.js";
-import { compileRoutes, startClear, staticDir, staticFile, stopListener, type Dispatch } from "../../src/index.js";
+import { demoDispatch } from "../../app/demo/routes.js";
+import { startClear, stopListener } from "../../src/index.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 const IN_CI = Boolean(process.env["CI"]);
 const NAME = "browser-e2e";
 const HEARTBEAT = 300;
+/**
+ * The sessions' heartbeat. A long-poll resume carries no hello, so the client sees an idle
+ * session (the game, waiting for a move) back only when its first poll is answered: at the
+ * latest after a heartbeat, 25 s by default. Short here, so that the test does not wait for it.
+ */
+const SESSION_HEARTBEAT = 1500;
+/** A pid as the page shows it: <node.id>. */
+const PID = /^<[^<>\s]+\.\d+>$/;
 /** How long any one expectation waits for the page (the guide's greeting alone takes 1 s). */
 const WAIT = 5_000;
-
-/** The demo's routes as demoDispatch builds them, but with a short heartbeat. */
-function dispatch(): Dispatch {
-  return compileRoutes([
-    {
-      host: "_",
-      paths: [
-        ["/", staticFile(`${PRIV_DIR}index.html`, { charset: "utf-8" })],
-        ["/websocket", guideHandler, { heartbeat: HEARTBEAT }],
-        ["/echo", echoHandler],
-        ["/chat", chatHandler],
-        ["/broadcast", broadcastHandler],
-        ["/api/stats", statsHandler, { listener: NAME }],
-        ["/static/[...]", staticDir(`${PRIV_DIR}static`, { charset: "utf-8" })],
-      ],
-    },
-  ]);
-}
 
 /** Width and height from a PNG's IHDR chunk; throws unless the bytes are a PNG. */
 function pngSize(buf: Buffer): { width: number; height: number } {
@@ -84,18 +70,31 @@ describe.skipIf(!HAVE_CHROMIUM)(
     /** Uncaught page errors and console errors, from every page: there should be none. */
     const pageErrors: string[] = [];
 
-    async function openPage(options: Parameters<Browser["newContext"]>[0] = {}): Promise<Page> {
+    /** What each page asked the server for: the URLs of its WebSockets and of its other requests. */
+    const traffic = new WeakMap<Page, { sockets: string[]; requests: string[] }>();
+
+    /** A new page on the demo; initScript runs before the page's own scripts (outside its CSP). */
+    async function openPage(options: Parameters<Browser["newContext"]>[0] = {}, initScript?: string): Promise<Page> {
       if (browser === undefined) throw new Error("no browser");
       const context = await browser.newContext(options);
       contexts.push(context);
       const page = await context.newPage();
       page.setDefaultTimeout(WAIT);
+      if (initScript !== undefined) await page.addInitScript(initScript);
+      const seen = { sockets: [] as string[], requests: [] as string[] };
+      traffic.set(page, seen);
+      page.on("websocket", (ws) => seen.sockets.push(ws.url()));
+      page.on("request", (req) => seen.requests.push(req.url()));
       page.on("pageerror", (err) => pageErrors.push(`pageerror: ${err.message}`));
       page.on("console", (msg) => {
         // A failed load is reported below with its URL.
         if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) pageErrors.push(`console: ${msg.text()}`);
       });
-      page.on("requestfailed", (req) => pageErrors.push(`request failed: ${req.url()} ${req.failure()?.errorText ?? ""}`));
+      page.on("requestfailed", (req) => {
+        // The session client cancels its own event streams and polls when a session drops or closes.
+        if (req.failure()?.errorText === "net::ERR_ABORTED" && new URL(req.url()).pathname.startsWith("/live/")) return;
+        pageErrors.push(`request failed: ${req.url()} ${req.failure()?.errorText ?? ""}`);
+      });
       page.on("response", (res) => {
         // The demo has no favicon; the browser's own request for one is not the page's doing.
         if (res.status() >= 400 && new URL(res.url()).pathname !== "/favicon.ico") pageErrors.push(`${res.status()} ${res.url()}`);
@@ -128,7 +127,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
     const stat = async (page: Page, id: string): Promise<string> => ((await page.textContent(`#stat-${id}`)) ?? "").trim();
 
     beforeAll(async () => {
-      const listener = await startClear(NAME, { port: 0, host: "127.0.0.1" }, { dispatch: dispatch(), logger: pino({ level: "silent" }) });
+      const listener = await startClear(NAME, { port: 0, host: "127.0.0.1" }, { dispatch: demoDispatch(NAME, { guideHeartbeat: HEARTBEAT, sessionHeartbeatMs: SESSION_HEARTBEAT }), logger: pino({ level: "silent" }) });
       base = `http://127.0.0.1:${listener.port}`;
       keepShots = process.env["E2E_SCREENSHOT_DIR"] !== undefined;
       shotDir = keepShots ? path.resolve(process.env["E2E_SCREENSHOT_DIR"]!) : await mkdtemp(path.join(tmpdir(), "corral-shots-"));
@@ -172,6 +171,9 @@ describe.skipIf(!HAVE_CHROMIUM)(
       expect(await alice.isDisabled("#guide-send")).toBe(true);
       await alice.click("#guide-connect");
       await expect.poll(() => alice.textContent("#guide-status"), { timeout: WAIT }).toBe("connected");
+      // A session over the best transport, with its pid from the server's first frame.
+      expect(await alice.textContent("#guide-transport")).toBe("websocket");
+      await expect.poll(() => alice.textContent("#guide-pid"), { timeout: WAIT }).toMatch(PID);
       expect(await alice.isDisabled("#guide-connect")).toBe(true);
       expect(await alice.isEnabled("#guide-text")).toBe(true);
       await expect.poll(() => lines(alice, "#guide-log"), { timeout: WAIT }).toContain("Hello!");
@@ -239,6 +241,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
       await alice.click("#guide-disconnect");
       await expect.poll(() => lines(alice, "#guide-log"), { timeout: WAIT }).toContain("closed (1000)");
       expect(await alice.textContent("#guide-status")).toBe("disconnected");
+      expect(await alice.textContent("#guide-pid")).toBe("–");
       expect(await alice.isEnabled("#guide-connect")).toBe(true);
       await bob.click("#chat-leave");
       await expect.poll(() => lines(bob, "#chat-log"), { timeout: WAIT }).toContain("left the room");
@@ -247,5 +250,121 @@ describe.skipIf(!HAVE_CHROMIUM)(
 
       expect(pageErrors).toEqual([]);
     }, 60_000);
+
+    /** The texts of a chat log's lines from name, in the order they arrived. */
+    const from = async (page: Page, name: string): Promise<string[]> => (await lines(page, "#chat-log")).filter((l) => l.startsWith(`${name}: `)).map((l) => l.slice(name.length + 2));
+
+    for (const transport of ["websocket", "eventsource", "longpoll"] as const) {
+      test(`on ${transport}${transport === "websocket" ? "" : " (forced by the switch)"}: the guide, a chat between two pages, the game, and a drop: what was said meanwhile arrives once, in order`, async () => {
+        const errorsBefore = pageErrors.length;
+        const alice = await openPage({ viewport: { width: 1280, height: 900 } });
+        const bob = await openPage({ viewport: { width: 1280, height: 900 } });
+        if (transport !== "websocket") for (const page of [alice, bob]) await page.selectOption("#transport", transport);
+
+        // The guide: its greeting, an answer, its pushes, over the transport shown.
+        await alice.click("#guide-connect");
+        await expect.poll(() => alice.textContent("#guide-status"), { timeout: WAIT }).toBe("connected");
+        expect(await alice.textContent("#guide-transport")).toBe(transport);
+        await expect.poll(() => alice.textContent("#guide-pid"), { timeout: WAIT }).toMatch(PID);
+        await expect.poll(() => lines(alice, "#guide-log"), { timeout: WAIT }).toContain("Hello!");
+        await alice.fill("#guide-text", `over ${transport}`);
+        await alice.click("#guide-send");
+        await expect.poll(() => lines(alice, "#guide-log"), { timeout: WAIT }).toContain(`That's what she said! over ${transport}`);
+        await expect.poll(async () => (await lines(alice, "#guide-log")).filter((l) => l === "How' you doin'?").length, { timeout: WAIT }).toBeGreaterThanOrEqual(2);
+
+        // The chat, both ways.
+        await joinChat(alice, `alice-${transport}`);
+        await joinChat(bob, `bob-${transport}`);
+        for (const page of [alice, bob]) expect(await page.textContent("#chat-transport")).toBe(transport);
+        await expect.poll(() => lines(alice, "#chat-log"), { timeout: WAIT }).toContain(`bob-${transport} joined`);
+        await say(alice, "hello bob");
+        await expect.poll(() => from(bob, `alice-${transport}`), { timeout: WAIT }).toEqual(["hello bob"]);
+        await say(bob, "hello alice");
+        await expect.poll(() => from(alice, `bob-${transport}`), { timeout: WAIT }).toEqual(["hello alice"]);
+
+        // The game: a move, and the server's answer.
+        await alice.click("#game-connect");
+        await expect.poll(() => alice.textContent("#game-phase"), { timeout: WAIT }).toBe("Your move.");
+        expect(await alice.textContent("#game-transport")).toBe(transport);
+        await alice.click("#game-board .cell >> nth=0");
+        await expect.poll(() => alice.$$eval("#game-board .cell", (cells) => cells.map((c) => c.textContent).join("").length), { timeout: WAIT }).toBe(2);
+
+        // Drop: alice's transports close, her sessions stay; bob talks meanwhile, and hears himself.
+        const pids = { guide: await alice.textContent("#guide-pid"), chat: await alice.textContent("#chat-pid"), game: await alice.textContent("#game-pid") };
+        for (const pid of Object.values(pids)) expect(pid).toMatch(PID);
+        await alice.click("#drop");
+        for (const panel of ["guide", "chat", "game"]) {
+          await expect.poll(() => alice.textContent(`#${panel}-status`), { timeout: WAIT }).toBe("dropped");
+          expect(await alice.textContent(`#${panel}-transport`)).toBe("–");
+        }
+        const pushesBefore = (await lines(alice, "#guide-log")).filter((l) => l === "How' you doin'?").length;
+        expect(await alice.textContent("#drop")).toBe("Resume");
+        const said = ["one", "two", "three", "four", "five"];
+        for (const line of said) await say(bob, line);
+        await expect.poll(() => from(bob, `bob-${transport}`), { timeout: WAIT }).toEqual(["hello alice", ...said]);
+        // Long enough for the guide to push twice while alice is away: none of it reaches her yet.
+        await new Promise((r) => setTimeout(r, 3 * HEARTBEAT));
+        expect(await from(alice, `bob-${transport}`)).toEqual(["hello alice"]);
+        expect((await lines(alice, "#guide-log")).filter((l) => l === "How' you doin'?").length).toBe(pushesBefore);
+        // Bob's page sees nobody leave: alice's session is still a member.
+        expect(await lines(bob, "#chat-log")).not.toContain(`alice-${transport} left`);
+
+        // Resume: the same sessions (same pids) on the same kind of transport, and everything said meanwhile, once, in order.
+        await alice.click("#drop");
+        for (const panel of ["guide", "chat", "game"]) {
+          await expect.poll(() => alice.textContent(`#${panel}-transport`), { timeout: WAIT }).toBe(transport);
+        }
+        expect(await alice.textContent("#chat-status")).toBe("joined");
+        expect({ guide: await alice.textContent("#guide-pid"), chat: await alice.textContent("#chat-pid"), game: await alice.textContent("#game-pid") }).toEqual(pids);
+        await expect.poll(() => from(alice, `bob-${transport}`), { timeout: WAIT }).toEqual(["hello alice", ...said]);
+        await expect.poll(async () => (await lines(alice, "#guide-log")).filter((l) => l === "How' you doin'?").length, { timeout: WAIT }).toBeGreaterThan(pushesBefore + 1);
+        expect(await lines(alice, "#chat-log")).toContain(`resumed over ${transport}, same pid`);
+        // And on, both ways: nothing said twice.
+        await say(alice, "back");
+        await expect.poll(() => from(bob, `alice-${transport}`), { timeout: WAIT }).toEqual(["hello bob", "back"]);
+        await say(bob, "welcome back");
+        await expect.poll(() => from(alice, `bob-${transport}`), { timeout: WAIT }).toEqual(["hello alice", ...said, "welcome back"]);
+        expect(await from(alice, `alice-${transport}`)).toEqual(["hello bob", "back"]);
+
+        // The transport the page showed is the one it used.
+        const seen = traffic.get(alice)!;
+        const live = (url: string): boolean => new URL(url).pathname.startsWith("/live/");
+        const query = (url: string): string | null => new URL(url).searchParams.get("t");
+        if (transport === "websocket") {
+          expect(seen.sockets.filter(live).length).toBeGreaterThanOrEqual(6); // three sessions, each opened and resumed
+          expect(seen.requests.filter((u) => live(u) && query(u) !== null)).toEqual([]);
+        } else {
+          expect(seen.sockets.filter(live)).toEqual([]);
+          expect(seen.requests.filter((u) => live(u) && query(u) === (transport === "eventsource" ? "es" : "poll")).length).toBeGreaterThanOrEqual(6);
+        }
+
+        for (const page of [alice, bob]) await page.click("#chat-leave");
+        expect(pageErrors.slice(errorsBefore)).toEqual([]);
+      }, 60_000);
+    }
+
+    test("with no WebSocket in the browser at all, the page falls back by itself; the switch reconnects open panels", async () => {
+      const errorsBefore = pageErrors.length;
+      const page = await openPage({}, "delete window.WebSocket;");
+      expect(await page.evaluate("typeof WebSocket")).toBe("undefined");
+      await page.click("#guide-connect");
+      await expect.poll(() => page.textContent("#guide-status"), { timeout: WAIT }).toBe("connected");
+      expect(await page.textContent("#guide-transport")).toBe("eventsource");
+      await expect.poll(() => lines(page, "#guide-log"), { timeout: WAIT }).toContain("Hello!");
+      const first = await page.textContent("#guide-pid");
+      expect(first).toMatch(PID);
+
+      // Long-polling by the switch: the open panel starts a new session (a new pid) on it.
+      await page.selectOption("#transport", "longpoll");
+      await expect.poll(() => page.textContent("#guide-transport"), { timeout: WAIT }).toBe("longpoll");
+      await expect.poll(() => page.textContent("#guide-pid"), { timeout: WAIT }).toMatch(PID);
+      expect(await page.textContent("#guide-pid")).not.toBe(first);
+      await expect.poll(async () => (await lines(page, "#guide-log")).filter((l) => l === "Hello!").length, { timeout: WAIT }).toBe(2);
+      expect(await lines(page, "#guide-log")).toContain("closed (1000)");
+      await page.fill("#guide-text", "polled");
+      await page.click("#guide-send");
+      await expect.poll(() => lines(page, "#guide-log"), { timeout: WAIT }).toContain("That's what she said! polled");
+      expect(pageErrors.slice(errorsBefore)).toEqual([]);
+    }, 30_000);
   },
 );

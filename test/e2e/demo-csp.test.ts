@@ -79,9 +79,15 @@ describe.skipIf(!HAVE_CHROMIUM)("the demo page under its CSP, in headless Chromi
     // Nothing inline for the policy to refuse: no <script> body, no style attribute or element, no on* handler.
     expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>|<style\b|\sstyle=|\son[a-z]+=/i);
     expect((await fetch(`${base}/static/app.js`)).headers.get("x-content-type-options")).toBe("nosniff");
+    // The session client the page imports, from its own origin.
+    const client = await fetch(`${base}/static/corral-client.js`);
+    expect(client.status).toBe(200);
+    expect(client.headers.get("content-type")).toMatch(/^text\/javascript/);
+    expect(client.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(await client.text()).toMatch(/^export function connect\(/m);
   });
 
-  test("stats, the guide's socket, chat with presence, broadcast, the game and /echo work, with no violation", async () => {
+  test("stats, the guide's session on each transport, a drop, chat with presence, broadcast, the game and /echo work, with no violation", async () => {
     const { page: alice, reports } = await open();
     const bobOpen = await open();
     const bob = bobOpen.page;
@@ -112,6 +118,22 @@ describe.skipIf(!HAVE_CHROMIUM)("the demo page under its CSP, in headless Chromi
     await expect.poll(() => alice.textContent("#game-phase"), { timeout: WAIT }).toBe("Your move.");
     await alice.click("#game-board .cell >> nth=0");
     await expect.poll(() => alice.$$eval("#game-board .cell", (cells) => cells.filter((c) => c.textContent === "O").length), { timeout: WAIT }).toBe(1);
+
+    // The fallbacks: the switch reconnects the open panels on an event stream, then on long-polls, and the drop button resumes them.
+    const hellos = async (): Promise<number> => (await lines(alice, "#guide-log")).filter((l) => l === "Hello!").length;
+    for (const [transport, greeted] of [["eventsource", 2], ["longpoll", 3]] as const) {
+      await alice.selectOption("#transport", transport);
+      await expect.poll(() => alice.textContent("#guide-transport"), { timeout: WAIT }).toBe(transport);
+      await expect.poll(hellos, { timeout: WAIT }).toBe(greeted);
+      expect(await alice.textContent("#game-transport")).toBe(transport);
+    }
+    await alice.click("#drop");
+    await expect.poll(() => alice.textContent("#guide-status"), { timeout: WAIT }).toBe("dropped");
+    await alice.click("#drop");
+    await expect.poll(() => alice.textContent("#guide-status"), { timeout: WAIT }).toBe("connected");
+    await alice.fill("#guide-text", "polled under a policy");
+    await alice.click("#guide-send");
+    await expect.poll(() => lines(alice, "#guide-log"), { timeout: WAIT }).toContain("That's what she said! polled under a policy");
 
     // /echo from the page's own origin: connect-src lets it through.
     const echoed = await alice.evaluate(`new Promise((resolve, reject) => {

@@ -1,17 +1,21 @@
 /**
  * The demo as a user runs it: the built CLI (dist/app/cli.js) in its own process, talked to
- * over HTTP and WebSockets on 127.0.0.1. No browser here (see browser.test.ts).
+ * over HTTP, WebSockets and sessions (corral/client, as in Node) on 127.0.0.1. No browser
+ * here (see browser.test.ts).
  *
  * dist/ is built by `npm ci` (prepare); if anything under src/ or app/ is newer, beforeAll
  * builds it once, one build at a time across test files (test/support/dist.ts).
  */
+import { readFile } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
+import { connect as connectSession, type CloseInfo, type Connection, type TransportName } from "corral/client";
 import type { PresenceSummary } from "../../app/demo/presence.js";
+import type { SessionGreeting } from "../../app/demo/session.js";
 import { cliChildren, listening, runCli, type Cli } from "../support/cli.js";
 import { connectClient, wsUrl, type Client } from "../support/client.js";
-import { ensureBuilt, freePort, within } from "../support/dist.js";
+import { ensureBuilt, freePort, ROOT, within } from "../support/dist.js";
 
 /** The longest any single step may take. */
 const WAIT = 5_000;
@@ -38,6 +42,49 @@ function isPresence(text: string, pred: (p: PresenceSummary) => boolean): boolea
   return msg.type === "presence" && pred(msg as PresenceSummary);
 }
 
+/** A session opened with corral/client, keeping the texts it receives. */
+interface Session {
+  readonly conn: Connection;
+  readonly texts: string[];
+  readonly closed: Promise<CloseInfo>;
+  readonly waitFor: (pred: (text: string) => boolean, what: string) => Promise<string>;
+}
+
+const sessions = new Set<Connection>();
+
+function openSession(url: string, transports: readonly TransportName[]): Session {
+  const texts: string[] = [];
+  const waiters = new Set<() => void>();
+  let onclose: (info: CloseInfo) => void = () => {};
+  const closed = new Promise<CloseInfo>((resolve) => (onclose = resolve));
+  const conn = connectSession(url, {
+    WebSocket,
+    transports,
+    onmessage: (data) => {
+      texts.push(typeof data === "string" ? data : `(${data.byteLength} bytes)`);
+      for (const w of waiters) w();
+    },
+    onclose: (info) => onclose(info),
+  });
+  sessions.add(conn);
+  const waitFor = (pred: (text: string) => boolean, what: string): Promise<string> =>
+    within(
+      new Promise<string>((resolve) => {
+        const check = (): void => {
+          const hit = texts.find(pred);
+          if (hit === undefined) return;
+          waiters.delete(check);
+          resolve(hit);
+        };
+        waiters.add(check);
+        check();
+      }),
+      WAIT,
+      what,
+    );
+  return { conn, texts, closed, waitFor };
+}
+
 const sockets = new Set<WebSocket>();
 const connect = (url: string): Promise<Client> => connectClient(url, WAIT);
 const track = (client: Client): Client => {
@@ -50,6 +97,7 @@ beforeAll(async () => {
 }, 150_000);
 
 afterAll(async () => {
+  for (const conn of sessions) conn.close();
   for (const ws of sockets) ws.terminate();
   const left = [...cliChildren];
   for (const child of left) child.kill("SIGKILL");
@@ -91,12 +139,16 @@ describe("the demo CLI, running", () => {
     for (const [asset, type] of [
       ["/static/app.js", /javascript/],
       ["/static/style.css", /^text\/css/],
+      ["/static/corral-client.js", /javascript/],
     ] as const) {
       const a = await fetch(new URL(asset, url));
       expect(a.status, asset).toBe(200);
       expect(a.headers.get("content-type"), asset).toMatch(type);
       expect((await a.text()).length, asset).toBeGreaterThan(100);
     }
+    // The page's session client is the package's own file, as shipped.
+    const client = await (await fetch(new URL("/static/corral-client.js", url))).text();
+    expect(client).toBe(await readFile(`${ROOT}/client/corral-client.js`, "utf8"));
     expect((await fetch(new URL("/no/such/page", url))).status).toBe(404);
   });
 
@@ -173,6 +225,49 @@ describe("the demo CLI, running", () => {
     await ann.waitFor((t) => isPresence(t, (p) => p.left.includes("ben") && p.count === 1), "ann hearing ben leave");
     ann.ws.close(1000);
     await within(ann.closed, WAIT, "ann's socket to close");
+  });
+
+  for (const transport of ["websocket", "eventsource", "longpoll"] as const) {
+    test(`/live/guide over ${transport}: the session's pid first, then the guide's greeting and answers`, async () => {
+      const guide = openSession(new URL("/live/guide", url).href, [transport]);
+      await guide.waitFor((t) => t === "Hello!", "the guide's greeting");
+      expect(guide.conn.transport).toBe(transport);
+      const greeting = JSON.parse(guide.texts[0]!) as SessionGreeting;
+      expect(greeting).toEqual({ type: "session", pid: expect.stringMatching(/^<[^<>\s]+\.\d+>$/) as unknown });
+      expect(guide.texts.slice(1)).toEqual(["Hello!"]);
+      guide.conn.send("yee-haw");
+      await guide.waitFor((t) => t === "That's what she said! yee-haw", "the guide's answer");
+      guide.conn.close(1000);
+      expect(await guide.closed).toEqual({ code: 1000, reason: "" });
+    });
+  }
+
+  test("a session on /live/chat and a plain WebSocket on /chat are in the same room", async () => {
+    const ann = track(await connect(wsUrl(url, "/chat?name=ann")));
+    await ann.waitFor((t) => t === JSON.stringify({ type: "welcome", name: "ann" }), "ann's welcome");
+    const ben = openSession(new URL("/live/chat?name=ben", url).href, ["longpoll"]);
+    await ben.waitFor((t) => t === JSON.stringify({ type: "welcome", name: "ben" }), "ben's welcome");
+    await ann.waitFor((t) => isPresence(t, (p) => p.joined.includes("ben")), "ann hearing ben join");
+
+    ben.conn.send("howdy from a long-poll");
+    await ann.waitFor((t) => t === JSON.stringify({ type: "said", from: "ben", text: "howdy from a long-poll" }), "ann hearing ben");
+    ann.ws.send("howdy from a WebSocket");
+    await ben.waitFor((t) => t === JSON.stringify({ type: "said", from: "ann", text: "howdy from a WebSocket" }), "ben hearing ann");
+
+    // A session that closes on purpose leaves at once, as a WebSocket does.
+    ben.conn.close(1000);
+    await ann.waitFor((t) => isPresence(t, (p) => p.left.includes("ben")), "ann hearing ben leave");
+    ann.ws.close(1000);
+    await within(ann.closed, WAIT, "ann's socket to close");
+  });
+
+  test("/live/ routes: a GET that names no transport is 400, an unknown session 404", async () => {
+    const plain = await fetch(new URL("/live/chat", url));
+    expect(plain.status).toBe(400);
+    expect(await plain.json()).toEqual({ error: "a WebSocket upgrade, or t=es or t=poll" });
+    const unknown = await fetch(new URL("/live/game?t=poll&sid=nope&ack=0", url));
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual({ error: "no such session" });
   });
 
   test("/broadcast: GET is 405, an empty body 400", async () => {

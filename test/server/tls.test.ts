@@ -2,6 +2,7 @@
  * End-to-end tests of startTls: https requests, wss:// WebSockets and client certificates,
  * with a self-signed key and certificate made by openssl at test time.
  */
+import { createHook } from "node:async_hooks";
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -66,6 +67,8 @@ interface Seen {
 }
 const seenHttp: Seen[] = [];
 const seenWs: { scheme: string }[] = [];
+/** req.cert as each WebSocket's init saw it. */
+const wsCerts: (Uint8Array | undefined)[] = [];
 const wsTerminated: TerminateReason[] = [];
 
 const hello: HttpHandler<null> = {
@@ -79,6 +82,7 @@ const hello: HttpHandler<null> = {
 const echo: WebSocketHandler<null> = {
   init(req) {
     seenWs.push({ scheme: req.scheme });
+    wsCerts.push(req.cert);
     return upgrade(req, null);
   },
   websocketHandle(frame, state) {
@@ -246,6 +250,32 @@ describe("startTls", () => {
     expect(Buffer.from(cert!).equals(der)).toBe(true);
     // the DER is the client's, not the server's
     expect(Buffer.from(cert!).equals(new X509Certificate(serverCert).raw)).toBe(false);
+  });
+
+  test("wss:// with a client certificate: the head is read without node:http's parser, and init's req.cert is the client's DER", async () => {
+    wsCerts.length = 0;
+    let parsers = 0;
+    const hook = createHook({
+      init(_id, type) {
+        if (type === "HTTPINCOMINGMESSAGE") parsers++;
+      },
+    }).enable();
+    const ws = new WebSocket(`wss://127.0.0.1:${mtls.port}/ws`, { rejectUnauthorized: false, key: clientKey, cert: clientCert });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ws.once("open", () => resolve());
+        ws.once("error", reject);
+      });
+      const echoed = new Promise<string>((resolve) => ws.once("message", (d) => resolve(String(d))));
+      ws.send("mtls");
+      expect(await echoed).toBe("echo: mtls");
+    } finally {
+      hook.disable();
+      ws.terminate();
+    }
+    expect(parsers).toBe(0);
+    expect(wsCerts).toHaveLength(1);
+    expect(Buffer.from(wsCerts[0]!).equals(new X509Certificate(clientCert).raw)).toBe(true);
   });
 
   test("requestCert without a client certificate: the request is served, req.cert is undefined", async () => {

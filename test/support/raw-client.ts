@@ -403,3 +403,80 @@ export function whenClosed(emitter: { once(event: "close", listener: (...args: u
     });
   });
 }
+
+export interface RawExchangeOptions {
+  /** Pause between writes, so each reaches the server in a read of its own. Default 30 ms. */
+  readonly gapMs?: number;
+  /** Stop waiting for the server this long after connecting. Default 2500 ms. */
+  readonly waitMs?: number;
+  /** Half-close (FIN) after the last write. */
+  readonly end?: boolean;
+  /** Reset the connection (RST) this long after the last write instead of waiting for an answer. */
+  readonly resetAfterMs?: number;
+  /** Wait until what came holds this text (say, an echoed frame's payload) rather than for the end of a 101's head. */
+  readonly untilText?: string;
+}
+
+/** What the server answered to a raw exchange. */
+export interface RawExchange {
+  /** The status of every response head, in order. */
+  readonly statuses: number[];
+  /** The first one, or undefined when none came. */
+  readonly status: number | undefined;
+  /** Everything received, as latin1. */
+  readonly text: string;
+  /** The server ended or closed the connection (rather than the wait running out, a 101 or a reset of ours). */
+  readonly serverClosed: boolean;
+  readonly ms: number;
+}
+
+/**
+ * Sends each chunk in a write of its own, `gapMs` apart (a function in the list is awaited
+ * instead: the test's own pause), and collects every byte the server sends until it closes,
+ * a 101's head is complete (what follows is WebSocket frames), or `waitMs` passes. Statuses
+ * are found anywhere in what came, so no body may hold "HTTP/1.1 ".
+ */
+export function rawExchange(port: number, chunks: readonly (string | Uint8Array | (() => unknown))[], opts: RawExchangeOptions = {}): Promise<RawExchange> {
+  const gapMs = opts.gapMs ?? 30;
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: "127.0.0.1", port });
+    socket.setNoDelay(true);
+    const t0 = performance.now();
+    let text = "";
+    let done = false;
+    const finish = (serverClosed: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      const statuses = [...text.matchAll(/HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+      resolve({ statuses, status: statuses[0], text, serverClosed, ms: performance.now() - t0 });
+    };
+    const timer = setTimeout(() => finish(false), opts.waitMs ?? 2500);
+    socket.on("data", (d: Buffer) => {
+      text += d.toString("latin1");
+      if (opts.untilText === undefined ? /HTTP\/1\.1 101 [^]*?\r\n\r\n/.test(text) : text.includes(opts.untilText)) finish(false);
+    });
+    socket.on("end", () => finish(true));
+    socket.on("close", () => finish(true));
+    socket.on("error", () => {});
+    socket.once("connect", async () => {
+      for (let i = 0; i < chunks.length && !socket.destroyed; i++) {
+        if (i > 0) await sleepMs(gapMs);
+        const chunk = chunks[i]!;
+        if (typeof chunk === "function") await chunk();
+        else socket.write(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
+      }
+      if (opts.end === true) socket.end();
+      if (opts.resetAfterMs !== undefined) {
+        await sleepMs(opts.resetAfterMs);
+        if (!done) {
+          done = true;
+          clearTimeout(timer);
+          socket.resetAndDestroy();
+          resolve({ statuses: [], status: undefined, text, serverClosed: false, ms: performance.now() - t0 });
+        }
+      }
+    });
+  });
+}
