@@ -4,7 +4,7 @@ import cluster, { type Worker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { availableParallelism, hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { setLogger, setNodeName, startClear, startCluster, stopCluster, stopListener, stopSupervisor, type Logger, type Pid } from "corral";
+import { setLogger, setNodeName, startClear, startCluster, startClusterPrimary, stopCluster, stopListener, stopSupervisor, type Logger, type Pid } from "corral";
 import { pino } from "pino";
 import { demoDispatch } from "./demo/routes.js";
 import { startDemoSupervisor } from "./demo/supervisor.js";
@@ -19,10 +19,11 @@ an echo at /echo, a chat at /chat, a game at /game, the same three as sessions
   --port N           port to listen on (default: $PORT or 8080)
   --host ADDR        address to listen on (default: 127.0.0.1)
   --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (default: $LOG_LEVEL or info)
-  --workers N        N worker processes sharing the port, each a cluster node joined through
-                     Redis; N or auto (one per core); default: one process, no Redis
-  --redis URL        the Redis the nodes meet through (default with --workers: $REDIS_URL or
-                     redis://127.0.0.1:6379); without --workers: run as one node of a cluster
+  --workers N        N worker processes sharing the port, each a cluster node; they meet
+                     through this process (nothing else to run), or through Redis with
+                     --redis; N or auto (one per core); default: one process
+  --redis URL        the Redis the nodes meet through, for a cluster across machines; without
+                     --workers: run as one node of that cluster
   --node NAME        this node's name (with --workers: the workers' base name, <NAME>-w1, ...)
   -h, --help         this text
 `;
@@ -39,7 +40,7 @@ interface Options {
   readonly level: string;
   /** Worker processes to start; undefined: this process serves. */
   readonly workers: number | undefined;
-  /** Redis URL when clustered; undefined: single node, no Redis. */
+  /** Redis URL when the nodes meet through Redis; undefined: workers meet over IPC, a single process is alone. */
   readonly redis: string | undefined;
   readonly node: string | undefined;
 }
@@ -82,7 +83,7 @@ function parse(): Options {
     workers = values.workers === "auto" ? availableParallelism() : Number(values.workers);
     if (!/^(\d+|auto)$/.test(values.workers) || workers < 1 || workers > MAX_WORKERS) usage(`invalid worker count ${JSON.stringify(values.workers)} (1 to ${MAX_WORKERS}, or auto)`);
   }
-  const redis = values.redis ?? (workers === undefined ? undefined : (process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"));
+  const redis = values.redis;
   if (redis !== undefined && !isRedisUrl(redis)) usage(`invalid Redis URL ${JSON.stringify(redis)} (redis://host:port or rediss://host:port)`);
   const node = values.node;
   if (node !== undefined) {
@@ -93,7 +94,7 @@ function parse(): Options {
       usage(`invalid node name ${JSON.stringify(node)} (letters, digits, _ @ - .)`);
     }
   }
-  if (node !== undefined && redis === undefined) usage("--node needs --redis or --workers");
+  if (node !== undefined && redis === undefined && workers === undefined) usage("--node needs --redis or --workers");
   return { port, host: values.host ?? "127.0.0.1", level, workers, redis, node };
 }
 
@@ -151,7 +152,11 @@ function defaultBaseName(): string {
   return `corral-${process.pid}-${randomBytes(3).toString("hex")}@${host}`;
 }
 
-/** Worker i's node name: "-w<i>" after the base's local part; a restarted worker's name adds its incarnation, since the dead one's name stays claimed until its key expires. */
+/**
+ * Worker i's node name: "-w<i>" after the base's local part. Over Redis a restarted worker's
+ * name adds its incarnation, since the dead one's name stays claimed until its key expires;
+ * over IPC the name is free as soon as this process sees the exit, and the new run keeps it.
+ */
 function workerNode(base: string, index: number, incarnation: number): string {
   const at = base.indexOf("@");
   const local = at < 0 ? base : base.slice(0, at);
@@ -168,9 +173,11 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** The primary: starts the workers, restarts crashed ones as a supervisor would, forwards signals, serves nothing itself. */
+/** The primary: starts the workers, restarts crashed ones as a supervisor would, forwards signals, relays between the workers' nodes unless they meet in Redis, serves nothing itself. */
 function supervise(opts: Options & { workers: number }): void {
   const logger = pino({ name: "corral", base: null, level: opts.level });
+  // Before the first fork: the workers' channels then carry v8-serialized data.
+  if (opts.redis === undefined) startClusterPrimary({ logger });
   const base = opts.node ?? defaultBaseName();
   const slots: Slot[] = Array.from({ length: opts.workers }, (_, i) => ({ index: i + 1, incarnation: 0, node: "", worker: undefined, timer: undefined }));
   const ready = new Set<Slot>();
@@ -211,7 +218,7 @@ function supervise(opts: Options & { workers: number }): void {
   const fork = (slot: Slot): void => {
     slot.timer = undefined;
     slot.incarnation++;
-    slot.node = workerNode(base, slot.index, slot.incarnation);
+    slot.node = workerNode(base, slot.index, opts.redis === undefined ? 1 : slot.incarnation);
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify({ node: slot.node, port } satisfies WorkerSetup) });
     slot.worker = worker;
     worker.on("message", (msg: unknown) => {
@@ -288,7 +295,7 @@ const NAME = "demo";
 
 /** One serving process: the whole CLI without --workers, or one worker. Joins the cluster first when there is one. */
 async function serve(opts: Options, worker: WorkerSetup | undefined): Promise<void> {
-  const clustered = opts.redis !== undefined;
+  const clustered = opts.redis !== undefined || worker !== undefined;
   // The node's name is on every line when clustered: startCluster picks one when none is given.
   let node = worker?.node ?? opts.node;
   const logger: Logger = pino({ name: "corral", base: null, level: opts.level, ...(clustered ? { mixin: () => (node === undefined ? {} : { node }) } : {}) });
@@ -329,8 +336,8 @@ async function serve(opts: Options, worker: WorkerSetup | undefined): Promise<vo
 
   const port = worker?.port ?? opts.port;
   try {
-    if (opts.redis !== undefined) {
-      const joining = startCluster({ redis: opts.redis, node, logger });
+    if (clustered) {
+      const joining = startCluster(opts.redis === undefined ? { ipc: true, node, logger } : { redis: opts.redis, node, logger });
       joined = joining;
       node = (await joining).node;
       if (stopping) return;

@@ -14,11 +14,13 @@
  * reason, no figures) instead of failing the whole run.
  */
 import { performance } from "node:perf_hooks";
+import { withIpcCluster } from "./cluster/ipc-rig.js";
 import { redisInfo, redisServerBinary, withCluster } from "./cluster/rig.js";
 import { median } from "./lib/stats.js";
 
 /** @typedef {import("./lib/scenario.js").Scenario} Scenario */
 /** @typedef {import("./cluster/rig.js").Cluster} Cluster */
+/** @typedef {import("./cluster/ipc-rig.js").IpcCluster} IpcCluster */
 /** @typedef {import("./lib/ipc-child.js").IpcChild} Node */
 /** @typedef {{ figures: Record<string, number>, details: Record<string, unknown>, warnings?: string[] }} Result */
 
@@ -203,67 +205,76 @@ export async function measureLatency(p) {
  * @param {{ members: number, reps: number, chunk: number }} p  members: in all (half on each node when spread)
  */
 export async function measureBroadcast(p) {
-  return clusterRun(async (c) => {
-    const half = p.members / 2;
-    // "spread": half the members on each node; "local": all of them on node A.
-    await c.a.call("members", { group: "spread", n: half, chunk: p.chunk }, 60_000);
-    await c.b.call("members", { group: "spread", n: half, chunk: p.chunk }, 60_000);
-    await c.a.call("members", { group: "local", n: p.members, chunk: p.chunk }, 60_000);
-    // Joins reach the other node as signals: wait (bounded) until both see every member.
-    const end = performance.now() + 30_000;
-    for (;;) {
-      const [sa, sb] = await Promise.all([c.a.call("groupSize", { group: "spread" }), c.b.call("groupSize", { group: "spread" })]);
-      if (sa.total === p.members && sb.total === p.members) break;
-      check(performance.now() < end, `group members seen after 30 s: node a ${sa.total}, node b ${sb.total} of ${p.members}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+  return clusterRun((c) => broadcastRun(c, p));
+}
 
-    /** @type {number[]} */
-    const spreadMs = [];
-    /** @type {number[]} */
-    const spreadRemoteMs = [];
-    /** @type {number[]} */
-    const remoteFirstMs = [];
-    /** @type {number[]} */
-    const localMs = [];
-    /** @type {number[]} */
-    const callMs = [];
-    for (let r = 0; r <= p.reps; r++) {
-      // Cross-node: each node's collector waits for its half.
-      await Promise.all([c.a.call("arm", { want: half, timeoutMs: 30_000 }), c.b.call("arm", { want: half, timeoutMs: 30_000 })]);
-      const s = await c.a.call("broadcast", { group: "spread", msg: { bcast: r } });
-      check(s.n === p.members, `broadcast to ${s.n} of ${p.members} members`);
-      const [ga, gb] = await Promise.all([c.a.call("collected", undefined, 35_000), c.b.call("collected", undefined, 35_000)]);
-      // Local: the same number of members, all on node A.
-      await c.a.call("arm", { want: p.members, timeoutMs: 30_000 });
-      const l = await c.a.call("broadcast", { group: "local", msg: { bcast: r } });
-      check(l.n === p.members, `local broadcast to ${l.n} of ${p.members} members`);
-      const gl = await c.a.call("collected", undefined, 35_000);
-      if (r === 0) continue; // untimed: JIT
-      const last = ga.tLast > gb.tLast ? ga.tLast : gb.tLast;
-      spreadMs.push(Number(last - s.t0) / 1e6);
-      spreadRemoteMs.push(Number(gb.tLast - s.t0) / 1e6);
-      remoteFirstMs.push(Number(gb.tFirst - s.t0) / 1e6);
-      localMs.push(Number(gl.tLast - l.t0) / 1e6);
-      callMs.push(Number(s.t1 - s.t0) / 1e6);
-      await new Promise((res) => setTimeout(res, 20));
-    }
-    return {
-      figures: { bcastMsRemote: median(spreadMs), bcastMsLocal: median(localMs) },
-      details: {
-        ...p,
-        spreadMs,
-        spreadRemoteMs,
-        remoteFirstMs,
-        localMs,
-        callMs,
-        remoteHalfMs: median(spreadRemoteMs),
-        remoteFirstMedianMs: median(remoteFirstMs),
-        broadcastCallMs: median(callMs),
-      },
-    };
-  });
+/**
+ * The broadcast runs on two nodes, whatever carries their signals (Redis, or IPC through
+ * the primary).
+ * @param {{ a: Node, b: Node }} c
+ * @param {{ members: number, reps: number, chunk: number }} p
+ * @returns {Promise<Result>}
+ */
+async function broadcastRun(c, p) {
+  const half = p.members / 2;
+  // "spread": half the members on each node; "local": all of them on node A.
+  await c.a.call("members", { group: "spread", n: half, chunk: p.chunk }, 60_000);
+  await c.b.call("members", { group: "spread", n: half, chunk: p.chunk }, 60_000);
+  await c.a.call("members", { group: "local", n: p.members, chunk: p.chunk }, 60_000);
+  // Joins reach the other node as signals: wait (bounded) until both see every member.
+  const end = performance.now() + 30_000;
+  for (;;) {
+    const [sa, sb] = await Promise.all([c.a.call("groupSize", { group: "spread" }), c.b.call("groupSize", { group: "spread" })]);
+    if (sa.total === p.members && sb.total === p.members) break;
+    check(performance.now() < end, `group members seen after 30 s: node a ${sa.total}, node b ${sb.total} of ${p.members}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+
+  /** @type {number[]} */
+  const spreadMs = [];
+  /** @type {number[]} */
+  const spreadRemoteMs = [];
+  /** @type {number[]} */
+  const remoteFirstMs = [];
+  /** @type {number[]} */
+  const localMs = [];
+  /** @type {number[]} */
+  const callMs = [];
+  for (let r = 0; r <= p.reps; r++) {
+    // Cross-node: each node's collector waits for its half.
+    await Promise.all([c.a.call("arm", { want: half, timeoutMs: 30_000 }), c.b.call("arm", { want: half, timeoutMs: 30_000 })]);
+    const s = await c.a.call("broadcast", { group: "spread", msg: { bcast: r } });
+    check(s.n === p.members, `broadcast to ${s.n} of ${p.members} members`);
+    const [ga, gb] = await Promise.all([c.a.call("collected", undefined, 35_000), c.b.call("collected", undefined, 35_000)]);
+    // Local: the same number of members, all on node A.
+    await c.a.call("arm", { want: p.members, timeoutMs: 30_000 });
+    const l = await c.a.call("broadcast", { group: "local", msg: { bcast: r } });
+    check(l.n === p.members, `local broadcast to ${l.n} of ${p.members} members`);
+    const gl = await c.a.call("collected", undefined, 35_000);
+    if (r === 0) continue; // untimed: JIT
+    const last = ga.tLast > gb.tLast ? ga.tLast : gb.tLast;
+    spreadMs.push(Number(last - s.t0) / 1e6);
+    spreadRemoteMs.push(Number(gb.tLast - s.t0) / 1e6);
+    remoteFirstMs.push(Number(gb.tFirst - s.t0) / 1e6);
+    localMs.push(Number(gl.tLast - l.t0) / 1e6);
+    callMs.push(Number(s.t1 - s.t0) / 1e6);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return {
+    figures: { bcastMsRemote: median(spreadMs), bcastMsLocal: median(localMs) },
+    details: {
+      ...p,
+      spreadMs,
+      spreadRemoteMs,
+      remoteFirstMs,
+      localMs,
+      callMs,
+      remoteHalfMs: median(spreadRemoteMs),
+      remoteFirstMedianMs: median(remoteFirstMs),
+      broadcastCallMs: median(callMs),
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -350,6 +361,140 @@ export async function measureCall(p) {
 }
 
 // ---------------------------------------------------------------------------------------
+// 6. The same two nodes over node:cluster IPC: workers of the measurement child, which relays
+
+/**
+ * Runs `body` on two worker nodes that meet through this process (no Redis), then checks
+ * that nothing was dropped or left waiting, as clusterRun does.
+ * @param {(c: IpcCluster) => Promise<Result>} body
+ * @returns {Promise<Result & { subprocessCpuMs?: number }>}
+ */
+async function ipcRun(body) {
+  return withIpcCluster(async (c) => {
+    const r = await body(c);
+    const [ia, ib] = await Promise.all([c.a.call("info"), c.b.call("info")]);
+    check(ia.transport === "ipc" && ib.transport === "ipc", `the nodes run over ${ia.transport} and ${ib.transport}, not ipc`);
+    check(ia.dropped === 0 && ib.dropped === 0, `signals dropped: node a ${ia.dropped}, node b ${ib.dropped}`);
+    check(ia.buffered === 0 && ib.buffered === 0, `signals still buffered: node a ${ia.buffered}, node b ${ib.buffered}`);
+    return { ...r, details: { ...r.details, cluster: { a: ia, b: ib } } };
+  });
+}
+
+/**
+ * One send run over IPC (sendRun's twin): the clock from the source's start to the sink's
+ * last message; CPU of both nodes and of the primary (this process: the relay, and the
+ * coordinator, idle while it waits for the sink) over the same window; the signals the
+ * nodes sent, from their clusterInfo().
+ * @param {IpcCluster} c
+ * @param {Node} from
+ * @param {Node} to
+ * @param {number} n
+ * @param {number} size
+ * @param {{ batch: number, window: number }} p
+ */
+async function sendRunIpc(c, from, to, n, size, p) {
+  const timeoutMs = 60_000;
+  const sink = await to.call("sink", { n, batch: p.batch, size, timeoutMs });
+  const i0 = await Promise.all([c.a.call("info"), c.b.call("info")]);
+  const [a0, b0] = await Promise.all([c.a.call("cpu"), c.b.call("cpu")]);
+  const p0 = c.primaryCpuMs();
+  const { t0 } = await from.call("source", { to: sink, n, batch: p.batch, window: p.window, size });
+  const { tEnd } = await to.call("sinkDone", undefined, timeoutMs + 5000);
+  const p1 = c.primaryCpuMs();
+  const [a1, b1] = await Promise.all([c.a.call("cpu"), c.b.call("cpu")]);
+  const i1 = await Promise.all([c.a.call("info"), c.b.call("info")]);
+  const seconds = Number(tEnd - t0) / 1e9;
+  /** @param {{ user: number, system: number }} u0 @param {{ user: number, system: number }} u1 */
+  const us = (u0, u1) => (u1.user + u1.system - u0.user - u0.system) / n;
+  return {
+    n,
+    size,
+    seconds,
+    rate: n / seconds,
+    aUs: us(a0, a1),
+    bUs: us(b0, b1),
+    primaryUs: ((p1 - p0) * 1000) / n,
+    signals: i1[0].sent + i1[1].sent - i0[0].sent - i0[1].sent,
+  };
+}
+
+/**
+ * Cross-worker send throughput and CPU per message over IPC, small and 1 KB, as measureSend.
+ * @param {Omit<SendParams, "local">} p
+ */
+export async function measureSendIpc(p) {
+  return ipcRun(async (c) => {
+    /** @type {Record<string, number>} */
+    const figures = {};
+    /** @type {Record<string, unknown>} */
+    const details = { ...p };
+    for (const [size, key] of /** @type {const} */ ([[0, "small"], [1000, "kb"]])) {
+      const sfx = key === "kb" ? "Kb" : "";
+      await sendRunIpc(c, c.a, c.b, Math.ceil(p.remote[key] / p.warmupDivisor), size, p);
+      await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+      const remote = await sendRunIpc(c, c.a, c.b, p.remote[key], size, p);
+      const acks = Math.ceil(remote.n / p.batch) - 1;
+      check(remote.signals === remote.n + 1 + acks, `the cross-node run sent ${remote.signals} signals, expected ${remote.n + 1 + acks}`);
+      figures[`sendRateIpc${sfx}`] = remote.rate;
+      figures[`cpuSenderUsIpc${sfx}`] = remote.aUs;
+      figures[`cpuReceiverUsIpc${sfx}`] = remote.bUs;
+      figures[`cpuPrimaryUsIpc${sfx}`] = remote.primaryUs;
+      details[key] = remote;
+    }
+    return { figures, details };
+  });
+}
+
+/**
+ * Call round trip over IPC: one at a time (p50, p99) next to the send round trip on the same
+ * nodes, and calls/s with `window` in flight, as measureCall's cross-node part.
+ * @param {{ count: number, warmup: number, n: number, window: number }} p
+ */
+export async function measureCallIpc(p) {
+  return ipcRun(async (c) => {
+    const callee = await c.b.call("callee");
+    const ponger = await c.b.call("ponger");
+    /** @param {number} count @param {number} warmup */
+    const callSeq = (count, warmup) => c.a.call("callSeq", { to: callee, count, warmup }, 120_000);
+    /** @param {number} n */
+    const callWindow = (n) => c.a.call("callWindow", { to: callee, n, window: p.window }, 120_000);
+    /** @param {number} count @param {number} warmup */
+    const ping = (count, warmup) => c.a.call("ping", { to: ponger, count, warmup, timeoutMs: 60_000 }, 65_000);
+    const gc = () => Promise.all([c.a.call("gc"), c.b.call("gc")]);
+    await callSeq(Math.min(500, p.count), 0);
+    await ping(Math.min(500, p.count), 0);
+    await callWindow(Math.max(p.window, Math.ceil(p.n / 10)));
+    await gc();
+    const call = await callSeq(p.count, p.warmup);
+    await gc();
+    const rtt = await ping(p.count, p.warmup);
+    await gc();
+    const win = await callWindow(p.n);
+    return {
+      figures: {
+        callP50Ipc: call.p50,
+        callP99Ipc: call.p99,
+        rttP50Ipc: rtt.p50,
+        rttP99Ipc: rtt.p99,
+        callWindowRateIpc: p.n / (win.ms / 1000),
+      },
+      details: { ...p, call, rtt, callWindowMs: win.ms },
+    };
+  });
+}
+
+/**
+ * Broadcast to 10 000 members, 5 000 on each worker, over IPC, as measureBroadcast.
+ * @param {{ members: number, reps: number, chunk: number }} p
+ */
+export async function measureBroadcastIpc(p) {
+  return ipcRun(async (c) => {
+    const r = await broadcastRun(c, p);
+    return { figures: { bcastMsIpc: /** @type {number} */ (r.figures.bcastMsRemote) }, details: r.details };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
 // What bench/run.js runs and reports
 
 /**
@@ -364,7 +509,7 @@ function ratio(f, a, b) {
 /** @type {Scenario} */
 export const scenario = {
   name: "cluster",
-  title: "Cluster: two nodes through Redis vs one node",
+  title: "Cluster: two nodes through Redis or over IPC vs one node",
   rounds: 3,
   about:
     "Two corral nodes on this machine, each its own `node --expose-gc` process (`bench/cluster/node.js`, the package from " +
@@ -376,7 +521,9 @@ export const scenario = {
     "throughput is bounded by three busy processes on them, local throughput by one. Clock readings that cross processes " +
     "use `process.hrtime` (one monotonic clock for the machine). Every run checks its result (messages in order and " +
     "complete, every member reached exactly once) and both nodes' `clusterInfo()` afterwards: no signal dropped or left " +
-    "buffered. Without a `redis-server` the scenario reports itself skipped.",
+    "buffered. Without a `redis-server` the Redis measurements report themselves skipped. The `cluster-ipc-*` measurements " +
+    "(`--only ipc`) run the same nodes as node:cluster workers of the measurement child, which relays between them " +
+    "(`startClusterPrimary`), with no Redis: three busy processes again, the primary in Redis's place.",
   measurements: [
     {
       id: "cluster-send",
@@ -445,6 +592,42 @@ export const scenario = {
         "to the later of the two nodes' last counts. The local twin: 10 000 members all on node A, same collector. Median of " +
         "10 broadcasts each way (3 with --quick) after an untimed one; both nodes see all 10 000 members before the first.",
     },
+    {
+      id: "cluster-ipc-send",
+      fn: "measureSendIpc",
+      params: (quick) => ({
+        batch: 256,
+        window: 16,
+        remote: quick ? { small: 50_000, kb: 20_000 } : { small: 300_000, kb: 100_000 },
+        warmupDivisor: 5,
+      }),
+      timeoutMs: 180_000,
+      groups: ["ipc"],
+      how:
+        "**cluster-send**'s cross-node runs (same source, sink, credit, N and checks) between two node:cluster workers of the " +
+        "measurement child, which is the primary: `startClusterPrimary()`, then each worker `startCluster({ ipc: true })`; no " +
+        "Redis. CPU per message: each node's `process.cpuUsage()` delta, and the primary's (this process: the relay, plus " +
+        "the coordinator, which only waits during the run), each / N. Every signal counted by the nodes' `clusterInfo().sent`.",
+    },
+    {
+      id: "cluster-ipc-call",
+      fn: "measureCallIpc",
+      params: (quick) => ({ count: quick ? 1_000 : 5_000, warmup: quick ? 100 : 500, n: quick ? 5_000 : 30_000, window: 100 }),
+      timeoutMs: 180_000,
+      groups: ["ipc", "call"],
+      how:
+        "**cluster-call**'s cross-node runs over IPC (two workers, the measurement child relaying): app code on node A awaits " +
+        "`call(callee)` on node B one at a time (p50, p99), the **cluster-latency** ping-pong on the same nodes (the send round " +
+        "trip), and calls with 100 in flight (calls/s).",
+    },
+    {
+      id: "cluster-ipc-broadcast",
+      fn: "measureBroadcastIpc",
+      params: (quick) => ({ members: 10_000, reps: quick ? 3 : 10, chunk: 1_000 }),
+      timeoutMs: 120_000,
+      groups: ["ipc"],
+      how: "**cluster-broadcast**'s cross-node broadcast (5 000 members on each of two workers) over IPC, through the primary.",
+    },
   ],
   figures: [
     { id: "sendRateRemote", label: "Send throughput, small message, cross-node", format: "rate", unit: "msgs/s" },
@@ -499,6 +682,21 @@ export const scenario = {
     { id: "cpuRemoteUsKb", label: "CPU per cross-node message, 1 KB: all three", format: "us", unit: "µs" },
     { id: "cpuLocalUsKb", label: "CPU per local message, 1 KB (node A)", format: "us", unit: "µs" },
     { id: "cpuAddedUsKb", label: "CPU per message that crossing Redis adds, 1 KB", format: "us", unit: "µs" },
+    { id: "sendRateIpc", label: "Send throughput, small message, cross-node over IPC", format: "rate", unit: "msgs/s" },
+    { id: "sendIpcOverRedis", label: "Send throughput, small, cross-node: IPC / Redis", format: "ratio" },
+    { id: "sendRateIpcKb", label: "Send throughput, 1 KB message, cross-node over IPC", format: "rate", unit: "msgs/s" },
+    { id: "cpuSenderUsIpc", label: "CPU per cross-node message over IPC, small: sender node", format: "us", unit: "µs" },
+    { id: "cpuReceiverUsIpc", label: "CPU per cross-node message over IPC, small: receiver node", format: "us", unit: "µs" },
+    { id: "cpuPrimaryUsIpc", label: "CPU per cross-node message over IPC, small: the primary (relay)", format: "us", unit: "µs" },
+    { id: "cpuRemoteUsIpc", label: "CPU per cross-node message over IPC, small: all three", format: "us", unit: "µs" },
+    { id: "cpuIpcOverRedis", label: "CPU per cross-node message, small, all three: IPC / Redis", format: "ratio" },
+    { id: "cpuRemoteUsIpcKb", label: "CPU per cross-node message over IPC, 1 KB: all three", format: "us", unit: "µs" },
+    { id: "rttP50Ipc", label: "Send round trip p50, cross-node over IPC", format: "us", unit: "µs" },
+    { id: "rttP99Ipc", label: "Send round trip p99, cross-node over IPC", format: "us", unit: "µs" },
+    { id: "callP50Ipc", label: "Call round trip p50, cross-node over IPC, one at a time", format: "us", unit: "µs" },
+    { id: "callP99Ipc", label: "Call round trip p99, cross-node over IPC, one at a time", format: "us", unit: "µs" },
+    { id: "callWindowRateIpc", label: "Calls/s cross-node over IPC, 100 in flight", format: "rate", unit: "calls/s" },
+    { id: "bcastMsIpc", label: "Broadcast to 10 000 members, 5 000 on each node over IPC: until all have it", format: "ms" },
   ],
   derive: (f) => {
     /** @type {Record<string, number | undefined>} */
@@ -507,6 +705,7 @@ export const scenario = {
       sendRatioKb: ratio(f, "sendRateRemoteKb", "sendRateLocalKb"),
       rttRatioP50: ratio(f, "rttP50Remote", "rttP50Local"),
       bcastRatio: ratio(f, "bcastMsRemote", "bcastMsLocal"),
+      sendIpcOverRedis: ratio(f, "sendRateIpc", "sendRateRemote"),
     };
     for (const sfx of ["", "Kb"]) {
       const s = f[`cpuSenderUs${sfx}`];
@@ -517,6 +716,14 @@ export const scenario = {
       out[`cpuRemoteUs${sfx}`] = s + r + d;
       if (l !== undefined) out[`cpuAddedUs${sfx}`] = s + r + d - l;
     }
+    for (const sfx of ["", "Kb"]) {
+      const s = f[`cpuSenderUsIpc${sfx}`];
+      const r = f[`cpuReceiverUsIpc${sfx}`];
+      const d = f[`cpuPrimaryUsIpc${sfx}`];
+      if (s === undefined || r === undefined || d === undefined) continue;
+      out[`cpuRemoteUsIpc${sfx}`] = s + r + d;
+    }
+    out.cpuIpcOverRedis = ratio(out, "cpuRemoteUsIpc", "cpuRemoteUs");
     /** @type {Record<string, number>} */
     const defined = {};
     for (const [k, v] of Object.entries(out)) if (v !== undefined && Number.isFinite(v)) defined[k] = v;
@@ -525,13 +732,13 @@ export const scenario = {
   detailLines: (d) => {
     const all = Object.values(d).flat();
     const skipped = all.find((x) => typeof x?.skipped === "string");
-    if (skipped) return [`Skipped: ${skipped.skipped}.`];
+    // Without a redis-server the Redis measurements are skipped; the IPC ones need nothing.
+    const lines = skipped ? [`Redis measurements skipped: ${skipped.skipped}.`] : [];
     /** @param {string} m @param {(x: any) => number} pick */
     const med = (m, pick) => (d[m]?.length ? median(d[m].map(pick)) : NaN);
     const f1 = (/** @type {number} */ v) => (Number.isFinite(v) ? v.toFixed(1) : "—");
     const f2 = (/** @type {number} */ v) => (Number.isFinite(v) ? v.toFixed(2) : "—");
-    const lines = [];
-    if (d["cluster-send"]?.length) {
+    if (!skipped && d["cluster-send"]?.length) {
       for (const key of ["small", "kb"]) {
         lines.push(
           `send, ${key === "kb" ? "1 KB" : "small"}: ${f1(med("cluster-send", (x) => x[key].messagesPerPublish))} messages per PUBLISH ` +
@@ -541,14 +748,14 @@ export const scenario = {
         );
       }
     }
-    if (d["cluster-latency"]?.length) {
+    if (!skipped && d["cluster-latency"]?.length) {
       lines.push(
         `latency: cross-node p90 ${f1(med("cluster-latency", (x) => x.remote.p90))} µs, p99.9 ${f1(med("cluster-latency", (x) => x.remote.p999))} µs, ` +
           `max ${f1(med("cluster-latency", (x) => x.remote.max))} µs, mean ${f1(med("cluster-latency", (x) => x.remote.mean))} µs; local p90 ` +
           `${f2(med("cluster-latency", (x) => x.local.p90))} µs, max ${f1(med("cluster-latency", (x) => x.local.max))} µs.`,
       );
     }
-    if (d["cluster-call"]?.length) {
+    if (!skipped && d["cluster-call"]?.length) {
       lines.push(
         `call: cross-node p90 ${f1(med("cluster-call", (x) => x.callRemote.p90))} µs, max ${f1(med("cluster-call", (x) => x.callRemote.max))} µs ` +
           `(the send round trip in the same child: p50 ${f1(med("cluster-call", (x) => x.pingRemote.p50))} µs, p99 ${f1(med("cluster-call", (x) => x.pingRemote.p99))} µs); ` +
@@ -557,11 +764,29 @@ export const scenario = {
           `and ${f2(med("cluster-call", (x) => x.signalsPerSendRttInFlight))}; local call p99 ${f2(med("cluster-call", (x) => x.callLocal.p99))} µs.`,
       );
     }
-    if (d["cluster-broadcast"]?.length) {
+    if (!skipped && d["cluster-broadcast"]?.length) {
       lines.push(
         `broadcast: node B's first member had it after ${f2(med("cluster-broadcast", (x) => x.remoteFirstMedianMs))} ms, all 5 000 after ` +
           `${f2(med("cluster-broadcast", (x) => x.remoteHalfMs))} ms; the \`broadcast()\` call ` +
           `itself (it delivers to node A's 5 000 before it queues the one message for node B) took ${f2(med("cluster-broadcast", (x) => x.broadcastCallMs))} ms.`,
+      );
+    }
+    if (d["cluster-ipc-send"]?.length) {
+      lines.push(
+        `IPC send: the window lasted ${f2(med("cluster-ipc-send", (x) => x.small.seconds))} s small, ${f2(med("cluster-ipc-send", (x) => x.kb.seconds))} s 1 KB; ` +
+          `the primary's CPU (the relay, and the coordinator idle in it) ${f2(med("cluster-ipc-send", (x) => x.small.primaryUs))} µs per small message.`,
+      );
+    }
+    if (d["cluster-ipc-call"]?.length) {
+      lines.push(
+        `IPC call: p90 ${f1(med("cluster-ipc-call", (x) => x.call.p90))} µs, max ${f1(med("cluster-ipc-call", (x) => x.call.max))} µs; ` +
+          `the send round trip in the same child p90 ${f1(med("cluster-ipc-call", (x) => x.rtt.p90))} µs.`,
+      );
+    }
+    if (d["cluster-ipc-broadcast"]?.length) {
+      lines.push(
+        `IPC broadcast: node B's first member had it after ${f2(med("cluster-ipc-broadcast", (x) => x.remoteFirstMedianMs))} ms, all 5 000 after ` +
+          `${f2(med("cluster-ipc-broadcast", (x) => x.remoteHalfMs))} ms.`,
       );
     }
     return lines;

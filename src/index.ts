@@ -1,6 +1,17 @@
 // The public surface, as the cowboy and erlang modules are: everything `import { … } from "corral"` offers.
 export * from "./runtime/index.js";
-export { clusterInfo, nodes, startCluster, stopCluster, type ClusterInfo, type ClusterOptions } from "./cluster/cluster.js";
+export {
+  clusterInfo,
+  nodes,
+  startCluster,
+  startClusterPrimary,
+  stopCluster,
+  type ClusterInfo,
+  type ClusterOptions,
+  type ClusterPrimaryOptions,
+  type IpcClusterOptions,
+  type RedisClusterOptions,
+} from "./cluster/cluster.js";
 export { binary, close, ping, pong, text, type CloseFrame, type Frame, type InFrame } from "./behaviors/frames.js";
 export type {
   Body,

@@ -1,9 +1,10 @@
 // @ts-check
 /**
  * One corral node of the cluster benchmark, in its own process: forked by bench/cluster/rig.js
- * with IPC, it imports the runtime under test (bench/lib/corral.js: run.js's copy of dist/),
- * joins the cluster when told, and runs the processes each measurement needs. The coordinator
- * sends { id, cmd, args } over bench/ws/control.js's channel.
+ * with IPC (or, as a node:cluster worker, by bench/cluster/ipc-rig.js), it imports the runtime
+ * under test (bench/lib/corral.js: run.js's copy of dist/), joins the cluster when told
+ * (through Redis, or over IPC through the measurement child), and runs the processes each
+ * measurement needs. The coordinator sends { id, cmd, args } over bench/ws/control.js's channel.
  *
  * Nothing here runs per message except the processes' own handlers: the coordinator talks to
  * a node between runs and once at each end of a run. Clock readings that cross processes use
@@ -276,10 +277,10 @@ function localMembers(group) {
  * @type {Record<string, (args: any) => unknown>}
  */
 const commands = {
-  /** @param {{ redis: string, node: string }} a */
+  /** @param {{ redis?: string, node: string }} a  without redis: over IPC, as a worker of the measurement child */
   async start(a) {
     // Heartbeat and timeout at their defaults: the benchmark measures the cluster as shipped.
-    const info = await startCluster({ redis: a.redis, node: a.node });
+    const info = await startCluster(a.redis === undefined ? { ipc: true, node: a.node } : { redis: a.redis, node: a.node });
     return { node: info.node, nodes: info.nodes };
   },
   /** @param {{ n: number, timeoutMs: number }} a */

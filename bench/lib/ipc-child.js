@@ -62,8 +62,19 @@ export class IpcChild {
    * @returns {Promise<{ child: IpcChild, info: any }>}
    */
   static start(role, script, o = {}) {
-    const timeoutMs = o.timeoutMs ?? 20_000;
     const proc = fork(script, [], { execArgv: o.execArgv ?? [], env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe", "ipc"], serialization: "advanced" });
+    return IpcChild.adopt(role, proc, o.timeoutMs);
+  }
+
+  /**
+   * Drives a child already started with IPC and piped output (a node:cluster worker, say):
+   * waits for its ready message.
+   * @param {string} role
+   * @param {import("node:child_process").ChildProcess} proc
+   * @param {number} [timeoutMs]
+   * @returns {Promise<{ child: IpcChild, info: any }>}
+   */
+  static adopt(role, proc, timeoutMs = 20_000) {
     live.add(proc);
     const child = new IpcChild(role, proc);
     /** @param {Buffer} chunk */

@@ -1,4 +1,4 @@
-// global's name table across nodes, kept in Redis: who holds which cluster-wide name.
+// global's name table across nodes, kept in Redis: who holds which cluster-wide name (and which held names can still be reached).
 import type { GlobalStore } from "../runtime/global.js";
 import { Pid } from "../runtime/pid.js";
 
@@ -91,15 +91,20 @@ export class RedisNames implements GlobalStore {
   }
 
   private reachable(text: string): Pid | undefined {
-    let pid: Pid;
-    try {
-      pid = Pid.parse(text);
-    } catch {
-      return undefined;
-    }
-    if (pid.node === this.node) return pid.proc !== null ? pid : undefined;
-    return this.isUp(pid.node) ? pid : undefined;
+    return reachable(text, this.node, this.isUp);
   }
+}
+
+/** The pid a global name's table holds (printed), if it can still be reached: a live local process, or one of a node that is up. */
+export function reachable(text: string, node: string, isUp: (node: string) => boolean): Pid | undefined {
+  let pid: Pid;
+  try {
+    pid = Pid.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (pid.node === node) return pid.proc !== null ? pid : undefined;
+  return isUp(pid.node) ? pid : undefined;
 }
 
 function pairs(flat: string[]): [string, string][] {

@@ -1,8 +1,9 @@
 /**
  * call and cast across nodes: this test process is one node, two forked nodes
- * (test/support/cluster-node.mjs, the built package) the others, on a real redis-server of
- * this file's own. The forked nodes get their gen_servers and their calls from
- * test/support/call-node.mjs, preloaded with NODE_OPTIONS.
+ * (test/support/cluster-node.mjs, the built package) the others, on each transport: a real
+ * redis-server of this file's own, and node:cluster's IPC with this process as the primary
+ * (a call between b and c is relayed by it). The forked nodes get their gen_servers and their
+ * calls from test/support/call-node.mjs, preloaded with NODE_OPTIONS.
  */
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -28,16 +29,15 @@ import {
   type ProcessBehavior,
   type Result,
 } from "../../src/index.js";
-import { collector, ensureBuilt, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "../support/cluster.js";
-import { haveRedis } from "../support/redis.js";
-
-const enabled = haveRedis();
+import { collector, ensureBuilt, startTrio, stopTrio, transports, until, within, type ChildNode, type Trio } from "../support/cluster.js";
 
 const HEARTBEAT = 100;
 const NODE_TIMEOUT = 600;
 /** A lost node is noticed within nodeTimeoutMs + a heartbeat; the rest is slack for two busy CPUs. */
 const NODE_DOWN_BOUND = NODE_TIMEOUT + HEARTBEAT + 700;
-/** "At once" for a round trip through Redis: far below the 3000 ms timeouts these calls get. */
+/** Over IPC the primary tells every node at once that a worker exited: the same slack, no timeout. */
+const NODE_DOWN_BOUND_IPC = 700;
+/** "At once" for a round trip through Redis or the primary: far below the 3000 ms timeouts these calls get. */
 const AT_ONCE = 500;
 
 const PRELOAD = pathToFileURL(new URL("../support/call-node.mjs", import.meta.url).pathname).href;
@@ -143,7 +143,7 @@ function localServer(): { pid: Pid; s: LocalState } {
 
 // ---------------------------------------------------------------------------------------
 
-describe.skipIf(!enabled)("call and cast across nodes", () => {
+describe.each(transports())("call and cast across nodes over %s", (kind) => {
   let trio: Trio | undefined;
   let b: ChildNode;
   let c: ChildNode;
@@ -154,7 +154,7 @@ describe.skipIf(!enabled)("call and cast across nodes", () => {
     const before = process.env["NODE_OPTIONS"];
     process.env["NODE_OPTIONS"] = `${before ?? ""} --import ${PRELOAD}`.trim();
     try {
-      trio = await startTrio("call", { heartbeatMs: HEARTBEAT, nodeTimeoutMs: NODE_TIMEOUT });
+      trio = await startTrio("call", { heartbeatMs: HEARTBEAT, nodeTimeoutMs: NODE_TIMEOUT }, kind);
     } finally {
       if (before === undefined) delete process.env["NODE_OPTIONS"];
       else process.env["NODE_OPTIONS"] = before;
@@ -415,7 +415,7 @@ describe.skipIf(!enabled)("call and cast across nodes", () => {
     const t0 = performance.now();
     await c.kill("SIGKILL");
     const err = await pending;
-    expect(performance.now() - t0).toBeLessThan(NODE_DOWN_BOUND);
+    expect(performance.now() - t0).toBeLessThan(kind === "redis" ? NODE_DOWN_BOUND : NODE_DOWN_BOUND_IPC);
     expect(err.code).toBe("ERR_CALL_EXIT");
     expect(err.reason).toBe("noconnection");
     expect(processCount()).toBe(base);

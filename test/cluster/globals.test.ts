@@ -1,13 +1,11 @@
 /**
  * Cluster-wide names: registerGlobal / unregisterGlobal / whereisGlobal / sendGlobal /
- * registeredGlobal, across the test process and forked nodes (heartbeatMs 100, nodeTimeoutMs 600).
+ * registeredGlobal, across the test process and forked nodes, on each transport: the table in
+ * Redis (heartbeatMs 100, nodeTimeoutMs 600), or in the node:cluster primary (this process).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CorralError, exit, isAlive, Pid, registeredGlobal, registerGlobal, sendGlobal, spawn, unregisterGlobal, whereisGlobal } from "../../src/index.js";
-import { collector, RUN, startNode, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "../support/cluster.js";
-import { haveRedis } from "../support/redis.js";
-
-const enabled = haveRedis();
+import { collector, RUN, startNode, startTrio, stopTrio, transports, until, within, type ChildNode, type Trio } from "../support/cluster.js";
 
 const opts = { heartbeatMs: 100, nodeTimeoutMs: 600 };
 
@@ -24,13 +22,13 @@ async function rejection(p: Promise<unknown>, what: string): Promise<CorralError
   return r as CorralError;
 }
 
-describe.skipIf(!enabled)("global names", () => {
+describe.each(transports())("global names over %s", (kind) => {
   let trio: Trio | undefined;
   let b: ChildNode;
   let c: ChildNode;
 
   beforeAll(async () => {
-    trio = await startTrio("n", opts);
+    trio = await startTrio("n", opts, kind);
     ({ b, c } = trio);
   }, 150_000);
 
@@ -157,7 +155,7 @@ describe.skipIf(!enabled)("global names", () => {
   });
 
   test("names are released when their node is killed (SIGKILL), within the node timeout", async () => {
-    const v = await startNode({ redis: trio!.redis.url, node: `nv-${RUN}@127.0.0.1`, ...opts });
+    const v = await startNode(trio!.transport.options(`nv-${RUN}@127.0.0.1`, opts));
     const p1 = await v.spawn();
     const p2 = await v.spawn();
     await v.call("registerGlobal", { name: "on-victim-1", pid: p1 });
@@ -179,7 +177,7 @@ describe.skipIf(!enabled)("global names", () => {
   }, 30_000);
 
   test("a name of a node that stopped gracefully is released at once", async () => {
-    const v = await startNode({ redis: trio!.redis.url, node: `ng-${RUN}@127.0.0.1`, ...opts });
+    const v = await startNode(trio!.transport.options(`ng-${RUN}@127.0.0.1`, opts));
     const p1 = await v.spawn();
     await v.call("registerGlobal", { name: "graceful", pid: p1 });
     await v.call("stopCluster");

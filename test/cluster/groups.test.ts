@@ -1,24 +1,21 @@
 /**
  * Process groups (pg) across three nodes and a late joiner: the test process and two forked
- * nodes, then a fourth that starts when the memberships already exist.
+ * nodes, then a fourth that starts when the memberships already exist; on each transport.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { broadcast, join, leave, members, Pid, whichGroups } from "../../src/index.js";
-import { collector, launchNode, RUN, sleep, startNode, startTrio, stopTrio, until, within, type ChildNode, type Trio } from "../support/cluster.js";
-import { haveRedis } from "../support/redis.js";
-
-const enabled = haveRedis();
+import { collector, launchNode, RUN, sleep, startNode, startTrio, stopTrio, transports, until, within, type ChildNode, type Trio } from "../support/cluster.js";
 
 const opts = { heartbeatMs: 100, nodeTimeoutMs: 600 };
 const sorted = (xs: readonly unknown[]): string[] => xs.map(String).sort();
 
-describe.skipIf(!enabled)("groups across nodes", () => {
+describe.each(transports())("groups across nodes over %s", (kind) => {
   let trio: Trio | undefined;
   let b: ChildNode;
   let c: ChildNode;
 
   beforeAll(async () => {
-    trio = await startTrio("g", opts);
+    trio = await startTrio("g", opts, kind);
     ({ b, c } = trio);
   }, 150_000);
 
@@ -85,7 +82,7 @@ describe.skipIf(!enabled)("groups across nodes", () => {
     await c.call("join", { group: "late", pid: c1 });
     await allSee("late", [String(t1.pid), b1, c1]);
 
-    const d = launchNode({ redis: trio!.redis.url, node: `gd-${RUN}@127.0.0.1`, ...opts });
+    const d = launchNode(trio!.transport.options(`gd-${RUN}@127.0.0.1`, opts));
     const r = await within(d.started, 15_000, "the late node to start");
     expect(r.ok).toBe(true);
     d.name = `gd-${RUN}@127.0.0.1`;
@@ -154,7 +151,7 @@ describe.skipIf(!enabled)("groups across nodes", () => {
 
   test("a node killed with SIGKILL: its members leave every group (as Erlang pg)", async () => {
     const t1 = collector();
-    const e = await startNode({ redis: trio!.redis.url, node: `ge-${RUN}@127.0.0.1`, ...opts });
+    const e = await startNode(trio!.transport.options(`ge-${RUN}@127.0.0.1`, opts));
     const [e1, e2] = [await e.spawn(), await e.spawn()];
     join("mortal", t1.pid);
     await e.call("join", { group: "mortal", pid: e1 });

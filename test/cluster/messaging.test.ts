@@ -1,7 +1,8 @@
 /**
  * Cross-node messaging: this test process is one node (startCluster before any pid exists),
- * two forked processes (test/support/cluster-node.mjs, the built package) are the others, all on a
- * real redis-server of this file's own.
+ * two forked processes (test/support/cluster-node.mjs, the built package) are the others; on
+ * each transport: a real redis-server of this file's own, and node:cluster's IPC with the test
+ * process as the primary.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
@@ -17,12 +18,9 @@ import {
   startTimer,
   type ClusterInfo,
 } from "../../src/index.js";
-import { collector, launchNode, RUN, startTrio, stopTrio, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
-import { haveRedis } from "../support/redis.js";
+import { collector, launchNode, RUN, startTrio, stopTrio, transports, until, within, type ChildNode, type EncodedPid, type Trio } from "../support/cluster.js";
 
-const enabled = haveRedis();
-
-describe.skipIf(!enabled)("cluster messaging", () => {
+describe.each(transports())("cluster messaging over %s", (kind) => {
   let trio: Trio | undefined;
   let info: ClusterInfo;
   let ME: string;
@@ -33,7 +31,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   beforeAll(async () => {
     // Before startCluster: a single node, no cluster.
     before = { info: clusterInfo(), nodes: nodes() };
-    trio = await startTrio("t");
+    trio = await startTrio("t", {}, kind);
     ({ info, me: ME, b, c } = trio);
   }, 150_000);
 
@@ -46,6 +44,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
 
   test("startCluster names the node; pids carry the name; clusterInfo and nodes() describe the cluster", async () => {
     expect(info.node).toBe(ME);
+    expect(info.transport).toBe(kind);
     expect(nodeName()).toBe(ME);
     expect(info.connected).toBe(true);
     const pid = spawn(async () => {});
@@ -65,7 +64,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a generated node name is corral-<os pid>-<hex>@<host>", async () => {
-    const n = launchNode({ redis: trio!.redis.url });
+    const n = launchNode(trio!.transport.options());
     const r = await within(n.started, 15_000, "a node with a generated name to start");
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -78,7 +77,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a node name held by a live node is refused: ERR_NODE_NAME_TAKEN", async () => {
-    const n = launchNode({ redis: trio!.redis.url, node: b.name });
+    const n = launchNode(trio!.transport.options(b.name));
     const r = await within(n.started, 15_000, "the duplicate node's startCluster to settle");
     expect(r.ok).toBe(false);
     if (r.ok) return;
@@ -93,7 +92,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
 
   test("two nodes starting at once under one new name: exactly one wins, the other gets ERR_NODE_NAME_TAKEN", async () => {
     const name = `twin-${RUN}@127.0.0.1`;
-    const twins = [launchNode({ redis: trio!.redis.url, node: name }), launchNode({ redis: trio!.redis.url, node: name })];
+    const twins = [launchNode(trio!.transport.options(name)), launchNode(trio!.transport.options(name))];
     const results = await Promise.all(twins.map((t) => within(t.started, 15_000, "a twin's startCluster to settle")));
     const winners = results.filter((r) => r.ok);
     expect(winners, JSON.stringify(results)).toHaveLength(1);
@@ -251,7 +250,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
     }
   }, 30_000);
 
-  test("local sends never touch Redis: clusterInfo().sent and received unchanged", async () => {
+  test("local sends never touch the transport: clusterInfo().sent and received unchanged", async () => {
     const a = collector();
     // let any remote traffic from earlier tests settle
     await new Promise((r) => setTimeout(r, 200));
@@ -279,7 +278,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("a node that starts later lists the live nodes in startCluster's ClusterInfo and nodes() at once", async () => {
-    const late = launchNode({ redis: trio!.redis.url, node: `late-${RUN}@127.0.0.1` });
+    const late = launchNode(trio!.transport.options(`late-${RUN}@127.0.0.1`));
     const r = await within(late.started, 15_000, "the late node to start");
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -288,8 +287,8 @@ describe.skipIf(!enabled)("cluster messaging", () => {
     await late.quit();
   });
 
-  test("prefix: clusters with different prefixes on one Redis do not see each other", async () => {
-    const other = launchNode({ redis: trio!.redis.url, node: b.name, prefix: `other${RUN.replace(/-/g, "")}` });
+  test.runIf(kind === "redis")("prefix: clusters with different prefixes on one Redis do not see each other", async () => {
+    const other = launchNode(trio!.transport.options(b.name, { prefix: `other${RUN.replace(/-/g, "")}` }));
     const r = await within(other.started, 15_000, "a node of another prefix to start");
     // the name b holds in the default prefix is free in another one
     expect(r.ok, r.ok ? "" : `${r.error.code} ${r.error.message}`).toBe(true);
@@ -300,7 +299,7 @@ describe.skipIf(!enabled)("cluster messaging", () => {
   });
 
   test("startCluster after a pid exists is refused with a CorralError (pids already carry the old name)", async () => {
-    const n = launchNode({ redis: trio!.redis.url, node: `early-${RUN}@127.0.0.1` }, { spawnFirst: true });
+    const n = launchNode(trio!.transport.options(`early-${RUN}@127.0.0.1`), { spawnFirst: true });
     const r = await within(n.started, 15_000, "startCluster to settle");
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.name).toBe("CorralError");

@@ -1,28 +1,40 @@
 /**
- * Monitors, links and exit signals across nodes (default heartbeat and node timeout: a graceful
- * stopCluster must be seen at once, not after the 5 s timeout).
+ * Monitors, links and exit signals across nodes, on each transport (Redis with the default
+ * heartbeat and node timeout: a graceful stopCluster must be seen at once, not after the 5 s
+ * timeout; IPC, where the primary sees a worker's exit at once).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { exit, isAlive, monitor, nodes, Pid, processInfo, Ref, send, spawn, startCluster, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
-import { collector, ensureBuilt, isDownMsg, isExitMsg, RUN, sleep, startNode, stopNodes, until, within, type ChildNode, type Collector } from "../support/cluster.js";
-import { haveRedis, startRedis, type RedisServer } from "../support/redis.js";
-
-const enabled = haveRedis();
+import { exit, isAlive, monitor, nodes, Pid, processInfo, Ref, send, spawn, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
+import {
+  collector,
+  isDownMsg,
+  isExitMsg,
+  joinHere,
+  RUN,
+  sleep,
+  startNode,
+  startTransport,
+  stopNodes,
+  transports,
+  until,
+  type ChildNode,
+  type Collector,
+  type Transport,
+} from "../support/cluster.js";
 
 /** The DOWN messages a collector got for this ref (or any). */
 const downs = (c: Collector, ref?: Ref): DownMessage[] => c.msgs.filter((m): m is DownMessage => isDownMsg(m) && (ref === undefined || m.ref.equals(ref)));
 const exits = (c: Collector): ExitMessage[] => c.msgs.filter(isExitMsg) as ExitMessage[];
 
-describe.skipIf(!enabled)("monitors and links across nodes", () => {
-  let redis: RedisServer;
+describe.each(transports())("monitors and links across nodes over %s", (kind) => {
+  let t: Transport;
   let b: ChildNode;
   const ME = `m-${RUN}@127.0.0.1`;
 
   beforeAll(async () => {
-    await ensureBuilt();
-    redis = await startRedis();
-    await within(startCluster({ redis: redis.url, node: ME }), 10_000, "startCluster in the test process");
-    b = await startNode({ redis: redis.url, node: `mb-${RUN}@127.0.0.1` });
+    t = await startTransport(kind);
+    await joinHere(t, ME);
+    b = await startNode(t.options(`mb-${RUN}@127.0.0.1`));
     await until(() => nodes().includes(b.name) || undefined, 5_000, "b to be seen");
   }, 150_000);
 
@@ -330,8 +342,10 @@ describe.skipIf(!enabled)("monitors and links across nodes", () => {
     expect(d.reason).toBe("killed");
   });
 
-  test("SIGKILL with the default heartbeatMs (1000) and nodeTimeoutMs (5000): DOWN noconnection within 6 s", async () => {
-    const v = await startNode({ redis: redis.url, node: `mv-${RUN}@127.0.0.1` });
+  // Redis: with the default heartbeatMs (1000) and nodeTimeoutMs (5000); IPC: as soon as the primary sees the exit.
+  const killBound = kind === "redis" ? 5_000 + 1_000 + 500 : 500;
+  test(`SIGKILL: DOWN noconnection within ${killBound} ms`, async () => {
+    const v = await startNode(t.options(`mv-${RUN}@127.0.0.1`));
     await until(() => nodes().includes(v.name) || undefined, 5_000, "v to be seen");
     const there = await v.spawn();
     const me = collector();
@@ -341,11 +355,11 @@ describe.skipIf(!enabled)("monitors and links across nodes", () => {
     const d = await me.waitFor<DownMessage>((m) => isDownMsg(m) && m.ref.equals(ref), 9_000, "DOWN after SIGKILL");
     const elapsed = Date.now() - t0;
     expect(d.reason).toBe("noconnection");
-    expect(elapsed, `DOWN ${elapsed} ms after SIGKILL`).toBeLessThanOrEqual(5_000 + 1_000 + 500);
+    expect(elapsed, `DOWN ${elapsed} ms after SIGKILL`).toBeLessThanOrEqual(killBound);
   }, 30_000);
 
   test("graceful stopCluster of a node: its pids are DOWN noconnection here at once, links fire, nodes() drops it", async () => {
-    const d = await startNode({ redis: redis.url, node: `md-${RUN}@127.0.0.1` });
+    const d = await startNode(t.options(`md-${RUN}@127.0.0.1`));
     await until(() => nodes().includes(d.name) || undefined, 5_000, "d to be seen");
     const there = await d.spawn();
     const other = await d.spawn();

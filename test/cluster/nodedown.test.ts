@@ -1,31 +1,45 @@
 /**
- * A node killed with SIGKILL (no goodbye): the others find out from the missing heartbeats.
- * Every node here runs with heartbeatMs 100 and nodeTimeoutMs 600, so DOWN noconnection must
- * come within 600 ms + one heartbeat of the kill (plus a little scheduling slack).
+ * A node killed with SIGKILL (no goodbye). Through Redis the others find out from the missing
+ * heartbeats: every node here runs with heartbeatMs 100 and nodeTimeoutMs 600, so DOWN
+ * noconnection must come within 600 ms + one heartbeat of the kill (plus a little scheduling
+ * slack). Over IPC the primary sees the worker's exit and tells every node at once.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { isAlive, nodes, Pid, send, startCluster, type DownMessage, type ExitMessage } from "../../src/index.js";
-import { collector, ensureBuilt, isDownMsg, isExitMsg, launchNode, RUN, sleep, startNode, stopNodes, until, within, type ChildNode } from "../support/cluster.js";
-import { haveRedis, startRedis, type RedisServer } from "../support/redis.js";
-
-const enabled = haveRedis();
+import { isAlive, nodes, Pid, send, type DownMessage, type ExitMessage } from "../../src/index.js";
+import {
+  collector,
+  isDownMsg,
+  isExitMsg,
+  joinHere,
+  launchNode,
+  RUN,
+  sleep,
+  startNode,
+  startTransport,
+  stopNodes,
+  transports,
+  until,
+  within,
+  type ChildNode,
+  type Transport,
+} from "../support/cluster.js";
 
 const HEARTBEAT = 100;
 const TIMEOUT = 600;
-/** nodeTimeoutMs + a heartbeat, and 300 ms for two busy CPUs. */
-const BOUND = TIMEOUT + HEARTBEAT + 300;
 
-describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
-  let redis: RedisServer;
+describe.each(transports())("a node killed with SIGKILL, over %s", (kind) => {
+  let t: Transport;
   let observer: ChildNode;
   const ME = `k-${RUN}@127.0.0.1`;
   const opts = { heartbeatMs: HEARTBEAT, nodeTimeoutMs: TIMEOUT };
+  /** Redis: nodeTimeoutMs + a heartbeat, and 300 ms for two busy CPUs; IPC: the primary's news, and the same slack. */
+  const BOUND = kind === "redis" ? TIMEOUT + HEARTBEAT + 300 : 300;
+  const node = (name: string) => t.options(name, opts);
 
   beforeAll(async () => {
-    await ensureBuilt();
-    redis = await startRedis();
-    await within(startCluster({ redis: redis.url, node: ME, ...opts }), 10_000, "startCluster in the test process");
-    observer = await startNode({ redis: redis.url, node: `ko-${RUN}@127.0.0.1`, ...opts });
+    t = await startTransport(kind);
+    await joinHere(t, ME, opts);
+    observer = await startNode(node(`ko-${RUN}@127.0.0.1`));
   }, 150_000);
 
   afterAll(async () => {
@@ -33,7 +47,7 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
   }, 30_000);
 
   test("monitors get DOWN noconnection and links fire within the node timeout, here and on a third node", async () => {
-    const victim = await startNode({ redis: redis.url, node: `kv-${RUN}@127.0.0.1`, ...opts });
+    const victim = await startNode(node(`kv-${RUN}@127.0.0.1`));
     await until(() => nodes().includes(victim.name) || undefined, 5_000, "the victim to be seen");
     await until(async () => ((await observer.call<string[]>("nodes")).includes(victim.name) ? true : undefined), 5_000, "the observer to see the victim");
     const [p1, p2, p3, p4] = [await victim.spawn(), await victim.spawn(), await victim.spawn(), await victim.spawn()];
@@ -71,7 +85,7 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
     const elapsed = Date.now() - t0;
     expect(d.reason).toBe("noconnection");
     expect(String(d.pid)).toBe(p1);
-    expect(elapsed, `DOWN came ${elapsed} ms after the SIGKILL (nodeTimeoutMs ${TIMEOUT}, heartbeatMs ${HEARTBEAT})`).toBeLessThanOrEqual(BOUND);
+    expect(elapsed, `DOWN came ${elapsed} ms after the SIGKILL (${kind}; nodeTimeoutMs ${TIMEOUT}, heartbeatMs ${HEARTBEAT} for Redis)`).toBeLessThanOrEqual(BOUND);
 
     const ld = await me.waitFor<DownMessage>((m) => isDownMsg(m) && m.ref.equals(lref), BOUND, "the linked local process to die");
     expect(ld.reason).toBe("noconnection");
@@ -97,7 +111,7 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
   }, 30_000);
 
   test("a monitor set on a pid of the dead node afterwards gets DOWN noconnection at once", async () => {
-    const victim = await startNode({ redis: redis.url, node: `kv2-${RUN}@127.0.0.1`, ...opts });
+    const victim = await startNode(node(`kv2-${RUN}@127.0.0.1`));
     const p = await victim.spawn();
     await until(() => nodes().includes(victim.name) || undefined, 5_000, "the victim to be seen");
     await victim.kill("SIGKILL");
@@ -112,13 +126,13 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
 
   test("a node that was down may start again under its name", async () => {
     const name = `kv3-${RUN}@127.0.0.1`;
-    const first = await startNode({ redis: redis.url, node: name, ...opts });
+    const first = await startNode(node(name));
     await until(() => nodes().includes(name) || undefined, 5_000, "the first incarnation to be seen");
     await first.kill("SIGKILL");
     await until(() => !nodes().includes(name) || undefined, BOUND + 1_000, "nodes() to drop it");
     // after the timeout nothing holds the name any more
     await sleep(HEARTBEAT);
-    const again = await startNode({ redis: redis.url, node: name, ...opts });
+    const again = await startNode(node(name));
     await until(() => nodes().includes(name) || undefined, 5_000, "the second incarnation to be seen");
     const me = collector();
     const p = await again.spawn();
@@ -129,13 +143,13 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
 
   test("a pid of a node's previous incarnation does not reach a process of its new incarnation", async () => {
     const name = `kv5-${RUN}@127.0.0.1`;
-    const first = await startNode({ redis: redis.url, node: name, ...opts });
+    const first = await startNode(node(name));
     const old = [await first.spawn(), await first.spawn()];
     await until(() => nodes().includes(name) || undefined, 5_000, "the first incarnation to be seen");
     await first.kill("SIGKILL");
     await until(() => !nodes().includes(name) || undefined, BOUND + 1_000, "nodes() to drop it");
     await sleep(HEARTBEAT);
-    const again = await startNode({ redis: redis.url, node: name, ...opts });
+    const again = await startNode(node(name));
     const fresh = [await again.spawn(), await again.spawn()];
     await until(() => nodes().includes(name) || undefined, 5_000, "the second incarnation to be seen");
     // The old processes are dead: a message to one must not land in a new process that
@@ -155,11 +169,11 @@ describe.skipIf(!enabled)("a node killed with SIGKILL", () => {
   }, 30_000);
 
   test("a node that dies is not seen as a live node by one that starts later", async () => {
-    const victim = await startNode({ redis: redis.url, node: `kv4-${RUN}@127.0.0.1`, ...opts });
+    const victim = await startNode(node(`kv4-${RUN}@127.0.0.1`));
     await until(() => nodes().includes(victim.name) || undefined, 5_000, "the victim to be seen");
     await victim.kill("SIGKILL");
     await sleep(TIMEOUT + 2 * HEARTBEAT + 300);
-    const late = launchNode({ redis: redis.url, node: `kl-${RUN}@127.0.0.1`, ...opts });
+    const late = launchNode(node(`kl-${RUN}@127.0.0.1`));
     const r = await within(late.started, 15_000, "the late node to start");
     expect(r.ok).toBe(true);
     const seen = await late.call<string[]>("nodes");

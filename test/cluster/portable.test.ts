@@ -1,12 +1,12 @@
 /**
  * A message that cannot cross to another node: send to a remote pid throws a CorralError
  * ERR_BADARG at the call, naming what could not cross and where, instead of the cluster
- * dropping it later. This test process is one node, a forked process (the built package) the other.
+ * dropping it later. This test process is one node, a forked process (the built package) the
+ * other, on each transport.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { clusterInfo, CorralError, nodes, Pid, send, startCluster } from "../../src/index.js";
-import { ensureBuilt, RUN, startNode, stopNodes, until, within, type ChildNode } from "../support/cluster.js";
-import { haveRedis, startRedis } from "../support/redis.js";
+import { clusterInfo, CorralError, nodes, Pid, send } from "../../src/index.js";
+import { joinHere, RUN, startNode, startTransport, stopNodes, transports, until, type ChildNode } from "../support/cluster.js";
 
 function tick(): number {
   return 1;
@@ -19,14 +19,13 @@ class Point {
   ) {}
 }
 
-describe.skipIf(!haveRedis())("send to another node's pid: what cannot cross fails at the call", () => {
+describe.each(transports())("send to another node's pid over %s: what cannot cross fails at the call", (kind) => {
   let b: ChildNode;
 
   beforeAll(async () => {
-    await ensureBuilt();
-    const redis = await startRedis();
-    await within(startCluster({ redis: redis.url, node: `port-${RUN}@127.0.0.1` }), 10_000, "startCluster in the test process");
-    b = await startNode({ redis: redis.url, node: `portb-${RUN}@127.0.0.1` });
+    const t = await startTransport(kind);
+    await joinHere(t, `port-${RUN}@127.0.0.1`);
+    b = await startNode(t.options(`portb-${RUN}@127.0.0.1`));
     await until(() => nodes().includes(b.name) || undefined, 5_000, "the test node to see b");
   }, 150_000);
 

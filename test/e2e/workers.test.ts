@@ -1,8 +1,9 @@
 /**
  * `corral --workers N` as a user runs it: the built CLI (dist/app/cli.js) as a primary with
- * worker processes sharing one port, each a cluster node, meeting in a redis-server this file
- * starts on a free 127.0.0.1 port. Talked to over HTTP and WebSockets; workers are found as the
- * primary's child processes in /proc (Linux, as the redis-server package is).
+ * worker processes sharing one port, each a cluster node, meeting through the primary (node:cluster
+ * IPC, nothing else running) or, with --redis, in a redis-server this file starts on a free
+ * 127.0.0.1 port. Talked to over HTTP and WebSockets; workers are found as the primary's child
+ * processes in /proc (Linux).
  *
  * dist/ is built when src/ or app/ is newer, one build at a time across test files
  * (test/support/dist.ts).
@@ -11,14 +12,14 @@ import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "../support/redis.js";
+import { haveRedis, startRedis, stopAllRedis } from "../support/redis.js";
 import { cliChildren, LISTENING, listening, runCli, type Cli } from "../support/cli.js";
 import { connectClient, wsUrl, type Client } from "../support/client.js";
 import { ensureBuilt, freePort, until, within } from "../support/dist.js";
 
 /** The longest any single step may take. */
 const WAIT = 5_000;
-/** A killed worker's restart: the backoff, a fresh Node process, and startCluster waiting out the dead node's liveness key. */
+/** A killed worker's restart: the backoff, a fresh Node process, and (Redis) startCluster waiting out the dead node's liveness key. */
 const RESTART_WAIT = 15_000;
 
 /** The pids of the living children of ppid, read from /proc. */
@@ -149,8 +150,10 @@ afterAll(async () => {
   await stopAllRedis();
 });
 
-describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
-  let redis: RedisServer;
+/** Over IPC (the default: nothing else to run) and, when this machine has a redis-server, through Redis. */
+const MODES: ("ipc" | "redis")[] = haveRedis() ? ["ipc", "redis"] : ["ipc"];
+
+describe.each(MODES)("corral --workers 2 (nodes meet over %s)", (mode) => {
   let cli: Cli;
   let url = "";
   let port = 0;
@@ -158,9 +161,9 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
   let nodes: string[] = [];
 
   beforeAll(async () => {
-    redis = await startRedis();
+    const redis = mode === "redis" ? ["--redis", (await startRedis()).url] : [];
     port = await freePort();
-    cli = runCli(["--workers", "2", "--port", String(port), "--redis", redis.url, "--log-level", "info"]);
+    cli = runCli(["--workers", "2", "--port", String(port), ...redis, "--log-level", "info"]);
     // Two Node processes start and join the cluster before the line is printed.
     url = await listening(cli, 2 * WAIT);
   }, 30_000);
@@ -186,9 +189,10 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
     for (const s of byNode.values()) {
       for (const field of ["processes", "connections", "hibernated", "mailbox", "uptime"]) expect(Number.isInteger((s as unknown as Record<string, unknown>)[field]), field).toBe(true);
     }
-    // Each worker joined the cluster under its own name.
-    const joined = logLines(cli).filter((l) => l["msg"] === "cluster: joined").map((l) => l["node"]);
-    expect(joined.sort()).toEqual(nodes);
+    // Each worker joined the cluster under its own name, through the transport asked for.
+    const joined = logLines(cli).filter((l) => l["msg"] === "cluster: joined");
+    expect(joined.map((l) => l["node"]).sort()).toEqual(nodes);
+    for (const l of joined) expect(mode === "redis" ? l["redis"] : l["transport"]).toEqual(mode === "redis" ? expect.stringMatching(/^redis:\/\//) : "ipc");
   });
 
   test("a chat line and POST /broadcast reach chat clients on both workers", async () => {
@@ -208,9 +212,11 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
     await closeAll(url, nodes, all);
   });
 
-  test("a worker killed with SIGKILL is restarted; the service keeps answering", async () => {
+  test("a worker killed with SIGKILL is restarted; its members are gone from the group for the other; the service keeps answering", async () => {
     const before = childPids(cli.child.pid!);
     expect(before).toHaveLength(2);
+    // Chat clients on both workers: members of one group across the two nodes.
+    const clients = await chatOnBothWorkers(url, nodes, "bo");
     process.kill(before[0]!, "SIGKILL");
     // The survivor answers while its sibling is down and coming back. A connection the primary
     // hands to the worker in the moment it dies is lost (node:cluster round-robin), hence short tries.
@@ -227,9 +233,24 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
     );
     const died = logLines(cli).find((l) => l["msg"] === "worker died; restarting it");
     expect(died?.["exit"]).toBe("SIGKILL");
+    const victim = died?.["node"] as string;
     const newNode = restarted["node"] as string;
-    expect(nodes).toContain(died?.["node"]);
-    expect(newNode).toBe(`${died?.["node"] as string}`.replace(/-w(\d)@/, "-w$1-2@"));
+    expect(nodes).toContain(victim);
+    // Over Redis the dead node's name stays claimed until its key expires; over IPC the new run keeps it.
+    expect(newNode).toBe(mode === "redis" ? victim.replace(/-w(\d)@/, "-w$1-2@") : victim);
+    const survivorClients = clients.get(nodes.find((n) => n !== victim)!)!;
+    // The killed node's members left the group on the survivor: a broadcast reaches only the survivor's clients.
+    await until(
+      async () => {
+        const res = await fetch(new URL("/broadcast", url), { method: "POST", body: "after the kill" }).catch(() => undefined);
+        return res?.status === 202 && ((await res.json()) as { reached: number }).reached === survivorClients.length;
+      },
+      RESTART_WAIT,
+      () => `a broadcast to reach only the survivor's ${survivorClients.length} clients`,
+      200,
+    );
+    for (const c of clients.get(victim)!) expect((await within(c.closed, WAIT, "a socket of the killed worker to close")).code).toBe(1006);
+    await closeAll(url, [nodes.find((n) => n !== victim)!], survivorClients);
     const after = childPids(cli.child.pid!);
     expect(after).toHaveLength(2);
     expect(after).not.toContain(before[0]);
@@ -237,12 +258,12 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
 
     const survivor = nodes.find((n) => n !== died?.["node"])!;
     nodes = [survivor, newNode].sort();
-    // Both answer, and the survivor sees the new node (the killed one is dropped after its heartbeat timeout).
+    // Both answer, and the survivor sees the new node (through Redis the killed one is dropped after its heartbeat timeout).
     const byNode = await statsByNode(url, nodes);
     expect(byNode.get(newNode)!.nodes).toContain(survivor);
     await until(async () => {
       const s = (await statsByNode(url, [survivor])).get(survivor)!;
-      return s.nodes!.includes(newNode) && !s.nodes!.includes(died?.["node"] as string);
+      return s.nodes!.includes(newNode) && (mode === "ipc" || !s.nodes!.includes(died?.["node"] as string));
     }, RESTART_WAIT, "the survivor to see the new node and lose the killed one");
 
     // Chat still crosses workers, the restarted one included.
@@ -275,6 +296,16 @@ describe.skipIf(!haveRedis())("corral --workers 2 --redis URL", () => {
     expect(stopped.sort()).toEqual(nodes);
     expect(cli.stderr()).toBe("");
   }, 30_000);
+});
+
+test("--workers with --node and no Redis: the workers are <NAME>-w1, ... over IPC", async () => {
+  const cli = runCli(["--workers", "1", "--node", "named@127.0.0.1", "--port", "0", "--log-level", "warn"]);
+  const url = await listening(cli, 2 * WAIT);
+  const s = await stats(url);
+  expect(s.node).toBe("named-w1@127.0.0.1");
+  expect(s.nodes).toEqual([]);
+  cli.child.kill("SIGTERM");
+  expect(await within(cli.exited, WAIT, "the CLI to exit")).toBe(0);
 });
 
 describe.skipIf(!haveRedis())("Redis out of reach", () => {

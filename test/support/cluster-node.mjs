@@ -1,6 +1,8 @@
 // A corral node in its own OS process, for the cluster tests: imports the BUILT package
 // (dist/index.js), starts the cluster with the options given as JSON in argv[2], and obeys
-// commands from the test over the IPC channel (child_process.fork, serialization "advanced").
+// commands from the test over the IPC channel (serialization "advanced": child_process.fork
+// for a node on Redis; over IPC a node:cluster worker of the test process, whose channel also
+// carries the cluster's own messages, which this file leaves alone).
 //
 // Protocol: the parent sends { id, cmd, ...args }; the node answers { id, ok: true, value } or
 // { id, ok: false, error: { name, code, message } }. At start it sends { type: "ready", info }
@@ -12,7 +14,7 @@
 // refs as { $ref }.
 import * as corral from "../../dist/index.js";
 
-const { Pid, Ref, send, spawn, exit, isAlive, makeRef, join, leave, members, whichGroups, broadcast } = corral;
+const { Pid, Ref, send, spawn, exit, isAlive, makeRef, join, leave, members, whichGroups, broadcast, answer, ok } = corral;
 
 const opts = JSON.parse(process.argv[2] ?? "{}");
 
@@ -86,6 +88,13 @@ function collector({ trap = false } = {}) {
   };
 }
 
+/** A gen_server that answers each call at once with { echo, node, caller } (test/support/call-node.mjs has the full one). */
+const server = {
+  init: () => null,
+  handleCall: (request, from, st) => answer({ echo: request, node: corral.nodeName(), caller: from.caller }, st),
+  handleInfo: (_msg, st) => ok(st),
+};
+
 /** Runs fn as the process pid (inside it) and resolves with its result. */
 function asProcess(pidStr, fn) {
   const pid = procs.get(pidStr);
@@ -115,6 +124,13 @@ const commands = {
     procs.set(String(pid), pid);
     return String(pid);
   },
+  server: () => {
+    const pid = spawn(server, null);
+    procs.set(String(pid), pid);
+    return String(pid);
+  },
+  call: ({ to, request, ms }) => corral.call(Pid.parse(to), decode(request), ms),
+  startClusterPrimary: () => (corral.startClusterPrimary(), true),
   received: ({ pid }) => records.get(pid) ?? [],
   clear: ({ pid }) => {
     records.get(pid)?.splice(0);

@@ -2,12 +2,32 @@
  * The cluster tests' harness: builds dist/ when src/ is newer, forks corral nodes
  * (test/support/cluster-node.mjs, driven over IPC) and gives the test process its own recording
  * processes. Every wait is bounded and names what it waited for.
+ *
+ * Two transports, so each cluster test file runs on both: "redis" (a redis-server of the
+ * file's own; child nodes are forked with child_process) and "ipc" (the test process is the
+ * node:cluster primary, which relays, and a node itself; child nodes are its cluster workers,
+ * talked to over the same IPC channel the cluster uses).
  */
 import { fork, type ChildProcess } from "node:child_process";
+import nodeCluster from "node:cluster";
 import { fileURLToPath } from "node:url";
-import { nodes, Pid, send, spawn, startCluster, stopCluster, type ClusterInfo, type DownMessage, type ExitMessage, type ReceiveContext } from "../../src/index.js";
+import {
+  exit,
+  nodes,
+  Pid,
+  send,
+  spawn,
+  startCluster,
+  startClusterPrimary,
+  stopCluster,
+  type ClusterInfo,
+  type ClusterOptions,
+  type DownMessage,
+  type ExitMessage,
+  type ReceiveContext,
+} from "../../src/index.js";
 import { ensureBuilt, until, within } from "./dist.js";
-import { startRedis, stopAllRedis, type RedisServer } from "./redis.js";
+import { haveRedis, startRedis, stopAllRedis, type RedisServer } from "./redis.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const NODE_SCRIPT = fileURLToPath(new URL("./cluster-node.mjs", import.meta.url));
@@ -17,13 +37,53 @@ export { ensureBuilt, sleep, until, within } from "./dist.js";
 // ---------------------------------------------------------------------------------------
 // child nodes
 
-export interface ClusterOpts {
-  redis: string;
-  node?: string;
+/** The Redis transport's own options (IPC has no heartbeat, no buffer, no prefix). */
+export interface RedisTiming {
   heartbeatMs?: number;
   nodeTimeoutMs?: number;
   maxBuffered?: number;
   prefix?: string;
+}
+
+/** startCluster's options for a child node: through Redis, or over IPC as a worker of this process. */
+export type ClusterOpts = ({ redis: string } & RedisTiming & { node?: string }) | { ipc: true; node?: string };
+
+export type TransportKind = "redis" | "ipc";
+
+/**
+ * The transports the cluster tests run on: both, or IPC alone on a machine without
+ * redis-server (haveRedis says why, and fails under CI, where Redis must be there).
+ */
+export function transports(): TransportKind[] {
+  return haveRedis() ? ["redis", "ipc"] : ["ipc"];
+}
+
+/** A transport ready for nodes: for Redis, a redis-server of this file's own. */
+export interface Transport {
+  readonly kind: TransportKind;
+  /** The Redis transport's server; undefined over IPC. */
+  readonly redis: RedisServer | undefined;
+  /** startCluster's options for a node (a generated name without one); the Redis timing is left out over IPC. */
+  options(node?: string, timing?: RedisTiming): ClusterOpts;
+}
+
+/** Starts what the transport needs: a redis-server, or nothing (this process relays once a node joins). */
+export async function startTransport(kind: TransportKind): Promise<Transport> {
+  await ensureBuilt();
+  const redis = kind === "redis" ? await startRedis() : undefined;
+  return {
+    kind,
+    redis,
+    options: (node, timing = {}) => {
+      const named = node === undefined ? {} : { node };
+      return redis === undefined ? { ipc: true, ...named } : { redis: redis.url, ...named, ...timing };
+    },
+  };
+}
+
+/** startCluster in the test process, bounded. */
+export function joinHere(t: Transport, node: string, timing: RedisTiming = {}): Promise<ClusterInfo> {
+  return within(startCluster(t.options(node, timing) as ClusterOptions), 10_000, `startCluster (${t.kind}) in the test process`);
 }
 
 export interface RemoteError {
@@ -62,14 +122,35 @@ export interface ChildNode {
 
 const children = new Set<ChildProcess>();
 
-/** Forks a node; options go to startCluster. */
-export function launchNode(cluster: ClusterOpts, extra: { disconnectOnError?: boolean; spawnFirst?: boolean } = {}): ChildNode {
-  const child = fork(NODE_SCRIPT, [JSON.stringify({ cluster, ...extra })], {
-    cwd: ROOT,
-    serialization: "advanced",
-    stdio: ["ignore", "pipe", "pipe", "ipc"],
-    env: { ...process.env, LOG_LEVEL: process.env["LOG_LEVEL"] ?? "warn" },
-  });
+/**
+ * How an IPC node's primary (this process) forks it: "relay" as it should (startClusterPrimary
+ * first), "none" without relaying, "json" with node:cluster's default serialization.
+ */
+export type PrimaryMode = "relay" | "none" | "json";
+
+/**
+ * An IPC node: a node:cluster worker of this process, which relays for its workers (and is
+ * a node itself once the test joins it). Its stdout and stderr are piped as a forked node's.
+ */
+function forkWorker(argv: string, env: NodeJS.ProcessEnv, primary: PrimaryMode): ChildProcess {
+  if (primary !== "none") startClusterPrimary();
+  nodeCluster.setupPrimary({ exec: NODE_SCRIPT, args: [argv], cwd: ROOT, silent: true, serialization: primary === "json" ? "json" : "advanced" });
+  return nodeCluster.fork(env).process;
+}
+
+/** Forks a node; options go to startCluster. Through Redis a child process, over IPC a cluster worker of this process. */
+export function launchNode(cluster: ClusterOpts, extra: { disconnectOnError?: boolean; spawnFirst?: boolean; primary?: PrimaryMode } = {}): ChildNode {
+  const argv = JSON.stringify({ cluster, ...extra });
+  const env = { ...process.env, LOG_LEVEL: process.env["LOG_LEVEL"] ?? "warn" };
+  const child =
+    "ipc" in cluster
+      ? forkWorker(argv, env, extra.primary ?? "relay")
+      : fork(NODE_SCRIPT, [argv], {
+          cwd: ROOT,
+          serialization: "advanced",
+          stdio: ["ignore", "pipe", "pipe", "ipc"],
+          env,
+        });
   children.add(child);
   let out = "";
   child.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
@@ -191,6 +272,9 @@ export interface Collector {
   crash(message: string): void;
 }
 
+/** The collectors still running: stopNodes ends them, so a file's next transport starts with no member or name of the last. */
+const collectors = new Set<Pid>();
+
 /** A process here that records every message; one with a replyTo pid is echoed back as { echo: msg, by }. */
 export function collector(opts: { trap?: boolean } = {}): Collector {
   const msgs: unknown[] = [];
@@ -206,6 +290,7 @@ export function collector(opts: { trap?: boolean } = {}): Collector {
       if (msg !== null && typeof msg === "object" && msg["replyTo"] instanceof Pid) send(msg["replyTo"], { echo: msg, by: ctx.self });
     }
   });
+  collectors.add(pid);
   const run = <T>(fn: (ctx: ReceiveContext) => T): Promise<T> =>
     within(
       new Promise<T>((resolve, reject) => {
@@ -253,7 +338,9 @@ export const RUN = `${process.pid}-${Math.floor(Math.random() * 0xffff).toString
 // three nodes
 
 export interface Trio {
-  readonly redis: RedisServer;
+  readonly transport: Transport;
+  /** The Redis transport's server; undefined over IPC. */
+  readonly redis: RedisServer | undefined;
   /** What startCluster returned in the test process. */
   readonly info: ClusterInfo;
   readonly me: string;
@@ -262,17 +349,17 @@ export interface Trio {
 }
 
 /**
- * A fresh redis-server, the test process as node `<tag>-RUN` and two child nodes
- * (`<tag>b-…`, `<tag>c-…`), once every node sees the other two.
+ * The test process as node `<tag>-RUN` and two child nodes (`<tag>b-…`, `<tag>c-…`), once
+ * every node sees the other two: through a fresh redis-server, or over IPC with the test
+ * process as the primary.
  */
-export async function startTrio(tag: string, opts: Omit<ClusterOpts, "redis" | "node"> = {}): Promise<Trio> {
-  await ensureBuilt();
-  const redis = await startRedis();
+export async function startTrio(tag: string, timing: RedisTiming = {}, kind: TransportKind = "redis"): Promise<Trio> {
+  const transport = await startTransport(kind);
   const me = `${tag}-${RUN}@127.0.0.1`;
-  const info = await within(startCluster({ redis: redis.url, node: me, ...opts }), 10_000, "startCluster in the test process");
-  const [b, c] = await Promise.all([startNode({ redis: redis.url, node: `${tag}b-${RUN}@127.0.0.1`, ...opts }), startNode({ redis: redis.url, node: `${tag}c-${RUN}@127.0.0.1`, ...opts })]);
+  const info = await joinHere(transport, me, timing);
+  const [b, c] = await Promise.all([startNode(transport.options(`${tag}b-${RUN}@127.0.0.1`, timing)), startNode(transport.options(`${tag}c-${RUN}@127.0.0.1`, timing))]);
   await until(() => nodes().length === 2 || undefined, 5_000, "the test node to see both others");
-  return { redis, info, me, b, c };
+  return { transport, redis: transport.redis, info, me, b, c };
 }
 
 /** Stops what startTrio started (and any node or redis-server left), bounded. */
@@ -283,6 +370,8 @@ export async function stopTrio(trio: Trio | undefined): Promise<void> {
 /** Lets the given child nodes quit, leaves the cluster here, then kills any node left and stops every Redis. */
 export async function stopNodes(children: readonly (ChildNode | undefined)[]): Promise<void> {
   await Promise.allSettled(children.map((n) => n?.quit()));
+  for (const pid of collectors) exit(pid, "kill");
+  collectors.clear();
   await within(stopCluster(), 5_000, "stopCluster").catch(() => undefined);
   await killAllNodes();
   await stopAllRedis();
