@@ -202,7 +202,8 @@ function supervise(opts: Options & { workers: number }): void {
       slot.timer = undefined;
     }
     for (const worker of live()) {
-      if (worker.isConnected()) worker.send({ corral: "stop", signal } satisfies WorkerCommand);
+      // A worker exiting right now closes its channel under the send: the callback takes the EPIPE, and the signal finishes the job.
+      if (worker.isConnected()) worker.send({ corral: "stop", signal } satisfies WorkerCommand, (err) => err && worker.process.kill(signal));
       else worker.process.kill(signal);
     }
     exitWhenDone();
