@@ -1,6 +1,6 @@
 // Bullet (ninenines/bullet): one route serving a cowboy_websocket handler over WebSocket, EventSource + POST, or long-polling, as one session that outlives its transports.
 import { CorralError, badarg, describe } from "../runtime/errors.js";
-import { runtimeLogger } from "../runtime/log.js";
+import { runtimeLogger, type Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
 import { currentProcess, send, self } from "../runtime/process.js";
 import { ok, stop, type Result } from "../runtime/result.js";
@@ -242,10 +242,11 @@ class BulletRoute<S, Opts> {
   }
 
   async init(req: Req, opts: Opts): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
-    // The request process, known only before the first await (the handler's init may await).
+    // The request process and its logger, known only before the first await (the handler's init may await).
     const me = self();
+    const logger = currentProcess()?.loop.logger ?? runtimeLogger();
     try {
-      return await this.route(req, opts, me);
+      return await this.route(req, opts, me, logger);
     } catch (err) {
       if (err instanceof Refused) return answer(req, err.status, { error: err.error });
       if (err instanceof ProtocolViolation) return answer(req, 400, { error: err.message });
@@ -253,7 +254,7 @@ class BulletRoute<S, Opts> {
     }
   }
 
-  private async route(req: Req, opts: Opts, me: Pid): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
+  private async route(req: Req, opts: Opts, me: Pid, logger: Logger): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
     const q = queryOf(req);
     if (req.method === "POST") return this.post(req, q);
     if (req.method !== "GET") {
@@ -270,7 +271,7 @@ class BulletRoute<S, Opts> {
     let session: SessionPort;
     const fresh = q.sid === undefined;
     if (fresh) {
-      const started = await this.start(req, opts);
+      const started = await this.start(req, opts, logger);
       if (!(started instanceof SessionPort)) return started;
       session = started;
     } else {
@@ -296,13 +297,12 @@ class BulletRoute<S, Opts> {
   }
 
   /** A new session: the handler's init in this request process, then its own process (websocketInit there). */
-  private async start(req: Req, opts: Opts): Promise<SessionPort | HttpOk<unknown>> {
+  private async start(req: Req, opts: Opts, logger: Logger): Promise<SessionPort | HttpOk<unknown>> {
     const r = await this.handler.init(req, opts);
     if (r.type !== "upgrade") return r;
     const resolved = resolveWebSocketOptions(r.opts);
     checkOrigin(req, resolved);
     const session = new SessionPort(this.sessions, resolved, this.limits);
-    const logger = currentProcess()?.loop.logger ?? runtimeLogger();
     spawnConnection(this.handler as WebSocketHandler<S, unknown, unknown>, sessionName(this.handler), r.state, session, req, resolved, logger);
     return session;
   }

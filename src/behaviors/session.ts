@@ -40,10 +40,11 @@ export interface SessionLimits {
   readonly heartbeatMs: number;
 }
 
-interface Sent {
-  readonly seq: number;
-  readonly frame: Frame & { type: "text" | "binary" };
-  readonly bytes: number;
+/** A data frame for the client: kept in the outbox as the very packet every transport sends, until acknowledged. */
+type DataPacket = Extract<Packet, readonly ["t" | "b", ...unknown[]]>;
+
+function bytesOf(p: DataPacket): number {
+  return p[0] === "t" ? p[2].length : p[2].byteLength;
 }
 
 /** What cannot be encoded as UTF-8: with the u flag, a surrogate matches only when it is unpaired. */
@@ -74,7 +75,7 @@ export class SessionPort implements WebSocketPort {
   private pid: Pid | null = null;
   private transport: Transport | null = null;
   /** Frames sent and not yet acknowledged, oldest first, from `head`. */
-  private outbox: Sent[] = [];
+  private outbox: DataPacket[] = [];
   private head = 0;
   private outboxBytes = 0;
   /** The last sequence number given to a frame for the client, and the last it acknowledged. */
@@ -134,14 +135,14 @@ export class SessionPort implements WebSocketPort {
     // Pings and pongs belong to each transport; a session has its own heartbeat.
     if (this.ended || (frame.type !== "text" && frame.type !== "binary")) return;
     const seq = ++this.outSeq;
-    const bytes = typeof frame.data === "string" ? frame.data.length : frame.data.byteLength;
-    this.outbox.push({ seq, frame, bytes });
-    this.outboxBytes += bytes;
+    const packet: DataPacket = frame.type === "text" ? ["t", seq, frame.data] : ["b", seq, frame.data as Uint8Array];
+    this.outbox.push(packet);
+    this.outboxBytes += bytesOf(packet);
     if (this.outSeq - this.acked > this.limits.outboxLimit) {
       this.fail(BACKPRESSURE);
       return;
     }
-    if (this.transport !== null) this.queue(frame.type === "text" ? ["t", seq, frame.data] : ["b", seq, frame.data as Uint8Array]);
+    if (this.transport !== null) this.queue(packet);
   }
 
   cork(): void {
@@ -219,10 +220,7 @@ export class SessionPort implements WebSocketPort {
     this.wasAttached = true;
     this.heard();
     const packets: Packet[] = hello ? [["hello", this.sid, this.inSeq, this.limits.heartbeatMs, this.limits.resumeWindowMs]] : [];
-    for (let i = this.head; i < this.outbox.length; i++) {
-      const { seq, frame } = this.outbox[i]!;
-      packets.push(frame.type === "text" ? ["t", seq, frame.data] : ["b", seq, frame.data as Uint8Array]);
-    }
+    for (let i = this.head; i < this.outbox.length; i++) packets.push(this.outbox[i]!);
     if (this.pending !== null) this.pending = null;
     this.lastPushed = performance.now();
     if (packets.length > 0) t.push(packets);
@@ -281,7 +279,7 @@ export class SessionPort implements WebSocketPort {
     if (n <= this.acked) return;
     this.acked = n;
     const box = this.outbox;
-    while (this.head < box.length && box[this.head]!.seq <= n) this.outboxBytes -= box[this.head++]!.bytes;
+    while (this.head < box.length && box[this.head]![1] <= n) this.outboxBytes -= bytesOf(box[this.head++]!);
     if (this.head > 64 && this.head * 2 > box.length) {
       this.outbox = box.slice(this.head);
       this.head = 0;
