@@ -8,7 +8,7 @@ import { logValue } from "../behaviors/req.js";
 import { spawnRequest, type Exchange } from "../behaviors/request.js";
 import type { ResolvedWebSocketOptions, WebSocketPort } from "../behaviors/websocket.js";
 import { CorralError, badarg, describe } from "../runtime/errors.js";
-import { limit } from "../runtime/validate.js";
+import { limit, positive } from "../runtime/validate.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { setStopHook, STOP_LISTENERS } from "../runtime/shutdown.js";
 import { countOne, handshakes } from "../runtime/stats.js";
@@ -28,6 +28,11 @@ export interface TransportOptions {
   readonly host?: string;
   /** Beyond this many open sockets, new ones are closed at once (ranch's max_connections). Default 65536. */
   readonly maxConnections?: number;
+  /**
+   * Connections the kernel completes and queues until the listener accepts them (ranch's
+   * backlog; the kernel caps it at net.core.somaxconn). Default 1024, where Node's is 511.
+   */
+  readonly backlog?: number;
 }
 
 /** startTls: the transport options plus a key and certificate (or a SecureContext) and any node:tls option. */
@@ -260,7 +265,24 @@ function rate(value: unknown, fn: string): number {
   return value;
 }
 
-function checkOptions(fn: string, name: unknown, transport: TransportOptions, protocol: ProtocolOptions): { port: number; host: string; limits: Limits } {
+/** Ranch's default backlog: a reconnect storm fills Node's 511 within milliseconds, and a SYN dropped then waits a second for its retransmit. */
+const DEFAULT_BACKLOG = 1024;
+
+/** The accept queue's length: a whole number > 0. */
+function backlog(value: unknown, fn: string): number {
+  const n = positive(value, `${fn}: backlog must be a whole number > 0`, DEFAULT_BACKLOG);
+  if (!Number.isInteger(n)) throw badarg(`${fn}: backlog must be a whole number > 0, got ${describe(value)}`);
+  return n;
+}
+
+interface Binding {
+  readonly port: number;
+  readonly host: string;
+  readonly backlog: number;
+  readonly limits: Limits;
+}
+
+function checkOptions(fn: string, name: unknown, transport: TransportOptions, protocol: ProtocolOptions): Binding {
   if (typeof name !== "string" || name.length === 0) throw badarg(`${fn}: name must be a non-empty string, got ${describe(name)}`);
   if (listeners.has(name)) throw new CorralError("ERR_NAME_TAKEN", `${fn}: a listener named ${JSON.stringify(name)} is already running`);
   if (typeof transport !== "object" || transport === null) throw badarg(`${fn}: transport options must be { port, host? }, got ${describe(transport)}`);
@@ -281,10 +303,11 @@ function checkOptions(fn: string, name: unknown, transport: TransportOptions, pr
     maxBodySize: limit(protocol.maxBodySize, `${fn}: maxBodySize must be a number > 0`, DEFAULT_MAX_BODY_SIZE),
     maxConnections: limit(transport.maxConnections, `${fn}: maxConnections must be a number > 0`, 65_536),
   };
-  return { port, host, limits };
+  return { port, host, backlog: backlog(transport.backlog, fn), limits };
 }
 
-async function listen(name: string, server: Server, scheme: "http" | "https", port: number, host: string, protocol: ProtocolOptions, limits: Limits): Promise<Listener> {
+async function listen(name: string, server: Server, scheme: "http" | "https", at: Binding, protocol: ProtocolOptions): Promise<Listener> {
+  const { port, host, limits } = at;
   server.headersTimeout = limits.requestTimeout;
   server.requestTimeout = Math.max(limits.bodyTimeout, limits.requestTimeout + 1);
   server.keepAliveTimeout = limits.keepAliveTimeout;
@@ -307,7 +330,7 @@ async function listen(name: string, server: Server, scheme: "http" | "https", po
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, host, () => {
+      server.listen(port, host, at.backlog, () => {
         server.off("error", reject);
         resolve();
       });
@@ -343,22 +366,22 @@ export function listenerInfo(name: string): Listener | undefined {
 
 /** Cowboy's start_clear: an HTTP/1.1 listener for the dispatch, WebSockets included. */
 export function startClear(name: string, transport: TransportOptions, protocol: ProtocolOptions): Promise<Listener> {
-  const { port, host, limits } = checkOptions("startClear", name, transport, protocol);
-  const server = createServer({ maxHeaderSize: limits.maxHeaderSize, connectionsCheckingInterval: 1000 });
-  return listen(name, server, "http", port, host, protocol, limits);
+  const at = checkOptions("startClear", name, transport, protocol);
+  const server = createServer({ maxHeaderSize: at.limits.maxHeaderSize, connectionsCheckingInterval: 1000 });
+  return listen(name, server, "http", at, protocol);
 }
 
 /** Cowboy's start_tls: the same over TLS (wss:// for WebSockets). */
 export function startTls(name: string, transport: TlsTransportOptions, protocol: ProtocolOptions): Promise<Listener> {
-  const { port, host, limits } = checkOptions("startTls", name, transport, protocol);
+  const at = checkOptions("startTls", name, transport, protocol);
   const { key, cert, ca, passphrase, pfx, secureContext, requestCert, rejectUnauthorized } = transport;
   if (secureContext === undefined && pfx === undefined && (key === undefined || cert === undefined)) {
     throw badarg("startTls: give key and cert (or pfx, or a secureContext)");
   }
   const tls: TlsOptions = { key, cert, ca, passphrase, pfx, requestCert: requestCert ?? false, rejectUnauthorized: rejectUnauthorized ?? false };
   if (secureContext !== undefined) tls.SNICallback = (_servername, cb) => cb(null, secureContext);
-  const server = createHttpsServer({ ...tls, maxHeaderSize: limits.maxHeaderSize, connectionsCheckingInterval: 1000 }) as unknown as Server;
-  return listen(name, server, "https", port, host, protocol, limits);
+  const server = createHttpsServer({ ...tls, maxHeaderSize: at.limits.maxHeaderSize, connectionsCheckingInterval: 1000 }) as unknown as Server;
+  return listen(name, server, "https", at, protocol);
 }
 
 /**
