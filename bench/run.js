@@ -46,7 +46,7 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, "..");
 
 /** Scenario modules, in run order. */
-const SCENARIOS = ["./runtime.js", "./websocket.js", "./sessions.js", "./cluster.js"];
+const SCENARIOS = ["./runtime.js", "./websocket.js", "./storm.js", "./sessions.js", "./cluster.js"];
 
 const USAGE = `usage: node --expose-gc bench/run.js [--quick] [--large] [--only <names>] [--rounds <n>] [--retries <n>] [--cpu-prof [dir]] [--strict] [--out <file>]`;
 

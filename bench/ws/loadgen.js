@@ -112,7 +112,9 @@ async function main() {
         if (r.t0 < t0) t0 = r.t0;
         if (r.t1 > t1) t1 = r.t1;
       }
-      return { opened: sum(rs, "opened"), retries: sum(rs, "retries"), t0, t1 };
+      const upgradeHist = newHist();
+      for (const r of rs) merge(upgradeHist, r.upgradeHist);
+      return { opened: sum(rs, "opened"), retries: sum(rs, "retries"), failed: sum(rs, "failed"), upgradeHist, t0, t1 };
     },
     echoStart: (/** @type {unknown} */ a) => all("echoStart", () => a).then(() => true),
     echoStop: async (/** @type {unknown} */ a) => {
@@ -372,7 +374,10 @@ async function worker() {
   }
 
   /**
-   * @param {{ mode: "echo" | "idle" | "push", port: number, path: string, first: number, count: number, sources: string[], concurrency: number, timeoutMs: number }} a
+   * With countFailures (the storm), a connection that fails every attempt is counted as
+   * failed instead of failing the call. upgradeHist: each connection's time from its first
+   * connect to its 101, retries included (µs).
+   * @param {{ mode: "echo" | "idle" | "push", port: number, path: string, first: number, count: number, sources: string[], concurrency: number, timeoutMs: number, countFailures?: boolean }} a
    */
   function connect(a) {
     mode = a.mode;
@@ -383,6 +388,8 @@ async function worker() {
       let active = 0;
       let opened = 0;
       let retries = 0;
+      let failed = 0;
+      const upgradeHist = newHist();
       let done = false;
       const deadline = setTimeout(() => {
         done = true;
@@ -392,14 +399,15 @@ async function worker() {
         if (done) return;
         done = true;
         clearTimeout(deadline);
-        resolve({ opened, retries, t0, t1: process.hrtime.bigint() });
+        resolve({ opened, retries, failed, upgradeHist, t0, t1: process.hrtime.bigint() });
       };
       if (a.count === 0) return finish();
       /**
        * @param {number} i
        * @param {number} attempt
+       * @param {number} since  performance.now() at the first attempt
        */
-      const open = (i, attempt) => {
+      const open = (i, attempt, since) => {
         const c = new Conn(a.first + i);
         KEY.writeUInt32BE((a.first + i) >>> 0, 0);
         KEY.writeUInt32BE(attempt, 4);
@@ -431,10 +439,11 @@ async function worker() {
           }
           if (!settled && c.open) {
             settled = true;
+            record(upgradeHist, (performance.now() - since) * 1000);
             conns.push(c);
             active--;
             opened++;
-            if (opened === a.count) finish();
+            if (opened + failed === a.count) finish();
             else launch();
           }
         });
@@ -446,7 +455,12 @@ async function worker() {
             if (done) return;
             if (attempt < 5) {
               retries++;
-              setTimeout(() => open(i, attempt + 1), 20 * (attempt + 1));
+              setTimeout(() => open(i, attempt + 1, since), 20 * (attempt + 1));
+            } else if (a.countFailures) {
+              failed++;
+              active--;
+              if (opened + failed === a.count) finish();
+              else launch();
             } else {
               done = true;
               clearTimeout(deadline);
@@ -460,7 +474,7 @@ async function worker() {
       const launch = () => {
         while (!done && active < a.concurrency && next < a.count) {
           active++;
-          open(next++, 0);
+          open(next++, 0, performance.now());
         }
       };
       launch();
