@@ -184,7 +184,8 @@ export const scenario = {
             "**failed**: clients that never got their 101. A SYN that finds the accept queue full is dropped by the kernel " +
             "and sent again by the client's kernel a second later (then 3 s, 7 s): that shows in the times, not as a retry; " +
             "the kernel's count of them (`ListenOverflows` in `/proc/net/netstat`, the whole network namespace's) is " +
-            "**SYNs dropped at a full accept queue**. Server CPU " +
+            "**SYNs dropped at a full accept queue**. So the storm comes in waves a retransmit apart, and what decides the " +
+            "total is how many clients each wave gets in: the backlog plus what the server accepts while the wave lasts. Server CPU " +
             "over the storm / N: CPU per handshake. The server needs one file descriptor per client: with a lower " +
             "`ulimit -n` the storm is as large as the limit allows, rounded down to a thousand, and the run says so.",
         }
