@@ -176,6 +176,8 @@ interface Slot {
 /** The primary: starts the workers, restarts crashed ones as a supervisor would, forwards signals, relays between the workers' nodes unless they meet in Redis, serves nothing itself. */
 function supervise(opts: Options & { workers: number }): void {
   const logger = pino({ name: "corral", base: null, level: opts.level });
+  // Workers accept on the shared socket themselves: the default round-robin has this process accept every connection and pass its handle over IPC (about twice a handshake's CPU).
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   // Before the first fork: the workers' channels then carry v8-serialized data.
   if (opts.redis === undefined) startClusterPrimary({ logger });
   const base = opts.node ?? defaultBaseName();

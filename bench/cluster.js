@@ -13,10 +13,18 @@
  * a redis-server on the machine every measurement reports itself skipped (a warning with the
  * reason, no figures) instead of failing the whole run.
  */
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { withIpcCluster } from "./cluster/ipc-rig.js";
 import { redisInfo, redisServerBinary, withCluster } from "./cluster/rig.js";
+import { DIST_URL } from "./lib/corral.js";
+import { IpcChild } from "./lib/ipc-child.js";
+import { procCpuMs } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
+import { sourceAddresses } from "./ws/rig.js";
 
 /** @typedef {import("./lib/scenario.js").Scenario} Scenario */
 /** @typedef {import("./cluster/rig.js").Cluster} Cluster */
@@ -495,6 +503,179 @@ export async function measureBroadcastIpc(p) {
 }
 
 // ---------------------------------------------------------------------------------------
+// 7. The CLI with --workers: handshakes and echo from outside, one process vs workers
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The living children of ppid, from /proc (Linux).
+ * @param {number} ppid
+ */
+function childPids(ppid) {
+  /** @type {number[]} */
+  const found = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(parent) === ppid && state !== "Z") found.push(Number(entry));
+  }
+  return found;
+}
+
+/**
+ * The demo's start script (`dist/app/cli.js` of the build under test), run as a user runs it:
+ * `--workers n`, or one process when n is 0. Resolves once it prints its URL.
+ * @param {number} workers
+ */
+async function startCli(workers) {
+  const cli = path.join(path.dirname(fileURLToPath(DIST_URL)), "app", "cli.js");
+  // Diagnosis: node flags for the primary and its workers (which inherit them), e.g. CORRAL_BENCH_CLI_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/p".
+  const flags = (process.env.CORRAL_BENCH_CLI_FLAGS ?? "").split(" ").filter(Boolean);
+  const args = [...flags, cli, "--port", "0", "--log-level", "warn", ...(workers > 0 ? ["--workers", String(workers)] : [])];
+  const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stderr.on("data", (b) => (out += b));
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`corral ${args.slice(flags.length + 1).join(" ")}: no URL after 20 s\n${out}`)), 20_000);
+    proc.stdout.on("data", (b) => {
+      out += b;
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`corral ${args.slice(flags.length + 1).join(" ")} exited (${code})\n${out}`));
+    });
+  });
+  const pids = [/** @type {number} */ (proc.pid), ...childPids(/** @type {number} */ (proc.pid))];
+  check(pids.length === 1 + workers, `corral --workers ${workers}: ${pids.length - 1} worker processes`);
+  return {
+    port: /** @type {number} */ (port),
+    pids,
+    /** CPU of the primary and every worker so far, ms. */
+    cpuMs: () => pids.reduce((s, pid) => s + procCpuMs(pid), 0),
+    /** Each process's CPU so far, ms: [primary, worker 1, …]. */
+    cpuEach: () => pids.map((pid) => procCpuMs(pid)),
+    async stop() {
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGTERM");
+      await Promise.race([exited, sleep(5000)]);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}
+
+/**
+ * One run against `corral [--workers n]`: `conns` handshakes to /echo from a fresh load
+ * generator (the clock and the server's CPU over the storm), then echo on the first `echoConns`
+ * of them for `seconds` after a warm-up.
+ * @param {number} workers
+ * @param {{ conns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number }} p
+ */
+async function workersRun(workers, p) {
+  const server = await startCli(workers);
+  /** @type {IpcChild | undefined} */
+  let gen;
+  try {
+    gen = (await IpcChild.start("loadgen", fileURLToPath(new URL("./ws/loadgen.js", import.meta.url)))).child;
+    await gen.call("setup", { workers: 1 });
+    const sources = sourceAddresses(p.conns);
+    // The echo connections first, then the storm, each with its CPU window.
+    await gen.call("connect", { mode: "echo", port: server.port, path: "/echo", first: 0, count: p.echoConns, sources, concurrency: 50, timeoutMs: 30_000 }, 35_000);
+    await gen.call("echoStart", { inflight: p.inflight, size: p.size });
+    await sleep(p.warmupSeconds * 1000);
+    // A mark starts the window's counts.
+    await gen.call("mark");
+    const c0 = server.cpuMs();
+    const t0 = performance.now();
+    await sleep(p.seconds * 1000);
+    const e1 = await gen.call("mark");
+    const c1 = server.cpuMs();
+    const t1 = performance.now();
+    await gen.call("echoStop", { timeoutMs: 5000 });
+    check(e1.errors === 0, `echo: ${e1.errors} errors, first: ${e1.firstError}`);
+    const echoRate = e1.received / ((t1 - t0) / 1000);
+    const echoCpuUs = ((c1 - c0) * 1000) / e1.received;
+
+    const h0 = server.cpuMs();
+    const each0 = server.cpuEach();
+    const hs = await gen.call("connect", { mode: "idle", port: server.port, path: "/echo", first: p.echoConns, count: p.conns, sources, concurrency: p.concurrency, timeoutMs: 120_000 }, 125_000);
+    const h1 = server.cpuMs();
+    const each1 = server.cpuEach();
+    const seconds = Number(hs.t1 - hs.t0) / 1e9;
+    await gen.call("closeAll");
+    return {
+      subprocessCpuMs: server.cpuMs() + gen.cpuMs(),
+      handshakeRate: p.conns / seconds,
+      handshakeCpuUs: ((h1 - h0) * 1000) / p.conns,
+      /** Per process, µs per handshake: [primary, worker 1, …]. */
+      handshakeCpuUsEach: each1.map((v, i) => ((v - each0[i]) * 1000) / p.conns),
+      retries: hs.retries,
+      echoRate,
+      echoCpuUs,
+    };
+  } finally {
+    await gen?.stop();
+    await server.stop();
+  }
+}
+
+/**
+ * `corral` as one process, with `--workers 1` and with `--workers 2`, each fresh, in turn
+ * (the order alternates between rounds): handshakes/s and echo throughput from outside, and
+ * the server's CPU per handshake and per echo summed over all its processes.
+ * @param {{ conns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number, round?: number }} p
+ */
+export async function measureWorkers(p) {
+  /** @type {Record<string, Awaited<ReturnType<typeof workersRun>>>} */
+  const runs = {};
+  // A random order per round, so no configuration always runs on the warmer or cooler machine.
+  const order = [0, 1, 2];
+  if (Math.random() < 0.5) order.reverse();
+  let subprocessCpuMs = 0;
+  for (const n of order) {
+    const r = await workersRun(n, p);
+    runs[`w${n}`] = r;
+    subprocessCpuMs += r.subprocessCpuMs;
+  }
+  const one = /** @type {NonNullable<typeof runs.w0>} */ (runs.w0);
+  const two = /** @type {NonNullable<typeof runs.w2>} */ (runs.w2);
+  const w1 = /** @type {NonNullable<typeof runs.w1>} */ (runs.w1);
+  return {
+    figures: {
+      hsRateOne: one.handshakeRate,
+      hsRateW1: w1.handshakeRate,
+      hsRateW2: two.handshakeRate,
+      hsCpuUsOne: one.handshakeCpuUs,
+      hsCpuUsW1: w1.handshakeCpuUs,
+      hsCpuUsW2: two.handshakeCpuUs,
+      echoRateOne: one.echoRate,
+      echoRateW2: two.echoRate,
+      echoCpuUsOne: one.echoCpuUs,
+      echoCpuUsW2: two.echoCpuUs,
+    },
+    details: { ...p, order, runs },
+    subprocessCpuMs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // What bench/run.js runs and reports
 
 /**
@@ -628,6 +809,23 @@ export const scenario = {
       groups: ["ipc"],
       how: "**cluster-broadcast**'s cross-node broadcast (5 000 members on each of two workers) over IPC, through the primary.",
     },
+    {
+      id: "cluster-workers",
+      fn: "measureWorkers",
+      params: (quick) => ({ conns: quick ? 2_000 : 10_000, concurrency: 128, echoConns: 100, inflight: 16, size: 32, seconds: quick ? 1.5 : 5, warmupSeconds: quick ? 0.5 : 1 }),
+      timeoutMs: 240_000,
+      groups: ["workers"],
+      how:
+        "The demo's start script as a user runs it (`corral --port 0 --log-level warn`, the build under test's `dist/app/cli.js`): " +
+        "one process, `--workers 1` and `--workers 2` (node:cluster workers meeting over IPC through the primary), each started " +
+        "fresh, in a random order per round. A load generator process (`bench/ws/loadgen.js`, one thread) opens 100 connections " +
+        "to `/echo` and keeps 16 messages of 32 bytes in flight on each (1 s warm-up, then a 5 s window: echoes/s, and the server's " +
+        "CPU per echo), stops, then opens 10 000 more connections to `/echo`, 128 handshakes at a time (2 000 with --quick): " +
+        "handshakes/s over the storm, and the server's CPU per handshake. **The server's CPU is summed over all its processes** " +
+        "(the primary and every worker, from `/proc/<pid>/stat`): the cores are shared with the generator, so handshakes/s " +
+        "can grow with a second worker only as far as the generator leaves a core free, while CPU per handshake says what the " +
+        "cluster itself costs per connection.",
+    },
   ],
   figures: [
     { id: "sendRateRemote", label: "Send throughput, small message, cross-node", format: "rate", unit: "msgs/s" },
@@ -696,6 +894,19 @@ export const scenario = {
     { id: "callP50Ipc", label: "Call round trip p50, cross-node over IPC, one at a time", format: "us", unit: "µs" },
     { id: "callP99Ipc", label: "Call round trip p99, cross-node over IPC, one at a time", format: "us", unit: "µs" },
     { id: "callWindowRateIpc", label: "Calls/s cross-node over IPC, 100 in flight", format: "rate", unit: "calls/s" },
+    { id: "hsRateOne", label: "Handshakes/s, corral as one process", format: "rate", unit: "handshakes/s" },
+    { id: "hsRateW1", label: "Handshakes/s, corral --workers 1", format: "rate", unit: "handshakes/s" },
+    { id: "hsRateW2", label: "Handshakes/s, corral --workers 2", format: "rate", unit: "handshakes/s" },
+    { id: "hsW2OverOne", label: "Handshakes/s: --workers 2 / one process (target ≥ 1.6)", format: "ratio" },
+    { id: "hsCpuUsOne", label: "Server CPU per handshake, one process", format: "us", unit: "µs" },
+    { id: "hsCpuUsW1", label: "Server CPU per handshake, --workers 1 (primary + worker)", format: "us", unit: "µs" },
+    { id: "hsCpuUsW2", label: "Server CPU per handshake, --workers 2 (primary + workers)", format: "us", unit: "µs" },
+    { id: "hsCpuW2OverOne", label: "Server CPU per handshake: --workers 2 / one process", format: "ratio" },
+    { id: "echoRateOne", label: "Echo throughput, one process", format: "rate", unit: "msgs/s" },
+    { id: "echoRateW2", label: "Echo throughput, --workers 2", format: "rate", unit: "msgs/s" },
+    { id: "echoW2OverOne", label: "Echo throughput: --workers 2 / one process (target ≥ 1.6)", format: "ratio" },
+    { id: "echoCpuUsOne", label: "Server CPU per echo, one process", format: "us", unit: "µs" },
+    { id: "echoCpuUsW2", label: "Server CPU per echo, --workers 2 (primary + workers)", format: "us", unit: "µs" },
     { id: "bcastMsIpc", label: "Broadcast to 10 000 members, 5 000 on each node over IPC: until all have it", format: "ms" },
   ],
   derive: (f) => {
@@ -706,6 +917,9 @@ export const scenario = {
       rttRatioP50: ratio(f, "rttP50Remote", "rttP50Local"),
       bcastRatio: ratio(f, "bcastMsRemote", "bcastMsLocal"),
       sendIpcOverRedis: ratio(f, "sendRateIpc", "sendRateRemote"),
+      hsW2OverOne: ratio(f, "hsRateW2", "hsRateOne"),
+      hsCpuW2OverOne: ratio(f, "hsCpuUsW2", "hsCpuUsOne"),
+      echoW2OverOne: ratio(f, "echoRateW2", "echoRateOne"),
     };
     for (const sfx of ["", "Kb"]) {
       const s = f[`cpuSenderUs${sfx}`];

@@ -9,6 +9,7 @@ import { Carrier } from "./carrier.js";
 import { reachable } from "./names.js";
 import {
   ANSWER,
+  BEAT,
   DOWN,
   DROPPED,
   FRAMES,
@@ -107,8 +108,8 @@ class PrimaryNames implements GlobalStore {
 /**
  * One node of a cluster whose nodes are the workers (and maybe the primary) of one node:cluster
  * primary. Each tick's frames leave in one IPC message, which the primary relays without
- * decoding; it says when a node joins (UP) and when one is gone (DOWN: the worker's exit,
- * at once), so there is no heartbeat. A node met sends its group members, then an empty
+ * decoding; it says when a node joins (UP) and when one is gone (DOWN: the worker's exit at
+ * once, or its heartbeat (BEAT) missing for the primary's nodeTimeoutMs). A node met sends its group members, then an empty
  * frame that says it has; startCluster waits for that from every node already up.
  */
 class IpcCarrier extends Carrier {
@@ -124,6 +125,8 @@ class IpcCarrier extends Carrier {
   /** Nodes whose members startCluster waits for. */
   private readonly awaiting = new Set<string>();
   private welcomed: (() => void) | undefined;
+  /** The heartbeat to the primary, which cuts off a worker it has not heard from for its nodeTimeoutMs. */
+  private beat: NodeJS.Timeout | undefined;
 
   constructor(node: string, logger: Logger) {
     // Never holds signals back (the channel takes them at once), so no buffer bounds apply.
@@ -191,7 +194,7 @@ class IpcCarrier extends Carrier {
         return;
       }
       case WELCOME:
-        if (this.joined !== undefined) this.welcome(msg[1], msg[2]);
+        if (this.joined !== undefined) this.welcome(msg[1], msg[2], msg[3]);
         return;
       case REFUSED:
         this.joined?.(new CorralError(msg[1], msg[2]));
@@ -204,8 +207,12 @@ class IpcCarrier extends Carrier {
    * met (told this node's members, then the empty frame). In the handler itself, so the next
    * message from the primary finds it done.
    */
-  private welcome(creation: number, others: string[]): void {
+  private welcome(creation: number, others: string[], heartbeatMs: number): void {
     if (!setCreation(creation) && creation > 0) this.log.debug({ node: this.node }, "cluster: ids already in use; this run keeps counting from them");
+    if (heartbeatMs > 0) {
+      this.beat = setInterval(() => this.link.send([BEAT]), heartbeatMs);
+      this.beat.unref();
+    }
     startDist(this);
     setGlobalStore(this.names);
     for (const node of others) {
@@ -240,6 +247,7 @@ class IpcCarrier extends Carrier {
 
   /** The channel to the primary closed (it exited): every other node is lost with it. */
   private primaryGone(): void {
+    clearInterval(this.beat);
     if (this.stopped) return;
     this.log.error({ node: this.node }, "cluster: the IPC channel to the primary closed; every other node is lost");
     for (const node of Array.from(this.seen.keys())) this.lost(node, "the cluster primary is gone");
@@ -283,11 +291,13 @@ class IpcCarrier extends Carrier {
 
   override abandon(): void {
     super.abandon();
+    clearInterval(this.beat);
     this.link.close();
   }
 
   /** Tells the primary, which tells the others at once. */
   protected goodbye(): Promise<void> {
+    clearInterval(this.beat);
     this.link.send([LEAVE]);
     this.link.close();
     this.unanswered("the cluster stopped");

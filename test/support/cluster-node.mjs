@@ -198,6 +198,12 @@ const commands = {
   sendGlobal: ({ name, msg }) => corral.sendGlobal(name, decode(msg)).then(() => true),
   registeredGlobal: () => corral.registeredGlobal(),
   stopCluster: () => corral.stopCluster().then(() => true),
+  /** Blocks this node's event loop for ms (a hung worker), answering only afterwards. */
+  block: ({ ms }) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+    return true;
+  },
   quit: async () => {
     setTimeout(() => process.exit(0), 10);
     return true;
