@@ -220,7 +220,8 @@ describe.skipIf(!enabled)("Redis lost while running", () => {
 describe.skipIf(!enabled)("Redis away for longer than nodeTimeoutMs", () => {
   let redis: RedisServer;
   let b: ChildNode;
-  const fast = { heartbeatMs: 100, nodeTimeoutMs: 600 };
+  // timeouts short enough for a quick test, long enough that a loaded machine's pauses do not cut nodes off
+  const fast = { heartbeatMs: 200, nodeTimeoutMs: 1_200 };
 
   beforeAll(async () => {
     await ensureBuilt();
@@ -241,7 +242,7 @@ describe.skipIf(!enabled)("Redis away for longer than nodeTimeoutMs", () => {
     await until(async () => ((await b.call<string[]>("nodes")).includes(c.name) ? true : undefined), 5_000, "b to see c");
     await redis.kill();
     await until(async () => ((await b.call<ClusterInfo>("info")).connected ? undefined : true), 5_000, "b to notice the outage");
-    await sleep(1_500);
+    await sleep(fast.nodeTimeoutMs + 500);
     await redis.restart();
     await until(async () => ((await b.call<string[]>("nodes")).includes(c.name) ? true : undefined), 10_000, "b to see c again after the restart");
     await until(async () => ((await c.call<string[]>("nodes")).includes(b.name) ? true : undefined), 10_000, "c to see b again after the restart");
