@@ -82,6 +82,8 @@ const AGENT_GROUP = "corral:observer";
 /** Another node's answer, or its failure, back in the page's connection process. */
 class Answered {
   constructor(
+    /** The node that answered: a view from a node the page has left since is dropped. */
+    readonly node: string,
     readonly json: string,
     /** For a table page: the pids it showed, kept for the next ask. */
     readonly shown: string[] | undefined,
@@ -100,17 +102,16 @@ export function observer(options?: ObserverOptions): WebSocketHandler<ObserverSt
   if (typeof allow !== "function") throw badarg(`observer: allow must be a function (req) => boolean, got ${describe(allow)}`);
   const actions = flag(options?.actions, "observer: actions must be a boolean", false);
   startHistory();
-  startAgent();
   return {
     init: (req) => init(req, allow, actions),
     websocketInit: (state) => {
-      startAgent();
       sendAfter(TICK_MS, self(), TICK);
       return reply(text(JSON.stringify(update(state))), state);
     },
     websocketHandle: (frame, state) => handle(frame, state),
     websocketInfo: (info, state) => {
       if (info instanceof Answered) {
+        if (info.shown !== undefined && info.node !== state.node) return { type: "ok", state };
         state.asking = false;
         if (info.shown !== undefined) state.shownThere = info.shown;
         return reply(text(info.json), state);
@@ -426,7 +427,7 @@ class ObserverAgent implements ProcessBehavior<null> {
 const AGENT = new ObserverAgent();
 let agent: Pid | undefined;
 
-/** One agent per node, from the first observer() on; started again if it was killed. */
+/** One agent per node, once it is in a cluster (checked each second); started again if it was killed. */
 function startAgent(): void {
   if (agent !== undefined && agent.proc !== null) return;
   agent = spawn(AGENT, null);
@@ -450,8 +451,8 @@ function askThere(state: ObserverState, request: AgentRequest, node: string): vo
   const actions = state.actions;
   const failed = (why: string): Answered =>
     request.op === "view"
-      ? new Answered(JSON.stringify({ type: "update", self: nodeName(), actions, nodes: nodeList(), node, unavailable: why }), [])
-      : new Answered(JSON.stringify({ type: "detail", detail: { pid: String(request.pid), alive: false, error: why } }), undefined);
+      ? new Answered(node, JSON.stringify({ type: "update", self: nodeName(), actions, nodes: nodeList(), node, unavailable: why }), [])
+      : new Answered(node, JSON.stringify({ type: "detail", detail: { pid: String(request.pid), alive: false, error: why } }), undefined);
   const there = members(AGENT_GROUP).find((pid) => pid.node === node);
   if (there === undefined) {
     send(me, failed(`no observer on ${node}: it is not up, or it mounts no observer() route`));
@@ -460,8 +461,8 @@ function askThere(state: ObserverState, request: AgentRequest, node: string): vo
   if (request.op === "view") state.asking = true;
   call<{ view?: NodeView; shown?: string[]; detail?: unknown }>(there, request, REMOTE_TIMEOUT_MS).then(
     (a) => {
-      if (request.op === "detail") send(me, new Answered(JSON.stringify({ type: "detail", detail: a.detail }), undefined));
-      else send(me, new Answered(JSON.stringify({ type: "update", self: nodeName(), actions, nodes: nodeList(), ...a.view }), a.shown ?? []));
+      if (request.op === "detail") send(me, new Answered(node, JSON.stringify({ type: "detail", detail: a.detail }), undefined));
+      else send(me, new Answered(node, JSON.stringify({ type: "update", self: nodeName(), actions, nodes: nodeList(), ...a.view }), a.shown ?? []));
     },
     (err: unknown) => send(me, failed(`${node} did not answer: ${err instanceof Error ? err.message : describe(err)}`)),
   );
@@ -766,6 +767,8 @@ function startHistory(): void {
 }
 
 function samplePoint(): void {
+  // In a cluster, other nodes' pages may ask this one. Not before: a pid made before startCluster would fix the node's name.
+  if (clusterInfo() !== undefined) startAgent();
   const now = performance.now();
   let connections = 0;
   for (const l of runningListeners()) connections += l.connections;

@@ -24,6 +24,8 @@ import {
   stopListener,
   stopSupervisor,
   Pid,
+  processCount,
+  whichGroups,
   type WsEvent,
 } from "../../src/index.js";
 import { SessionClient } from "../support/session-client.js";
@@ -144,6 +146,15 @@ async function detailUntil(o: Awaited<ReturnType<typeof open>>, pid: string, pre
 }
 
 describe("observer views", () => {
+  test("outside a cluster no observer agent is started: a pid made before startCluster would fix the node's name", async () => {
+    const before = processCount();
+    observer();
+    // The plots' point a second is where a node in a cluster starts its agent.
+    await new Promise((r) => setTimeout(r, 1300));
+    expect(processCount()).toBe(before);
+    expect(whichGroups()).not.toContain("corral:observer");
+  });
+
   test("supervisors as a tree: a nested supervisor under its parent, not as a root; each restart kept with its child and reason", async () => {
     const worker = (): Pid => spawnLink(async (ctx) => {
       const m = await ctx.receive();
