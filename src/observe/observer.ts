@@ -69,7 +69,7 @@ const MAX_LISTED = 100;
 const HISTORY = 300;
 const TICK_MS = 1000;
 const TICK = Symbol("observer tick");
-/** Supervisors listed in the tree at most, children listed per supervisor, and restarts kept per supervisor are the supervisor's own. */
+/** The tree lists at most this many supervisors, and this many children of each (each keeps its own last restarts). */
 const MAX_SUPERVISORS = 200;
 const MAX_CHILDREN = 100;
 /** Timers listed as the next due. */
