@@ -19,6 +19,7 @@ let c: ChildNode | undefined;
 interface SupNode {
   pid: string;
   name: string | null;
+  restarts: { childId: string; reason: string }[];
   children: { id: string; pid: string | null }[];
 }
 interface Update {
@@ -51,7 +52,15 @@ beforeAll(async () => {
   }
   c = await startNode(transport.options(`obsc-${RUN}@127.0.0.1`));
   await until(() => nodes().length === 2 || undefined, 5_000, "this node to see both others");
-  const dispatch = compileRoutes([{ host: "_", paths: [["/observer", observer()]] }]);
+  const dispatch = compileRoutes([
+    {
+      host: "_",
+      paths: [
+        ["/observer", observer()],
+        ["/actions", observer({ actions: true })],
+      ],
+    },
+  ]);
   const l = await startClear(NAME, { port: 0, host: "127.0.0.1" }, { dispatch });
   base = `127.0.0.1:${l.port}`;
 }, 150_000);
@@ -61,8 +70,8 @@ afterAll(async () => {
   await stopNodes([b, c]);
 }, 30_000);
 
-async function open(): Promise<{ ws: WebSocket; ask: (m: unknown) => void; next: <T>(pred: (m: Record<string, unknown>) => boolean, ms?: number) => Promise<T> }> {
-  const ws = new WebSocket(`ws://${base}/observer`, { origin: `http://${base}` });
+async function open(path = "/observer"): Promise<{ ws: WebSocket; ask: (m: unknown) => void; next: <T>(pred: (m: Record<string, unknown>) => boolean, ms?: number) => Promise<T> }> {
+  const ws = new WebSocket(`ws://${base}${path}`, { origin: `http://${base}` });
   const waiting: { pred: (m: Record<string, unknown>) => boolean; resolve: (m: unknown) => void }[] = [];
   ws.on("message", (data) => {
     const m = JSON.parse(String(data)) as Record<string, unknown>;
@@ -133,6 +142,40 @@ describe("the observer across the cluster", () => {
       const home = await o.next<Update>((m) => isUpdate(m) && m["node"] === nodeName());
       expect(home.unavailable).toBeUndefined();
       expect(home.supervisors!.some((s) => s.name === "remote-sup")).toBe(false);
+    } finally {
+      o.ws.close();
+    }
+  }, 40_000);
+
+  test("with actions on, kill reaches a process on another node; its supervisor there restarts it, and the page shows that restart", async () => {
+    const o = await open("/actions");
+    try {
+      o.ask({ type: "query", node: b!.name });
+      const there = await until(
+        async () => {
+          const u = await o.next<Update>((m) => isUpdate(m) && m["node"] === b!.name);
+          return u.supervisors?.some((s) => s.name === "remote-sup") === true ? u : undefined;
+        },
+        10_000,
+        "node b's supervisor in the page",
+      );
+      const sup = there.supervisors!.find((s) => s.name === "remote-sup")!;
+      const worker = sup.children[0]!.pid!;
+      expect(worker.startsWith(`<${b!.name}.`)).toBe(true);
+      o.ask({ type: "kill", pid: worker });
+      expect(await o.next<{ ok: boolean }>((m) => m["type"] === "action")).toMatchObject({ ok: true });
+      const after = await until(
+        async () => {
+          const u = await o.next<Update>((m) => isUpdate(m) && m["node"] === b!.name);
+          const s = u.supervisors?.find((x) => x.name === "remote-sup");
+          return s !== undefined && s.restarts.length > 0 ? s : undefined;
+        },
+        10_000,
+        "the restart on node b",
+      );
+      expect(after.restarts.map((r) => [r.childId, r.reason])).toEqual([["remote-worker", "killed"]]);
+      expect(after.children[0]!.pid).not.toBe(worker);
+      expect(after.children[0]!.pid!.startsWith(`<${b!.name}.`)).toBe(true);
     } finally {
       o.ws.close();
     }
