@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const query = { type: "query", sort: "pid", desc: false, filter: "", offset: 0, limit: 50 };
+const query = { type: "query", node: "", sort: "pid", desc: false, filter: "", offset: 0, limit: 50 };
 let socket = null;
 let selected = null;
 let last = null;
@@ -57,13 +57,73 @@ function ask(msg) {
 function render(u) {
   last = u;
   $("node").textContent = u.node;
+  $("viewing").textContent = u.node === u.self ? "" : "(asked through " + u.self + ")";
+  renderNodes(u);
+  $("unavailable").hidden = !u.unavailable;
+  $("unavailable").textContent = u.unavailable || "";
+  if (u.unavailable) return;
   renderSummary(u.summary);
   for (const name of ["processes", "connections", "messages", "delayMs"]) plot(name, u.series[name]);
   renderTable(u.table);
   renderListeners(u.listeners);
   renderSimple($("group-rows"), u.groups.map((g) => [g.name, g.members]));
-  renderSimple($("node-rows"), u.nodes.map((n) => [n.name + (n.self ? " (this node)" : ""), n.up ? "up" : "down"]));
+  renderSupervisors(u.supervisors);
+  renderTimers(u.timers);
   if (selected !== null) ask({ type: "detail", pid: selected });
+}
+
+function renderNodes(u) {
+  $("node-rows").replaceChildren(...u.nodes.map((n) => {
+    const tr = el("tr");
+    tr.dataset.node = n.name;
+    const cell = el("td");
+    if (n.name === u.node) cell.append(el("b", "viewing"));
+    else if (n.observer) {
+      const b = el("button", "view", "view");
+      b.type = "button";
+      b.addEventListener("click", () => viewNode(n.self ? "" : n.name));
+      cell.append(b);
+    } else cell.append(el("span", "no observer", "note"));
+    tr.append(el("td", n.name + (n.self ? " (this node)" : "")), el("td", n.up ? "up" : "down"), cell);
+    return tr;
+  }));
+}
+
+function viewNode(name) {
+  query.node = name;
+  query.offset = 0;
+  selected = null;
+  $("detail").hidden = true;
+  requery();
+}
+
+function supItem(s) {
+  const li = el("li");
+  li.dataset.pid = s.pid;
+  li.append(el("span", "▾ " + s.pid + (s.name ? " " + s.name : "") + " — " + s.strategy + ", at most " + s.intensity + " restart" + (s.intensity === 1 ? "" : "s") + " in " + fmtMs(s.periodMs), "sup"));
+  if (s.restarts.length > 0) {
+    const r = s.restarts[s.restarts.length - 1];
+    li.append(el("div", s.restarts.length + " restart" + (s.restarts.length === 1 ? "" : "s") + " kept; last: " + r.childId + " at " + new Date(r.at).toLocaleTimeString() + " (" + r.reason + ")", "restarts"));
+  }
+  const ul = el("ul");
+  for (const c of s.children) {
+    if (c.supervisor) ul.append(supItem(c.supervisor));
+    else ul.append(el("li", c.id + " " + (c.restarting ? "restarting" : c.pid ?? "not running") + " (" + c.type + ")"));
+  }
+  if (s.childCount > s.children.length) ul.append(el("li", "… " + (s.childCount - s.children.length) + " more", "note"));
+  li.append(ul);
+  return li;
+}
+
+function renderSupervisors(list) {
+  const ul = el("ul", undefined, "tree");
+  ul.append(...list.map(supItem));
+  $("sup-tree").replaceChildren(list.length === 0 ? el("p", "none", "note") : ul);
+}
+
+function renderTimers(t) {
+  $("timer-count").textContent = "(" + t.count + " armed)";
+  renderSimple($("timer-rows"), t.next.map((x) => [fmtMs(x.inMs), x.dest, x.behaviour ?? "", x.kind]));
 }
 
 function renderSummary(s) {
@@ -148,14 +208,14 @@ function renderListeners(list) {
     if (l.conns.length > 0) {
       const table = el("table");
       const head = el("tr");
-      for (const h of ["pid", "transport", "peer", "buffered", "idle", "reading"]) head.append(el("th", h));
+      for (const h of ["pid", "transport", "peer", "buffered", "idle", "reading", "session"]) head.append(el("th", h));
       const thead = el("thead");
       thead.append(head);
       const body = el("tbody");
       for (const c of l.conns) {
         const tr = el("tr");
         tr.dataset.pid = c.pid ?? "";
-        tr.append(el("td", c.pid ?? "-"), el("td", c.transport), el("td", c.peer), el("td", fmtBytes(c.buffered), "num"), el("td", fmtMs(c.idleMs), "num"), el("td", c.throttled ? "paused (mailbox full)" : "yes"));
+        tr.append(el("td", c.pid ?? "-"), el("td", c.transport), el("td", c.peer), el("td", fmtBytes(c.buffered), "num"), el("td", fmtMs(c.idleMs), "num"), el("td", c.throttled ? "paused (mailbox full)" : "yes"), el("td", c.session ? c.session.transport + ", attached" : ""));
         body.append(tr);
       }
       table.append(thead, body);
@@ -176,11 +236,12 @@ function renderSimple(tbody, rows) {
 
 function renderDetail(d) {
   $("detail").hidden = false;
-  $("detail-pid").textContent = d.pid + (d.alive ? "" : " (exited)");
+  $("detail-pid").textContent = d.pid + (d.alive ? "" : d.error ? " (" + d.error + ")" : " (exited)");
   const fields = $("detail-fields");
   if (!d.alive) {
     fields.replaceChildren();
     $("actions").hidden = true;
+    $("detail-sup").hidden = true;
     return;
   }
   const pairs = [
@@ -188,7 +249,15 @@ function renderDetail(d) {
     ["handled", d.handled], ["≈ memory", fmtBytes(d.memory)], ["hibernated", d.hibernated], ["traps exits", d.trapExit],
     ["links", d.links.join(" ")], ["monitors", d.monitors.join(" ")], ["monitored by", d.monitoredBy.join(" ")],
     ["groups", d.groups.join(", ")], ["machine state", d.machine ?? ""],
+    ["timers", d.timers.count === 0 ? "none" : d.timers.count + ", next in " + fmtMs(d.timers.nextInMs)],
   ];
+  if (d.session) pairs.push(["session transport", d.session.transport + " (resume window " + fmtMs(d.session.resumeWindowMs) + ")"]);
+  if (d.supervisor) pairs.push(["supervisor", d.supervisor.strategy + ", at most " + d.supervisor.intensity + " in " + fmtMs(d.supervisor.periodMs) + ", " + d.supervisor.childCount + " children"]);
+  $("detail-sup").hidden = !d.supervisor;
+  if (d.supervisor) {
+    $("detail-children").replaceChildren(...d.supervisor.children.map((c) => el("li", c.id + " " + (c.restarting ? "restarting" : c.pid ?? "not running") + " (" + c.type + ")")));
+    $("detail-restarts").replaceChildren(...(d.supervisor.restarts.length === 0 ? [el("li", "none", "note")] : d.supervisor.restarts.map((r) => el("li", new Date(r.at).toLocaleTimeString() + " " + r.childId + ": " + r.reason))));
+  }
   fields.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
   $("detail-state").textContent = d.state;
   $("detail-queue").textContent = d.queue.join("\n");

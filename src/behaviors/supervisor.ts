@@ -323,6 +323,8 @@ class SupervisorState {
   children: Child[];
   /** When recent restarts happened (performance.now()), for the sliding intensity window. */
   restarts: number[] = [];
+  /** The last restarts, newest last (at most HISTORY_KEPT), for the observer. */
+  history: RestartRecord[] = [];
   job: StopJob | undefined = undefined;
   /** Messages that arrived while a stop job ran, handled in order once it ends. */
   deferred: unknown[] = [];
@@ -550,6 +552,7 @@ function childExited(s: SupervisorState, child: Child, pid: Pid, reason: ExitRea
   }
   if (child.restart === "transient" && isNormalExit(reason)) return;
   report(s, "child_terminated", child, pid, reason, "child terminated");
+  noteRestart(s, child, reason);
   restart(s, child);
 }
 
@@ -752,6 +755,7 @@ export function startSupervisor(spec: SupervisorSpec, opts?: StartSupervisorOpti
   const spawnOpts = { trapExit: true, name };
   const pid = linked ? spawnLink(SUPERVISOR, arg, spawnOpts) : spawn(SUPERVISOR, arg, spawnOpts);
   supervisors.add(pid);
+  keepLive(pid);
   if (stopTimeout !== undefined) watchPermanent(pid, name, stopTimeout);
   return pid;
 }
@@ -885,4 +889,59 @@ export async function deleteChild(sup: SupRef, id: string): Promise<void> {
 export async function stopSupervisor(sup: SupRef, reason: ExitReason = "shutdown"): Promise<void> {
   if (!isExitReason(reason)) throw badarg(`stopSupervisor: invalid reason ${describe(reason)}`);
   return callSupervisor(sup, "stopSupervisor", { op: "stop", reason });
+}
+
+// ---------------------------------------------------------------------------------------
+// Read in place by the observer (src/observe/): a supervisor's children and restart history
+
+/** One restart as the observer shows it. */
+export interface RestartRecord {
+  /** When the child exited (Date.now()). */
+  readonly at: number;
+  readonly childId: string;
+  readonly reason: string;
+}
+
+/** @internal A supervisor as the observer's tree shows it. */
+export interface SupervisorSnapshot {
+  readonly strategy: Strategy;
+  readonly intensity: number;
+  readonly periodMs: number;
+  /** Every child spec; `children` lists the first `limit` of them. */
+  readonly childCount: number;
+  readonly children: readonly ChildInfo[];
+  readonly restarts: readonly RestartRecord[];
+}
+
+const HISTORY_KEPT = 20;
+
+function noteRestart(s: SupervisorState, child: Child, reason: ExitReason): void {
+  if (s.history.length === HISTORY_KEPT) s.history.shift();
+  s.history.push({ at: Date.now(), childId: child.id, reason: reasonText(reason) });
+}
+
+/** Supervisors started, for the observer's tree; the dead are dropped whenever the set doubles, so it stays within twice the live ones. */
+const started = new Set<Pid>();
+let pruneAt = 64;
+
+function keepLive(pid: Pid): void {
+  started.add(pid);
+  if (started.size < pruneAt) return;
+  for (const p of started) if (p.proc === null) started.delete(p);
+  pruneAt = Math.max(64, started.size * 2);
+}
+
+/** @internal The live supervisors of this node, in start order. */
+export function liveSupervisors(): Pid[] {
+  const out: Pid[] = [];
+  for (const p of started) if (p.proc !== null) out.push(p);
+  return out;
+}
+
+/** @internal A live supervisor's first `limit` children and last restarts, read without a call; undefined for any other process. */
+export function supervisorSnapshot(pid: Pid, limit: number): SupervisorSnapshot | undefined {
+  const s = pid.proc?.state;
+  if (!(s instanceof SupervisorState)) return undefined;
+  const children = s.children.slice(0, limit).map((c) => ({ id: c.id, pid: c.restarting ? ("restarting" as const) : c.pid, type: c.type }));
+  return { strategy: s.strategy, intensity: s.intensity, periodMs: s.periodMs, childCount: s.children.length, children, restarts: [...s.history] };
 }

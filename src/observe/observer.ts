@@ -3,19 +3,23 @@ import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { inspect } from "node:util";
 import type { Req } from "../behaviors/req.js";
+import { liveSupervisors, supervisorSnapshot, type RestartRecord } from "../behaviors/supervisor.js";
 import { reply, upgrade, type CallResult, type InitResult, type WebSocketHandler } from "../behaviors/websocket.js";
 import { text, type InFrame } from "../behaviors/frames.js";
 import { clusterInfo } from "../cluster/cluster.js";
+import { answer, call, type From } from "../runtime/call.js";
 import { badarg, describe } from "../runtime/errors.js";
-import { members, whichGroups } from "../runtime/groups.js";
+import { join, members, whichGroups } from "../runtime/groups.js";
 import { processInfo } from "../runtime/info.js";
 import { runtimeLogger } from "../runtime/log.js";
 import { nodeName } from "../runtime/node.js";
 import { livePids, Pid } from "../runtime/pid.js";
 import { self, send, type Process } from "../runtime/process.js";
+import { ok, type Result } from "../runtime/result.js";
 import { exit } from "../runtime/signals.js";
+import { spawn, type ProcessBehavior } from "../runtime/spawn.js";
 import { stats } from "../runtime/stats.js";
-import { sendAfter, timerCount } from "../runtime/timers.js";
+import { nextTimers, processTimers, sendAfter, timerCount } from "../runtime/timers.js";
 import { flag, knownKeys } from "../runtime/validate.js";
 import { runningListeners } from "../server/listener.js";
 
@@ -36,6 +40,12 @@ export interface ObserverState {
   query: Query;
   /** The pids the last table page showed: kept as candidates, so a sorted top holds between samples. */
   shown: Pid[];
+  /** The node the page looks at; another node's views come from its observer agent, through a call. */
+  node: string;
+  /** What the last table page of that other node showed, as pid strings (its agent reads them again). */
+  shownThere: string[];
+  /** A call to the other node's agent is on its way: the next tick waits for it instead of piling up. */
+  asking: boolean;
 }
 
 interface Query {
@@ -59,13 +69,33 @@ const MAX_LISTED = 100;
 const HISTORY = 300;
 const TICK_MS = 1000;
 const TICK = Symbol("observer tick");
+/** The tree lists at most this many supervisors, and this many children of each (each keeps its own last restarts). */
+const MAX_SUPERVISORS = 200;
+const MAX_CHILDREN = 100;
+/** Timers listed as the next due. */
+const MAX_TIMERS = 10;
+/** How long the page waits for another node's agent. */
+const REMOTE_TIMEOUT_MS = 3000;
+/** The group each node's observer agent joins: a page finds another node's agent among its members. */
+const AGENT_GROUP = "corral:observer";
+
+/** Another node's answer, or its failure, back in the page's connection process. */
+class Answered {
+  constructor(
+    /** The node that answered: a view from a node the page has left since is dropped. */
+    readonly node: string,
+    readonly json: string,
+    /** For a table page: the pids it showed, kept for the next ask. */
+    readonly shown: string[] | undefined,
+  ) {}
+}
 
 /**
  * A route target serving a live page of this node (the page, its script and style, and a
  * WebSocket on the same path pushing an update a second). Mount it on a path of its own:
  * `["/observer", observer()]`. Costs nothing until a page is open, but a per-second count.
  */
-export function observer(options?: ObserverOptions): WebSocketHandler<ObserverState, unknown, typeof TICK> {
+export function observer(options?: ObserverOptions): WebSocketHandler<ObserverState, unknown, typeof TICK | Answered> {
   if (options !== undefined && (typeof options !== "object" || options === null)) throw badarg(`observer: options must be an object, got ${describe(options)}`);
   if (options !== undefined) knownKeys(options, KNOWN_OPTIONS, "observer");
   const allow = options?.allow ?? isLoopback;
@@ -80,11 +110,24 @@ export function observer(options?: ObserverOptions): WebSocketHandler<ObserverSt
     },
     websocketHandle: (frame, state) => handle(frame, state),
     websocketInfo: (info, state) => {
+      if (info instanceof Answered) {
+        if (info.shown !== undefined && info.node !== state.node) return { type: "ok", state };
+        state.asking = false;
+        if (info.shown !== undefined) state.shownThere = info.shown;
+        return reply(text(info.json), state);
+      }
       if (info !== TICK) return { type: "ok", state };
       sendAfter(TICK_MS, self(), TICK);
-      return reply(text(JSON.stringify(update(state))), state);
+      return refresh(state);
     },
   };
+}
+
+/** The page's next update: this node's, at once; another node's, asked of its agent and pushed when it answers. */
+function refresh(state: ObserverState): CallResult<ObserverState> {
+  if (state.node === nodeName()) return reply(text(JSON.stringify(update(state))), state);
+  if (!state.asking) askThere(state, { op: "view", query: state.query, shown: state.shownThere }, state.node);
+  return { type: "ok", state };
 }
 
 const KNOWN_OPTIONS = new Set(["allow", "actions"]);
@@ -121,7 +164,7 @@ function init(req: Req, allow: (req: Req) => boolean, actions: boolean): InitRes
   const refuse = (status: number, why: string): InitResult<ObserverState> => ({
     type: "ok",
     req: req.reply(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" }, why),
-    state: { peer: "", actions, query: defaultQuery(), shown: [] },
+    state: { peer: "", actions, query: defaultQuery(), shown: [], node: nodeName(), shownThere: [], asking: false },
   });
   let allowed = false;
   try {
@@ -130,7 +173,7 @@ function init(req: Req, allow: (req: Req) => boolean, actions: boolean): InitRes
     runtimeLogger().warn({ err, peer: req.peer.address }, "observer: allow threw; refusing");
   }
   if (!allowed) return refuse(403, "forbidden\n");
-  const state: ObserverState = { peer: `${req.peer.address}:${req.peer.port}`, actions, query: defaultQuery(), shown: [] };
+  const state: ObserverState = { peer: `${req.peer.address}:${req.peer.port}`, actions, query: defaultQuery(), shown: [], node: nodeName(), shownThere: [], asking: false };
   if (req.header("upgrade")?.toLowerCase() === "websocket") {
     // A page on another site may open a WebSocket to a loopback address too: only the observer's own page may.
     const origin = req.header("origin");
@@ -176,11 +219,22 @@ function handle(frame: InFrame, state: ObserverState): CallResult<ObserverState>
   if (typeof msg !== "object" || msg === null) return { type: "ok", state };
   const m = msg as Record<string, unknown>;
   switch (m["type"]) {
-    case "query":
+    case "query": {
       state.query = readQuery(m);
-      return reply(text(JSON.stringify(update(state))), state);
-    case "detail":
-      return reply(text(JSON.stringify({ type: "detail", detail: detail(m["pid"]) })), state);
+      const node = typeof m["node"] === "string" && m["node"] !== "" ? m["node"] : nodeName();
+      if (node !== state.node) {
+        state.node = node;
+        state.shownThere = [];
+        state.asking = false;
+      }
+      return refresh(state);
+    }
+    case "detail": {
+      const node = pidNode(m["pid"]);
+      if (node === undefined || node === nodeName()) return reply(text(JSON.stringify({ type: "detail", detail: detail(m["pid"]) })), state);
+      askThere(state, { op: "detail", pid: m["pid"] }, node);
+      return { type: "ok", state };
+    }
     case "kill":
     case "send":
       return reply(text(JSON.stringify(act(m, state))), state);
@@ -199,20 +253,38 @@ function readQuery(m: Record<string, unknown>): Query {
   return q;
 }
 
-/** A local pid from the page's text, or undefined. */
-function localPid(text: unknown): Pid | undefined {
+/** A pid from the page's text, or undefined. */
+function parsePid(text: unknown): Pid | undefined {
   if (typeof text !== "string") return undefined;
   try {
-    const pid = Pid.parse(text);
-    return pid.proc === null ? undefined : pid;
+    return Pid.parse(text);
   } catch {
     return undefined;
   }
 }
 
+/** A live local pid from the page's text, or undefined. */
+function localPid(text: unknown): Pid | undefined {
+  const pid = parsePid(text);
+  return pid?.proc === null ? undefined : pid;
+}
+
+/** The node a pid's text names, or undefined for what is not a pid. */
+function pidNode(text: unknown): string | undefined {
+  return parsePid(text)?.node;
+}
+
+/** An action's target: a live local process, or a pid on a node of the cluster that is up (exit and send cross nodes). */
+function targetPid(text: unknown): Pid | undefined {
+  const pid = parsePid(text);
+  if (pid === undefined) return undefined;
+  if (pid.node === nodeName()) return pid.proc === null ? undefined : pid;
+  return clusterInfo()?.nodes.includes(pid.node) === true ? pid : undefined;
+}
+
 function act(m: Record<string, unknown>, state: ObserverState): { type: "action"; ok: boolean; error?: string } {
   if (!state.actions) return { type: "action", ok: false, error: "actions are off (observer({ actions: true }) turns them on)" };
-  const pid = localPid(m["pid"]);
+  const pid = targetPid(m["pid"]);
   if (pid === undefined) return { type: "action", ok: false, error: "no such process" };
   if (m["type"] === "kill") {
     runtimeLogger().warn({ pid: String(pid), by: state.peer }, "observer: kill");
@@ -247,7 +319,25 @@ interface Row {
   machine: string | null;
 }
 
+/** This node's views for one page: the counts, plots, a table page, listeners, groups, supervisors and timers. */
+interface NodeView {
+  node: string;
+  summary: Record<string, number>;
+  series: Series;
+  table: unknown;
+  listeners: unknown[];
+  groups: { name: string; members: number }[];
+  supervisors: SupervisorNode[];
+  timers: { count: number; next: { inMs: number; dest: string; behaviour: string | null; kind: "timeout" | "message" }[] };
+}
+
 function update(state: ObserverState): unknown {
+  const { view, shown } = nodeView(state.query, state.shown);
+  state.shown = shown;
+  return { type: "update", self: nodeName(), actions: state.actions, nodes: nodeList(), ...view };
+}
+
+function nodeView(query: Query, shown: Pid[]): { view: NodeView; shown: Pid[] } {
   const listeners = [];
   let connections = 0;
   for (const l of runningListeners()) {
@@ -268,16 +358,15 @@ function update(state: ObserverState): unknown {
           buffered: port.bufferedAmount,
           idleMs: idleFor(port, socket.bytesRead, now),
           throttled: port.throttled,
+          session: port.pid === null ? null : sessionTransport(port.pid.proc),
         };
       }),
     });
   }
   const groupNames = whichGroups();
-  const cluster = clusterInfo();
-  return {
-    type: "update",
+  const page = table(query, shown);
+  const view: NodeView = {
     node: nodeName(),
-    actions: state.actions,
     summary: {
       processes: livePids.size,
       connections,
@@ -291,11 +380,158 @@ function update(state: ObserverState): unknown {
       framesOut: stats.framesOut,
     },
     series: history,
-    table: table(state),
+    table: page.table,
     listeners,
     groups: groupNames.slice(0, MAX_LISTED).map((g) => ({ name: g, members: members(g).length })),
-    nodes: cluster === undefined ? [{ name: nodeName(), self: true, up: true }] : [{ name: cluster.node, self: true, up: cluster.connected }, ...cluster.nodes.map((n) => ({ name: n, self: false, up: true }))],
+    supervisors: supervisorTree(),
+    timers: {
+      count: timerCount(),
+      next: nextTimers(MAX_TIMERS).map((t) => ({
+        inMs: t.inMs,
+        dest: String(t.dest),
+        behaviour: typeof t.dest === "string" ? null : (t.dest.proc?.loop.name ?? null),
+        kind: t.timeout ? "timeout" : "message",
+      })),
+    },
   };
+  return { view, shown: page.shown };
+}
+
+/** The cluster's nodes as this node sees them, and which of them answer the page (run an observer agent). */
+function nodeList(): { name: string; self: boolean; up: boolean; observer: boolean }[] {
+  const cluster = clusterInfo();
+  if (cluster === undefined) return [{ name: nodeName(), self: true, up: true, observer: true }];
+  const agents = new Set(members(AGENT_GROUP).map((pid) => pid.node));
+  return [{ name: cluster.node, self: true, up: cluster.connected, observer: true }, ...cluster.nodes.map((n) => ({ name: n, self: false, up: true, observer: agents.has(n) }))];
+}
+
+/* ------------------------------------------------------------------ other nodes: an agent per node, asked through the cluster */
+
+type AgentRequest = { op: "view"; query: Query; shown: string[] } | { op: "detail"; pid: unknown };
+
+/** Answers other nodes' pages with this node's views: Erlang's observer asks a remote node through rpc, this through a call. */
+class ObserverAgent implements ProcessBehavior<null> {
+  init(): null {
+    return null;
+  }
+
+  handleInfo(_msg: unknown, s: null): Result<null> {
+    return ok(s);
+  }
+
+  handleCall(request: unknown, _from: From, s: null): Result<null> {
+    return answer(agentAnswer(request), s);
+  }
+}
+
+const AGENT = new ObserverAgent();
+let agent: Pid | undefined;
+
+/** One agent per node, once it is in a cluster (checked each second); started again if it was killed. */
+function startAgent(): void {
+  if (agent !== undefined && agent.proc !== null) return;
+  agent = spawn(AGENT, null);
+  join(AGENT_GROUP, agent);
+}
+
+/** What the agent answers: a request from another node is checked as the page's own would be. */
+function agentAnswer(request: unknown): unknown {
+  const r = typeof request === "object" && request !== null ? (request as Record<string, unknown>) : {};
+  if (r["op"] === "detail") return { detail: detail(r["pid"]) };
+  if (r["op"] !== "view") return { error: "unknown request" };
+  const q = typeof r["query"] === "object" && r["query"] !== null ? readQuery(r["query"] as Record<string, unknown>) : defaultQuery();
+  const given = Array.isArray(r["shown"]) ? (r["shown"] as unknown[]).slice(0, MAX_ROWS) : [];
+  const { view, shown } = nodeView(q, given.map(localPid).filter((pid): pid is Pid => pid !== undefined));
+  return { view, shown: shown.map(String) };
+}
+
+/** Asks the agent of another node; its answer (or why there is none) comes back to the page's process as Answered. */
+function askThere(state: ObserverState, request: AgentRequest, node: string): void {
+  const me = self();
+  const actions = state.actions;
+  const failed = (why: string): Answered =>
+    request.op === "view"
+      ? new Answered(node, JSON.stringify({ type: "update", self: nodeName(), actions, nodes: nodeList(), node, unavailable: why }), [])
+      : new Answered(node, JSON.stringify({ type: "detail", detail: { pid: String(request.pid), alive: false, error: why } }), undefined);
+  const there = members(AGENT_GROUP).find((pid) => pid.node === node);
+  if (there === undefined) {
+    send(me, failed(`no observer on ${node}: it is not up, or it mounts no observer() route`));
+    return;
+  }
+  if (request.op === "view") state.asking = true;
+  call<{ view?: NodeView; shown?: string[]; detail?: unknown }>(there, request, REMOTE_TIMEOUT_MS).then(
+    (a) => {
+      if (request.op === "detail") send(me, new Answered(node, JSON.stringify({ type: "detail", detail: a.detail }), undefined));
+      else send(me, new Answered(node, JSON.stringify({ type: "update", self: nodeName(), actions, nodes: nodeList(), ...a.view }), a.shown ?? []));
+    },
+    (err: unknown) => send(me, failed(`${node} did not answer: ${err instanceof Error ? err.message : describe(err)}`)),
+  );
+}
+
+/* ------------------------------------------------------------------ supervisors and sessions */
+
+interface SupervisorNode {
+  pid: string;
+  name: string | null;
+  strategy: string;
+  intensity: number;
+  periodMs: number;
+  restarts: RestartRecord[];
+  childCount: number;
+  children: { id: string; pid: string | null; type: string; restarting: boolean; supervisor: SupervisorNode | null }[];
+}
+
+/** The live supervisors as trees: those no listed supervisor holds as a child are the roots. */
+function supervisorTree(): SupervisorNode[] {
+  const all = liveSupervisors().slice(0, MAX_SUPERVISORS);
+  const held = new Set<Pid>();
+  const snaps = new Map<Pid, NonNullable<ReturnType<typeof supervisorSnapshot>>>();
+  for (const pid of all) {
+    const snap = supervisorSnapshot(pid, MAX_CHILDREN);
+    if (snap === undefined) continue;
+    snaps.set(pid, snap);
+    for (const c of snap.children) if (c.pid instanceof Pid) held.add(c.pid);
+  }
+  const build = (pid: Pid, depth: number): SupervisorNode | null => {
+    const snap = snaps.get(pid);
+    if (snap === undefined || depth > 20) return null;
+    return {
+      pid: String(pid),
+      name: pid.proc?.name ?? null,
+      strategy: snap.strategy,
+      intensity: snap.intensity,
+      periodMs: snap.periodMs,
+      restarts: [...snap.restarts],
+      childCount: snap.childCount,
+      children: snap.children.map((c) => ({
+        id: c.id,
+        pid: c.pid instanceof Pid ? String(c.pid) : null,
+        type: c.type,
+        restarting: c.pid === "restarting",
+        supervisor: c.pid instanceof Pid ? build(c.pid, depth + 1) : null,
+      })),
+    };
+  };
+  const roots: SupervisorNode[] = [];
+  for (const pid of snaps.keys()) {
+    if (held.has(pid)) continue;
+    const node = build(pid, 0);
+    if (node !== null) roots.push(node);
+  }
+  return roots;
+}
+
+/**
+ * A bullet session's transport process (its state is the transport's relay): which transport it
+ * is and the session's resume window; null for any other process, or one whose state is hibernated.
+ */
+function sessionTransport(p: Process | null): { transport: string; resumeWindowMs: number } | null {
+  const st = p?.state;
+  if (typeof st !== "object" || st === null) return null;
+  const relay = st as { kind?: unknown; session?: { isSession?: unknown; limits?: { resumeWindowMs?: unknown } } };
+  if (typeof relay.kind !== "string" || relay.session?.isSession !== true) return null;
+  const window = relay.session.limits?.resumeWindowMs;
+  return { transport: relay.kind, resumeWindowMs: typeof window === "number" ? window : 0 };
 }
 
 /** When each listed socket last read a byte, as this observer saw it (so the first sight counts as now). */
@@ -337,13 +573,12 @@ function sampleWindow(): Pid[] {
   return window;
 }
 
-function table(state: ObserverState): unknown {
-  const q = state.query;
+function table(q: Query, shown: Pid[]): { table: unknown; shown: Pid[] } {
   const exact = livePids.size <= SAMPLE_SIZE;
   let candidates = sampleWindow();
-  if (!exact && state.shown.length > 0) {
+  if (!exact && shown.length > 0) {
     const seen = new Set(candidates);
-    candidates = candidates.concat(state.shown.filter((pid) => pid.proc !== null && !seen.has(pid)));
+    candidates = candidates.concat(shown.filter((pid) => pid.proc !== null && !seen.has(pid)));
   }
   const matched = q.filter === "" ? candidates.filter((pid) => pid.proc !== null) : candidates.filter((pid) => matches(pid, q.filter));
   const key = sortKey(q.sort);
@@ -356,8 +591,10 @@ function table(state: ObserverState): unknown {
     return x < y ? -dir : x > y ? dir : a.id - b.id;
   });
   const page = matched.slice(q.offset, q.offset + q.limit);
-  state.shown = page;
-  return { total: livePids.size, sampled: candidates.length, exact, matched: matched.length, offset: q.offset, limit: q.limit, sort: q.sort, desc: q.desc, filter: q.filter, rows: page.map(row) };
+  return {
+    table: { total: livePids.size, sampled: candidates.length, exact, matched: matched.length, offset: q.offset, limit: q.limit, sort: q.sort, desc: q.desc, filter: q.filter, rows: page.map(row) },
+    shown: page,
+  };
 }
 
 function matches(pid: Pid, filter: string): boolean {
@@ -426,8 +663,25 @@ function detail(text: unknown): unknown {
     monitoredBy: info.monitoredBy.map(String),
     groups: info.groups,
     machine: machineState(p.state),
+    timers: processTimers(p),
+    supervisor: supervisorDetail(pid),
+    session: sessionTransport(p),
     state: inspect(p.state, { depth: 3, breakLength: 100, maxArrayLength: 20, maxStringLength: 200 }).slice(0, 4000),
     queue: p.mailbox.slice(p.head, p.head + 10).map((m) => inspect(m, { depth: 2, breakLength: Infinity, maxStringLength: 100 }).slice(0, 300)),
+  };
+}
+
+/** A supervisor's strategy, children (the first MAX_CHILDREN) and last restarts; null for any other process. */
+function supervisorDetail(pid: Pid): unknown {
+  const snap = supervisorSnapshot(pid, MAX_CHILDREN);
+  if (snap === undefined) return null;
+  return {
+    strategy: snap.strategy,
+    intensity: snap.intensity,
+    periodMs: snap.periodMs,
+    childCount: snap.childCount,
+    children: snap.children.map((c) => ({ id: c.id, pid: c.pid instanceof Pid ? String(c.pid) : null, type: c.type, restarting: c.pid === "restarting" })),
+    restarts: [...snap.restarts],
   };
 }
 
@@ -513,6 +767,8 @@ function startHistory(): void {
 }
 
 function samplePoint(): void {
+  // In a cluster, other nodes' pages may ask this one. Not before: a pid made before startCluster would fix the node's name.
+  if (clusterInfo() !== undefined) startAgent();
   const now = performance.now();
   let connections = 0;
   for (const l of runningListeners()) connections += l.connections;

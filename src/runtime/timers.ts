@@ -325,3 +325,58 @@ setExitHook(CANCEL_TIMERS, cancelProcessTimers);
 export function cancelTimerRef(ref: Ref): void {
   if (ref instanceof Timer && ref.slot >= 0) disarm(ref);
 }
+
+/** @internal One armed timer as the observer lists it. */
+export interface DueTimer {
+  /** Whole ms until it fires. */
+  readonly inMs: number;
+  readonly dest: Pid | string;
+  /** startTimer's { type: "timeout", … } (true) or sendAfter's message itself. */
+  readonly timeout: boolean;
+}
+
+/** Heap entries read at most per nextTimers call: emptied buckets' keys are skipped, within this bound. */
+const PEEK_BUDGET = 4096;
+
+/**
+ * @internal The next `limit` timers due, soonest first, for the observer: a best-first walk
+ * from the heap's top that reads a few entries and changes nothing.
+ */
+export function nextTimers(limit: number): DueTimer[] {
+  const out: DueTimer[] = [];
+  if (heap.length === 0) return out;
+  const now = performance.now();
+  const open = [0];
+  const listed = new Set<number>();
+  for (let budget = PEEK_BUDGET; open.length > 0 && out.length < limit && budget > 0; budget--) {
+    let best = 0;
+    for (let j = 1; j < open.length; j++) if (heap[open[j]!]! < heap[open[best]!]!) best = j;
+    const i = open[best]!;
+    open[best] = open[open.length - 1]!;
+    open.pop();
+    if (2 * i + 1 < heap.length) open.push(2 * i + 1);
+    if (2 * i + 2 < heap.length) open.push(2 * i + 2);
+    const key = heap[i]!;
+    // A key can sit in the heap twice (a bucket emptied, then used again): list its bucket once.
+    if (listed.has(key)) continue;
+    listed.add(key);
+    const bucket = buckets.get(key);
+    if (bucket === undefined) continue;
+    for (let j = bucket.next; j < bucket.timers.length && out.length < limit; j++) {
+      const t = bucket.timers[j];
+      if (t !== null && t !== undefined && t.slot >= 0) out.push({ inMs: Math.max(0, Math.ceil(t.due - now)), dest: t.dest, timeout: t.wrap });
+    }
+  }
+  return out;
+}
+
+/** @internal A process's timers for the observer's detail: how many are armed, and the ms until the first fires (null: none). */
+export function processTimers(p: Process): { count: number; nextInMs: number | null } {
+  let count = 0;
+  let due = Infinity;
+  for (let t = p.timers as Timer | null; t !== null; t = t.next) {
+    count++;
+    if (t.due < due) due = t.due;
+  }
+  return { count, nextInMs: count === 0 ? null : Math.max(0, Math.ceil(due - performance.now())) };
+}

@@ -19,6 +19,16 @@ import {
   text,
   upgrade,
   ok,
+  cancelTimer,
+  isAlive,
+  Pid,
+  processInfo,
+  sendAfter,
+  spawnLink,
+  startSupervisor,
+  startTimer,
+  stopSupervisor,
+  whichChildren,
   type WebSocketHandler,
 } from "../../src/index.js";
 import { captureLogs, until } from "../support/helpers.js";
@@ -213,6 +223,52 @@ describe("metrics()", () => {
     const after = await scrape();
     expect(after.value("corral_mailbox_messages")).toBe(before.value("corral_mailbox_messages"));
     expect(after.value("corral_processes")).toBe(before.value("corral_processes"));
+  });
+
+  test("supervisor restarts, timers, hibernations and wakes move by exactly what happened", async () => {
+    captureLogs();
+    const before = await scrape();
+    const worker = (): Pid => spawnLink(async (ctx) => {
+      if ((await ctx.receive()) === "crash") throw new Error("crash for the metrics test");
+    });
+    const sup = startSupervisor({ intensity: 5, children: [{ id: "w", start: worker }] });
+    for (let i = 0; i < 2; i++) {
+      const child = (await whichChildren(sup))[0]!.pid;
+      if (!(child instanceof Pid)) throw new Error("the child is not running");
+      send(child, "crash");
+      await until(() => !isAlive(child), 2000, "the child to crash");
+      for (let t = 0; (await whichChildren(sup))[0]!.pid === child || !((await whichChildren(sup))[0]!.pid instanceof Pid); t++) {
+        if (t > 200) throw new Error("the child was not restarted");
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    // A crash no supervisor restarts: crashes move by three, restarts by two.
+    const loner = spawn(async () => {
+      throw new Error("an unsupervised crash for the metrics test");
+    });
+    await until(() => !isAlive(loner), 2000, "the loner to crash");
+    const target = spawn(async () => void (await new Promise(() => {})));
+    const timers = [startTimer(60_000, target, "a"), startTimer(61_000, target, "b"), sendAfter(62_000, target, "c")];
+    const sleeper = spawn<null, string, undefined>({ init: () => null, handleInfo: (_m, st) => ok(st, { hibernate: true }) }, undefined);
+    send(sleeper, "sleep");
+    await until(() => processInfo(sleeper)?.hibernated === true, 2000, "the process to hibernate");
+    const during = await scrape();
+    expect(during.value("corral_supervisor_restarts_total") - before.value("corral_supervisor_restarts_total")).toBe(2);
+    expect(during.value("corral_process_crashes_total") - before.value("corral_process_crashes_total")).toBe(3);
+    expect(during.value("corral_timers") - before.value("corral_timers")).toBe(3);
+    expect(during.value("corral_hibernated_processes") - before.value("corral_hibernated_processes")).toBe(1);
+    expect(during.value("corral_hibernations_total") - before.value("corral_hibernations_total")).toBe(1);
+    expect(during.value("corral_wakes_total") - before.value("corral_wakes_total")).toBe(0);
+    send(sleeper, "wake up");
+    await until(() => (processInfo(sleeper)?.messagesHandled ?? 0) >= 2, 2000, "the second message");
+    for (const t of timers) cancelTimer(t);
+    const after = await scrape();
+    expect(after.value("corral_wakes_total") - before.value("corral_wakes_total")).toBe(1);
+    expect(after.value("corral_hibernations_total") - before.value("corral_hibernations_total")).toBe(2);
+    expect(after.value("corral_timers")).toBe(before.value("corral_timers"));
+    exit(target, "kill");
+    exit(sleeper, "kill");
+    await stopSupervisor(sup);
   });
 
   test("a registry of the app's gets corral's metrics beside its own, and Node's once", async () => {

@@ -15,7 +15,8 @@ import { pino } from "pino";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { compileRoutes, observer, startClear, stopListener, upgrade, type WebSocketHandler } from "../../src/index.js";
+import { cancelTimer, compileRoutes, exit, observer, send, spawn, spawnLink, startClear, startSupervisor, startTimer, stopListener, stopSupervisor, upgrade, whichChildren, Pid, type WebSocketHandler } from "../../src/index.js";
+import { captureLogs } from "../support/helpers.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -148,6 +149,46 @@ describe.skipIf(!HAVE_CHROMIUM)("the observer page in headless Chromium", () => 
     await expect.poll(() => plotPixels(page, "processes"), { timeout: WAIT }).not.toBe(plotBefore);
     expect(pageErrors).toEqual([]);
     await page.close();
+  }, 60_000);
+
+  test("the supervisor tree with a restart, the next timers, the nodes; a supervisor's detail lists its children and restarts", async () => {
+    // The crash below is reported; kept in memory, not printed.
+    captureLogs();
+    const worker = () => spawnLink(async (ctx) => {
+      if ((await ctx.receive()) === "crash") throw new Error("boom in the browser test");
+    });
+    const sup = startSupervisor({ strategy: "one_for_one", intensity: 3, children: [{ id: "crashy", start: worker }] }, { name: "browser-sup" });
+    const sleeper = spawn(async () => void (await new Promise(() => {})));
+    const timer = startTimer(45_000, sleeper, "wake");
+    const page = await openObserver();
+    try {
+      const tree = `#sup-tree li[data-pid="${String(sup)}"]`;
+      await expect.poll(() => page.textContent(tree).catch(() => ""), { timeout: WAIT }).toContain("browser-sup — one_for_one, at most 3 restarts");
+      expect(await page.textContent(tree)).toContain("crashy");
+      await expect.poll(() => page.textContent("#timer-rows"), { timeout: WAIT }).toContain(String(sleeper));
+      expect(await page.textContent("#timer-rows")).toContain("timeout");
+      expect(await page.textContent("#node-rows")).toContain("(this node)");
+      expect(await page.textContent("#node-rows")).toContain("viewing");
+
+      const child = (await whichChildren(sup))[0]!.pid;
+      if (!(child instanceof Pid)) throw new Error(`the child is not running: ${String(child)}`);
+      send(child, "crash");
+      await expect.poll(() => page.textContent(`${tree} .restarts`).catch(() => ""), { timeout: WAIT }).toContain("last: crashy");
+      expect(await page.textContent(`${tree} .restarts`)).toContain("boom in the browser test");
+
+      await page.fill("#filter", "browser-sup");
+      await page.click(`#proc-rows tr[data-pid="${String(sup)}"]`);
+      await expect.poll(() => page.isVisible("#detail-sup"), { timeout: WAIT }).toBe(true);
+      expect(await page.textContent("#detail-children")).toContain("crashy");
+      expect(await page.textContent("#detail-restarts")).toContain("crashy: { crash: Error: boom in the browser test }");
+      expect(await page.textContent("#detail-fields")).toContain("one_for_one");
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await page.close();
+      cancelTimer(timer);
+      exit(sleeper, "kill");
+      await stopSupervisor(sup);
+    }
   }, 60_000);
 
   test("a peer that allow refuses gets 403 in the browser too", async () => {
