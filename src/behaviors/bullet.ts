@@ -303,7 +303,8 @@ class BulletRoute<S, Opts> {
     const resolved = resolveWebSocketOptions(r.opts);
     checkOrigin(req, resolved);
     const session = new SessionPort(this.sessions, resolved, this.limits);
-    spawnConnection(this.handler as WebSocketHandler<S, unknown, unknown>, sessionName(this.handler), r.state, session, req, resolved, logger);
+    // Known to the port at once, before the process starts: the first transport's monitor comes from it.
+    session.attach(spawnConnection(this.handler as WebSocketHandler<S, unknown, unknown>, sessionName(this.handler), r.state, session, req, resolved, logger));
     return session;
   }
 

@@ -1,7 +1,8 @@
 // Bullet's session, made the handler's own process: the port a session's connection process talks to, while transports come and go under it.
 import { randomBytes } from "node:crypto";
-import type { Pid } from "../runtime/pid.js";
+import type { Pid, Ref } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
+import { demonitorFrom, isDown, monitorFrom } from "../runtime/signals.js";
 import { stats } from "../runtime/stats.js";
 import { closeCodeFor, remoteClose } from "./close.js";
 import { ReceivedFrame, type Frame } from "./frames.js";
@@ -18,6 +19,8 @@ export type Packet =
 
 /** Where a session's packets go while a client is connected: a WebSocket, an event stream, a held poll. */
 export interface Transport {
+  /** The transport's process, which the session monitors: its death, however it comes, is the transport gone. */
+  readonly pid: Pid | null;
   /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls. */
   readonly gapMs: number;
   /** The client's frames come on this transport itself (a WebSocket), so their acks go back on it; a POST's answer acks its own. */
@@ -74,6 +77,8 @@ export class SessionPort implements WebSocketPort {
   readonly sid = randomBytes(32).toString("base64url");
   private pid: Pid | null = null;
   private transport: Transport | null = null;
+  /** The session process's monitor on its transport's process. */
+  private relayMon: Ref | null = null;
   /** Frames sent and not yet acknowledged, oldest first, from `head`. */
   private outbox: DataPacket[] = [];
   private head = 0;
@@ -124,6 +129,15 @@ export class SessionPort implements WebSocketPort {
 
   attach(pid: Pid): void {
     this.pid = pid;
+  }
+
+  /** The session's own messages in its process's mailbox: the DOWN of its transport's process, which is that transport gone (even killed, when it ran no terminate). */
+  intercept(msg: unknown): boolean {
+    if (this.relayMon === null || !isDown(msg) || msg.ref !== this.relayMon) return false;
+    this.relayMon = null;
+    const t = this.transport;
+    if (t !== null) this.detachTransport(t);
+    return true;
   }
 
   startReading(): void {
@@ -209,6 +223,7 @@ export class SessionPort implements WebSocketPort {
     this.ackFromClient(ack);
     const old = this.transport;
     this.transport = t;
+    this.watch(t);
     if (old !== null) old.end();
     if (this.window !== null) {
       clearTimeout(this.window);
@@ -237,6 +252,7 @@ export class SessionPort implements WebSocketPort {
   detachTransport(t: Transport): void {
     if (this.transport !== t) return;
     this.transport = null;
+    this.unwatch();
     this.pending = null;
     if (this.ended) return;
     if (this.tick !== null) {
@@ -244,6 +260,22 @@ export class SessionPort implements WebSocketPort {
       this.tick = null;
     }
     this.awaitClient(t.gapMs);
+  }
+
+  /** The session process monitors its transport's process, as a gen_server its client. */
+  private watch(t: Transport): void {
+    this.unwatch();
+    const me = this.pid?.proc;
+    if (me !== null && me !== undefined && t.pid !== null) this.relayMon = monitorFrom(me, t.pid);
+  }
+
+  private unwatch(): void {
+    const ref = this.relayMon;
+    if (ref === null) return;
+    this.relayMon = null;
+    const me = this.pid?.proc;
+    // A DOWN already in the mailbox (the transport died just now) must not reach the handler.
+    if (me !== null && me !== undefined && !demonitorFrom(me, ref)) demonitorFrom(me, ref, { flush: true });
   }
 
   private awaitClient(gapMs: number): void {
@@ -400,6 +432,7 @@ export class SessionPort implements WebSocketPort {
     }
     if (this.ackTimer !== null) clearTimeout(this.ackTimer);
     this.tick = this.window = this.ackTimer = null;
+    this.unwatch();
     this.flush();
     const t = this.transport;
     this.transport = null;

@@ -399,8 +399,8 @@ test('WebSocket: the server acknowledges the client\'s frames (["a", n] after 64
   }
 });
 
-// A killed relay runs no terminate, so the session never learns its transport is gone: no resume window, it lives until idleTimeout (60 s here).
-test.fails("a relay killed (exit kill) while the client cannot come back: the session still ends at its resume window", async () => {
+// A killed relay runs no terminate: the session learns its transport is gone from its monitor's DOWN, and its window starts then.
+test("a relay killed (exit kill) while the client cannot come back: the session still ends at its resume window", async () => {
   const proxy = await TcpProxy.start(server.port);
   const r = open(proxy.url("/fast"), { transports: ["websocket"] });
   try {
