@@ -4,9 +4,11 @@ import { runtimeLogger, type Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
 import { currentProcess, send, self } from "../runtime/process.js";
 import { ok, stop, type Result } from "../runtime/result.js";
+import { isExit, trapExit } from "../runtime/signals.js";
 import { knownKeys, limit, positive } from "../runtime/validate.js";
 import { binary, close, ping, ReceivedFrame, text, type Frame, type InFrame } from "./frames.js";
 import { loop, type Loop } from "./loop.js";
+import { currentExchange, type Exchange } from "./request.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
 import { ProtocolViolation, SessionPort, type Packet, type SessionLimits, type SessionTable, type Transport } from "./session.js";
 import {
@@ -87,7 +89,8 @@ const END = Symbol("transport end");
  */
 class Relay implements Transport {
   pid: Pid | null = null;
-  readonly gapMs: number;
+  /** Set once a poll is answered: see Transport.gapMs. */
+  gapMs = 0;
   readonly acksInline: boolean;
   readonly listens: boolean;
   /** WebSocket: the number of the client's next data frame, implicit on this connection. */
@@ -99,8 +102,6 @@ class Relay implements Transport {
     /** The last server frame the client has, from its request. */
     readonly ack: number,
   ) {
-    // A poll answered is not a client gone: the next poll comes within a moment (at most a heartbeat, or 5 s).
-    this.gapMs = kind === "longpoll" ? Math.min(SLACK_MS, session.limits.heartbeatMs) : 0;
     this.acksInline = kind === "websocket";
     this.listens = kind === "eventsource";
   }
@@ -195,6 +196,8 @@ interface Query {
   readonly t: string | undefined;
   readonly sid: string | undefined;
   readonly ack: number | undefined;
+  /** A long-poll that opens a transport (a resume) asks for hello, answered at once. */
+  readonly hello: boolean;
 }
 
 /** A request the route refuses, with its status: the client's fault, never a crash. */
@@ -209,6 +212,7 @@ function queryOf(req: Req): Query {
   let t: string | undefined;
   let sid: string | undefined;
   let ackText: string | undefined;
+  let hello = false;
   let pairs: [string, string | true][];
   try {
     pairs = req.parseQs();
@@ -220,10 +224,11 @@ function queryOf(req: Req): Query {
     if (k === "t") t = value;
     else if (k === "sid") sid = value;
     else if (k === "ack") ackText = value;
+    else if (k === "hello") hello = true;
   }
   ackText ??= req.header("last-event-id");
   if (ackText !== undefined && !/^\d{1,15}$/.test(ackText)) throw new Refused(400, "ack must be a non-negative integer");
-  return { t, sid, ack: ackText === undefined ? undefined : Number(ackText) };
+  return { t, sid, ack: ackText === undefined ? undefined : Number(ackText), hello };
 }
 
 /** A bullet() route: a handler of every kind at once, as the request it is asked for needs. */
@@ -245,8 +250,9 @@ class BulletRoute<S, Opts> {
     // The request process and its logger, known only before the first await (the handler's init may await).
     const me = self();
     const logger = currentProcess()?.loop.logger ?? runtimeLogger();
+    const exchange = currentExchange();
     try {
-      return await this.route(req, opts, me, logger);
+      return await this.route(req, opts, me, logger, exchange);
     } catch (err) {
       if (err instanceof Refused) return answer(req, err.status, { error: err.error });
       if (err instanceof ProtocolViolation) return answer(req, 400, { error: err.message });
@@ -254,7 +260,7 @@ class BulletRoute<S, Opts> {
     }
   }
 
-  private async route(req: Req, opts: Opts, me: Pid, logger: Logger): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
+  private async route(req: Req, opts: Opts, me: Pid, logger: Logger, exchange: Exchange | undefined): Promise<Upgrade<Relay> | Loop<Relay> | HttpOk<unknown>> {
     const q = queryOf(req);
     if (req.method === "POST") return this.post(req, q);
     if (req.method !== "GET") {
@@ -271,7 +277,7 @@ class BulletRoute<S, Opts> {
     let session: SessionPort;
     const fresh = q.sid === undefined;
     if (fresh) {
-      const started = await this.start(req, opts, logger);
+      const started = await this.start(req, opts, logger, exchange);
       if (!(started instanceof SessionPort)) return started;
       session = started;
     } else {
@@ -283,7 +289,7 @@ class BulletRoute<S, Opts> {
       session.checkAck(relay.ack);
       return upgrade(req, relay, this.relayOptions(session.opts));
     }
-    if (!relay.attach(me, kind === "eventsource" || fresh)) throw new Refused(404, "no such session");
+    if (!relay.attach(me, kind === "eventsource" || fresh || q.hello)) throw new Refused(404, "no such session");
     if (kind === "eventsource") req.streamReply(200, SSE_HEADERS);
     return loop(req, relay);
   }
@@ -297,12 +303,14 @@ class BulletRoute<S, Opts> {
   }
 
   /** A new session: the handler's init in this request process, then its own process (websocketInit there). */
-  private async start(req: Req, opts: Opts, logger: Logger): Promise<SessionPort | HttpOk<unknown>> {
+  private async start(req: Req, opts: Opts, logger: Logger, exchange: Exchange | undefined): Promise<SessionPort | HttpOk<unknown>> {
     const r = await this.handler.init(req, opts);
     if (r.type !== "upgrade") return r;
     const resolved = resolveWebSocketOptions(r.opts);
     checkOrigin(req, resolved);
     const session = new SessionPort(this.sessions, resolved, this.limits);
+    // A session ends with the listener it started on ("shutdown"), whichever transport carries it then, or none.
+    session.cancelShutdown = exchange?.onListenerStop?.(() => session.shutdown());
     // Known to the port at once, before the process starts: the first transport's monitor comes from it.
     session.attach(spawnConnection(this.handler as WebSocketHandler<S, unknown, unknown>, sessionName(this.handler), r.state, session, req, resolved, logger));
     return session;
@@ -340,6 +348,8 @@ class BulletRoute<S, Opts> {
   /* ---------------------------------------------------------- a WebSocket transport's callbacks */
 
   websocketInit(relay: Relay): CallResult<Relay> {
+    // The listener's stop comes as an EXIT after what the session still had to say, which then goes first (see websocketInfo).
+    trapExit(true);
     relay.nextIn = relay.session.received + 1;
     return relay.attach(self(), true) ? ok(relay) : commands([close(1000)], relay);
   }
@@ -371,6 +381,11 @@ class BulletRoute<S, Opts> {
   websocketInfo(msg: unknown, relay: Relay): CallResult<Relay> {
     if (msg instanceof Push) return reply(msg.packets.map(wsFrame), relay);
     if (msg === END) return commands([close(1000)], relay);
+    if (isExit(msg)) {
+      // The listener stops: the session ends ("shutdown") and this relay gets its close packet, then END.
+      if (msg.reason === "shutdown") relay.session.shutdown();
+      else if (msg.reason !== "normal") return stop(relay);
+    }
     return ok(relay);
   }
 
@@ -383,6 +398,8 @@ class BulletRoute<S, Opts> {
         return ok(relay);
       }
       answer(req, 200, msg.packets.map(jsonPacket));
+      // A poll answered is not a client gone: its next poll, or its finding out that the answer was lost (no answer within heartbeatMs + 1 s), comes within heartbeatMs + 5 s.
+      relay.gapMs = relay.session.limits.heartbeatMs + SLACK_MS;
       return stop(relay);
     }
     if (msg === END) {

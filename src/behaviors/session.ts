@@ -21,7 +21,7 @@ export type Packet =
 export interface Transport {
   /** The transport's process, which the session monitors: its death, however it comes, is the transport gone. */
   readonly pid: Pid | null;
-  /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls. */
+  /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls, after an answer. */
   readonly gapMs: number;
   /** The client's frames come on this transport itself (a WebSocket), so their acks go back on it; a POST's answer acks its own. */
   readonly acksInline: boolean;
@@ -106,6 +106,12 @@ export class SessionPort implements WebSocketPort {
   private window: NodeJS.Timeout | null = null;
   /** A transport attached before: the next one after an absence resumes the session. */
   private wasAttached = false;
+  /** When the resume window of an absent client ends. */
+  private awayUntil = 0;
+  /** Takes the session off its listener's stop (it ended first). */
+  cancelShutdown: (() => void) | undefined = undefined;
+  /** The handler's close while no transport was attached, kept (with the outbox) for the client's next request until awayUntil. */
+  private lastWords: Packet | null = null;
 
   constructor(
     private readonly table: SessionTable,
@@ -177,7 +183,9 @@ export class SessionPort implements WebSocketPort {
 
   sendClose(code: number | undefined, reason: string | undefined): void {
     if (this.ended) return;
-    if (this.transport !== null) this.queue(["c", code ?? 1000, reason ?? ""]);
+    const close: Packet = ["c", code ?? 1000, reason ?? ""];
+    if (this.transport !== null) this.queue(close);
+    else this.lastWords = close;
     this.finish();
   }
 
@@ -219,7 +227,7 @@ export class SessionPort implements WebSocketPort {
    * use for it) and every frame after its ack. False if the session is over.
    */
   attachTransport(t: Transport, ack: number, hello: boolean): boolean {
-    if (this.ended) return false;
+    if (this.ended) return this.tellEnd(t, ack, hello);
     this.ackFromClient(ack);
     const old = this.transport;
     this.transport = t;
@@ -240,6 +248,20 @@ export class SessionPort implements WebSocketPort {
     this.lastPushed = performance.now();
     if (packets.length > 0) t.push(packets);
     this.armTick();
+    return true;
+  }
+
+  /** A client back after its session ended while it was away: what it lacks, the close, and the session is forgotten. */
+  private tellEnd(t: Transport, ack: number, hello: boolean): boolean {
+    const close = this.lastWords;
+    if (close === null) return false;
+    this.ackFromClient(ack);
+    const packets: Packet[] = hello ? [["hello", this.sid, this.inSeq, this.limits.heartbeatMs, this.limits.resumeWindowMs]] : [];
+    for (let i = this.head; i < this.outbox.length; i++) packets.push(this.outbox[i]!);
+    packets.push(close);
+    t.push(packets);
+    t.end();
+    this.forget();
     return true;
   }
 
@@ -280,6 +302,7 @@ export class SessionPort implements WebSocketPort {
 
   private awaitClient(gapMs: number): void {
     stats.sessionsAway++;
+    this.awayUntil = performance.now() + gapMs + this.limits.resumeWindowMs;
     this.window = setTimeout(() => this.fail("timeout"), gapMs + this.limits.resumeWindowMs).unref();
   }
 
@@ -423,7 +446,11 @@ export class SessionPort implements WebSocketPort {
   /** The session is over: its id is forgotten, its timers stop, its transport ends after what it was given. */
   private finish(): void {
     this.ended = true;
-    this.table.delete(this.sid);
+    this.cancelShutdown?.();
+    this.cancelShutdown = undefined;
+    // Away, the client cannot be told now: the close waits for it (tellEnd), as long as it could come back.
+    const keep = this.lastWords !== null && this.window !== null;
+    if (!keep) this.table.delete(this.sid);
     stats.sessionsOpen--;
     if (this.tick !== null) clearTimeout(this.tick);
     if (this.window !== null) {
@@ -437,9 +464,19 @@ export class SessionPort implements WebSocketPort {
     const t = this.transport;
     this.transport = null;
     t?.end();
+    this.held = [];
+    if (keep) this.window = setTimeout(() => this.forget(), Math.max(0, this.awayUntil - performance.now())).unref();
+    else this.forget();
+  }
+
+  /** The ended session's id and outbox go. */
+  private forget(): void {
+    if (this.window !== null) clearTimeout(this.window);
+    this.window = null;
+    this.lastWords = null;
+    this.table.delete(this.sid);
     this.outbox = [];
     this.head = 0;
     this.outboxBytes = 0;
-    this.held = [];
   }
 }
