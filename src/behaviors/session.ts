@@ -1,5 +1,6 @@
 // Bullet's session, made the handler's own process: the port a session's connection process talks to, while transports come and go under it.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { nodeName } from "../runtime/node.js";
 import type { Pid, Ref } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
 import { demonitorFrom, isDown, monitorFrom } from "../runtime/signals.js";
@@ -66,6 +67,24 @@ const BACKPRESSURE: TerminateReason = Object.freeze({ error: "backpressure" });
 /** The sessions of one route: an id presented to another route is unknown there. */
 export type SessionTable = Map<string, SessionPort>;
 
+/** Every session of this node, by id: what another node's relay asks for (bullet.ts's directory). */
+export const nodeSessions: SessionTable = new Map();
+
+const tags = new Map<string, string>();
+
+/** A node's tag in the ids of its sessions: a digest, so an id names its owner without telling clients the node's name. */
+export function nodeTag(node: string): string {
+  let tag = tags.get(node);
+  if (tag === undefined) tags.set(node, (tag = createHash("sha256").update(node).digest("base64url").slice(0, 11)));
+  return tag;
+}
+
+/** The tag of the node a session id names as its owner ("" for an id without one). */
+export function ownerTag(sid: string): string {
+  const dot = sid.indexOf(".");
+  return dot < 0 ? "" : sid.slice(0, dot);
+}
+
 /**
  * The session's side of the port: a WebSocketPort for its connection process (which runs the
  * handler exactly as over a plain WebSocket), and attach/receive/ack for its transports. It
@@ -73,8 +92,8 @@ export type SessionTable = Map<string, SessionPort>;
  * resumeWindowMs for a client that went away.
  */
 export class SessionPort implements WebSocketPort {
-  /** 32 random bytes: the session's only credential, so it must not be guessable. */
-  readonly sid = randomBytes(32).toString("base64url");
+  /** Its owner node's tag, then 32 random bytes: the session's only credential, so it must not be guessable. */
+  readonly sid = `${nodeTag(nodeName())}.${randomBytes(32).toString("base64url")}`;
   private pid: Pid | null = null;
   private transport: Transport | null = null;
   /** The session process's monitor on its transport's process. */
@@ -121,6 +140,7 @@ export class SessionPort implements WebSocketPort {
     this.maxFrameSize = opts.maxFrameSize;
     this.idleTimeout = opts.idleTimeout;
     table.set(this.sid, this);
+    nodeSessions.set(this.sid, this);
     stats.sessionsOpened++;
     stats.sessionsOpen++;
     // Until its first transport attaches, a session is as good as away.
@@ -135,6 +155,16 @@ export class SessionPort implements WebSocketPort {
 
   attach(pid: Pid): void {
     this.pid = pid;
+  }
+
+  /** The session's process, for a relay on another node. */
+  get process(): Pid | null {
+    return this.pid;
+  }
+
+  /** The transport the session rides on now. */
+  get current(): Transport | null {
+    return this.transport;
   }
 
   /** The session's own messages in its process's mailbox: the DOWN of its transport's process, which is that transport gone (even killed, when it ran no terminate). */
@@ -450,7 +480,10 @@ export class SessionPort implements WebSocketPort {
     this.cancelShutdown = undefined;
     // Away, the client cannot be told now: the close waits for it (tellEnd), as long as it could come back.
     const keep = this.lastWords !== null && this.window !== null;
-    if (!keep) this.table.delete(this.sid);
+    if (!keep) {
+      this.table.delete(this.sid);
+      nodeSessions.delete(this.sid);
+    }
     stats.sessionsOpen--;
     if (this.tick !== null) clearTimeout(this.tick);
     if (this.window !== null) {
@@ -475,6 +508,7 @@ export class SessionPort implements WebSocketPort {
     this.window = null;
     this.lastWords = null;
     this.table.delete(this.sid);
+    nodeSessions.delete(this.sid);
     this.outbox = [];
     this.head = 0;
     this.outboxBytes = 0;

@@ -21,7 +21,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     await c.connect(kind);
     const hello = c.control[0]!.packet;
     expect(hello).toEqual(["hello", c.sid, 0, FAST.heartbeatMs, FAST.resumeWindowMs]);
-    expect(c.sid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(c.sid).toMatch(/^[A-Za-z0-9_-]{11}\.[A-Za-z0-9_-]{43}$/);
     const s = await session(h.rec);
     expect(s.inits).toBe(1);
     expect(s.websocketInits).toBe(1);
