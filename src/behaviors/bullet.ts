@@ -622,7 +622,8 @@ class BulletRoute<S, Opts> {
   websocketInit(relay: Relay | RemoteRelay): CallResult<Relay | RemoteRelay> {
     // The listener's stop comes as an EXIT after what the session still had to say, which then goes first (see websocketInfo).
     trapExit(true);
-    if (relay instanceof RemoteRelay) return relay.attach(self(), true).then((refused) => (refused === undefined ? ok(relay) : commands([close(1000)], relay)));
+    // A session gone meanwhile, or an owner that does not answer: the client resumes, and learns which it was.
+    if (relay instanceof RemoteRelay) return relay.attach(self(), true).then((refused) => (refused === undefined ? ok(relay) : commands([close(1000)], relay)), () => commands([close(1000)], relay));
     relay.nextIn = relay.session.received + 1;
     return relay.attach(self(), true) ? ok(relay) : commands([close(1000)], relay);
   }
