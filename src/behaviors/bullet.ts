@@ -278,7 +278,7 @@ class RemoteTransport implements Transport {
 /** This node's directory: the process other nodes' relays ask for a session of this node, which checks the whole id here. */
 let directory: Pid | null = null;
 
-/** Started with the first session while a cluster runs, and found by other nodes in the DIRECTORIES group. */
+/** Started by the first request of a bullet route while a cluster runs, and found by other nodes in the DIRECTORIES group. */
 function ensureDirectory(): void {
   if (directory !== null || activeDist() === null) return;
   directory = spawn<null, unknown, undefined>({
@@ -519,6 +519,8 @@ class BulletRoute<S, Opts> {
   }
 
   private async route(req: Req, opts: Opts, me: Pid, logger: Logger, exchange: Exchange | undefined): Promise<Upgrade<Relay | RemoteRelay> | Loop<Relay | RemoteRelay> | HttpOk<unknown>> {
+    // Any request once a cluster runs: the sessions opened before it started become reachable too.
+    ensureDirectory();
     const q = queryOf(req);
     if (req.method === "POST") return this.post(req, q);
     if (req.method !== "GET") {
@@ -585,7 +587,6 @@ class BulletRoute<S, Opts> {
     const resolved = resolveWebSocketOptions(r.opts);
     checkOrigin(req, resolved);
     const session = new SessionPort(this.sessions, resolved, this.limits);
-    ensureDirectory();
     // A session ends with the listener it started on ("shutdown"), whichever transport carries it then, or none.
     session.cancelShutdown = exchange?.onListenerStop?.(() => session.shutdown());
     // Known to the port at once, before the process starts: the first transport's monitor comes from it.
