@@ -15,7 +15,7 @@ import { binary, close, ping, ReceivedFrame, text, type Frame, type InFrame } fr
 import { loop, type Loop } from "./loop.js";
 import { currentExchange, type Exchange } from "./request.js";
 import type { HttpOk, PartialReq, Req } from "./req.js";
-import { nodeSessions, nodeTag, ownerTag, ProtocolViolation, SessionPort, type Packet, type SessionLimits, type SessionTable, type Transport } from "./session.js";
+import { nodeSessions, nodeTag, ownerTag, ProtocolViolation, REMOTE, SessionPort, setRemoteHandler, type Packet, type SessionLimits, type SessionTable, type Transport } from "./session.js";
 import {
   commands,
   reply,
@@ -222,8 +222,6 @@ function wsData(session: SessionPort, at: { nextIn: number }, type: "text" | "bi
 
 /* ---------------------------------------------------------------- sessions on other nodes */
 
-/** The first element of every message between a relay and the node that owns its session. */
-const REMOTE = "corral.bullet";
 /** The group of every node's session directory: a relay finds its session's owner by the tag in the session id. */
 const DIRECTORIES = "corral.bullet.directories";
 /** How long a relay waits for the owner's answer before it answers 503 (the client tries again). */
@@ -284,7 +282,7 @@ function ensureDirectory(): void {
   directory = spawn<null, unknown, undefined>({
     init: () => null,
     handleCall: (request, _from, state) => answerCall(ownerCall(request), state),
-    handleInfo: (msg, state) => (ownerInfo(msg), ok(state)),
+    handleInfo: (_msg, state) => ok(state),
     terminate: () => void (directory = null),
   });
   join(DIRECTORIES, directory);
@@ -341,13 +339,11 @@ function ownerCall(request: unknown): Owned | Refusal | { readonly ack: number }
   return { status: 400, error: "not a session request" };
 }
 
-/** What a relay tells the owner on its own: the client's WebSocket frames, a heartbeat heard, its end. */
-function ownerInfo(msg: unknown): void {
-  if (!Array.isArray(msg) || msg[0] !== REMOTE) return;
+/** What a relay tells the session's process on its own: the client's WebSocket frames, a heartbeat heard, its end. */
+function ownerInfo(session: SessionPort, msg: readonly unknown[]): void {
   const [, op, sid, relay] = msg as [string, string, string, Pid];
-  const session = nodeSessions.get(sid);
-  const t = session?.current;
-  if (session === undefined || !(t instanceof RemoteTransport) || !t.pid.equals(relay)) return;
+  const t = session.current;
+  if (sid !== session.sid || !(t instanceof RemoteTransport) || !t.pid.equals(relay)) return;
   if (op === "heard") session.heard();
   else if (op === "detach") {
     t.gapMs = msg[4] as number;
@@ -362,6 +358,8 @@ function ownerInfo(msg: unknown): void {
     }
   }
 }
+
+setRemoteHandler(ownerInfo);
 
 /** The directory of the node whose tag a session id carries, when a cluster runs and that node is another. */
 function ownerDirectory(sid: string): Pid | undefined {
@@ -381,9 +379,10 @@ async function askOwner(dir: Pid, request: readonly unknown[]): Promise<unknown>
 }
 
 /**
- * A transport of a session owned by another node: it carries the transport here and relays
- * packets to and from the session's pid there, through the owner's directory, which checks
- * the whole id. It monitors the session: the owner's death closes its client.
+ * A transport of a session owned by another node: it carries the transport here, attaches
+ * through the owner's directory (which checks the whole id and answers with the session's
+ * pid), then relays packets to and from that pid. It monitors the session: the owner's death
+ * closes its client.
  */
 class RemoteRelay {
   pid: Pid | null = null;
@@ -418,12 +417,13 @@ class RemoteRelay {
 
   /** A WebSocket frame of the client, for the owner; a heartbeat is answered here. */
   fromClient(frame: InFrame): CallResult<RemoteRelay> {
+    const to = this.owner!.pid;
     if (frame.type === "text" && frame.data === '["h"]') {
-      send(this.dir, [REMOTE, "heard", this.sid, this.pid]);
+      send(to, [REMOTE, "heard", this.sid, this.pid]);
       return reply(text('["h"]'), this);
     }
-    if (frame.type === "text" || frame.type === "binary") send(this.dir, [REMOTE, "ws", this.sid, this.pid, frame.type, frame.data]);
-    else send(this.dir, [REMOTE, "heard", this.sid, this.pid]);
+    if (frame.type === "text" || frame.type === "binary") send(to, [REMOTE, "ws", this.sid, this.pid, frame.type, frame.data]);
+    else send(to, [REMOTE, "heard", this.sid, this.pid]);
     return ok(this);
   }
 
@@ -444,7 +444,7 @@ class RemoteRelay {
 
   /** The relay's end: the owner detaches it at once (a killed relay is its monitor's DOWN there). */
   ended(): void {
-    send(this.dir, [REMOTE, "detach", this.sid, this.pid, this.gapMs]);
+    if (this.owner !== null) send(this.owner.pid, [REMOTE, "detach", this.sid, this.pid, this.gapMs]);
   }
 }
 

@@ -67,6 +67,17 @@ const BACKPRESSURE: TerminateReason = Object.freeze({ error: "backpressure" });
 /** The sessions of one route: an id presented to another route is unknown there. */
 export type SessionTable = Map<string, SessionPort>;
 
+/** The first element of every message between a relay and the node that owns its session (bullet.ts). */
+export const REMOTE = "corral.bullet";
+
+/** What a session's process does with a relay's message from another node: bullet.ts's, which knows the protocol. */
+let onRemote: (session: SessionPort, msg: readonly unknown[]) => void = () => {};
+
+/** @internal */
+export function setRemoteHandler(handler: (session: SessionPort, msg: readonly unknown[]) => void): void {
+  onRemote = handler;
+}
+
 /** Every session of this node, by id: what another node's relay asks for (bullet.ts's directory). */
 export const nodeSessions: SessionTable = new Map();
 
@@ -167,8 +178,15 @@ export class SessionPort implements WebSocketPort {
     return this.transport;
   }
 
-  /** The session's own messages in its process's mailbox: the DOWN of its transport's process, which is that transport gone (even killed, when it ran no terminate). */
+  /**
+   * The session's own messages in its process's mailbox: a relay's from another node, and the
+   * DOWN of its transport's process, which is that transport gone (even killed, when it ran no terminate).
+   */
   intercept(msg: unknown): boolean {
+    if (Array.isArray(msg) && msg[0] === REMOTE) {
+      onRemote(this, msg);
+      return true;
+    }
     if (this.relayMon === null || !isDown(msg) || msg.ref !== this.relayMon) return false;
     this.relayMon = null;
     const t = this.transport;
