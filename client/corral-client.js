@@ -163,8 +163,11 @@ export function connect(url, options = {}) {
   };
   /** @returns {Record<string, string | number>} */
   const resumeQuery = () => (sid === null ? {} : { sid, ack: inSeq });
-  /** @param {Transport} t The heartbeat the watchdog holds a transport to: on an open fallback the server's (it sends them there), else the client's. */
-  const beat = (t) => (t.open && t.kind !== "websocket" ? Math.max(heartbeatMs ?? 0, serverHb) : heartbeatMs ?? (serverHb || DEFAULT_HEARTBEAT_MS));
+  /**
+   * @param {Transport} t The heartbeat the watchdog holds a transport to: on an open fallback the server's (it sends them there;
+   * a poll is answered within it, and the server's grace between polls counts on that), else the client's.
+   */
+  const beat = (t) => (t.open && t.kind === "longpoll" ? serverHb : t.open && t.kind === "eventsource" ? Math.max(heartbeatMs ?? 0, serverHb) : heartbeatMs ?? (serverHb || DEFAULT_HEARTBEAT_MS));
 
   /** Start the transport list[idx] (unless paused or the session's window has surely passed). */
   function begin() {
@@ -202,7 +205,8 @@ export function connect(url, options = {}) {
     if (t === null) return;
     const hb = beat(t);
     const idle = Date.now() - lastRx;
-    const limit = t.open ? 2 * hb + SLACK_MS : hb + SLACK_MS;
+    // A stream may miss one heartbeat; a poll is answered within one, or it is lost.
+    const limit = t.open && t.kind !== "longpoll" ? 2 * hb + SLACK_MS : hb + SLACK_MS;
     if (idle >= limit) return down(t);
     if (t.open && t.ws !== null && idle >= hb && !pinged) {
       pinged = true;
@@ -359,9 +363,13 @@ export function connect(url, options = {}) {
     t.closing = null;
     if (body.length === 0) return;
     t.busy = true;
-    fetch(at(base, { sid: /** @type {string} */ (sid) }), { method: "POST", body: JSON.stringify(body) })
+    // A POST never answered (a keep-alive connection gone silent) would hold every later frame: it gets the transport's patience.
+    const ac = new AbortController();
+    const deadline = setTimeout(() => ac.abort(), 2 * beat(t) + SLACK_MS);
+    fetch(at(base, { sid: /** @type {string} */ (sid) }), { method: "POST", body: JSON.stringify(body), signal: ac.signal })
       .then(async (res) => {
         const packets = res.status === 200 ? await res.json() : discard(res);
+        clearTimeout(deadline);
         t.busy = false;
         if (state === "closed") return t.closing === null ? undefined : post(t); // the closing POST waited for this one
         if (t !== cur) return;
@@ -380,6 +388,7 @@ export function connect(url, options = {}) {
         if (t === cur) post(t);
       })
       .catch(() => {
+        clearTimeout(deadline);
         t.busy = false;
         if (state !== "closed") down(t);
       });
@@ -448,14 +457,13 @@ export function connect(url, options = {}) {
     t.ac = new AbortController();
     try {
       while (t === cur) {
-        const query = { t: "poll", ...resumeQuery() };
+        // A resume's first poll asks for hello, which the server answers at once, even with nothing else to send.
+        const query = { t: "poll", ...resumeQuery(), ...(sid !== null && !t.open ? { hello: 1 } : {}) };
         const res = await fetch(at(base, query), { signal: t.ac.signal });
         if (res.status !== 200) return discard(res), down(t, res.status);
         const packets = await res.json();
         if (t !== cur) return;
         lastRx = Date.now();
-        // A resume poll the server took for the next poll of the same transport has no hello: what the client knows stands in for it.
-        if (!t.open && sid !== null && Array.isArray(packets) && packets[0]?.[0] !== "hello") hello(t, ["hello", sid, kept.length > 0 ? kept[0][0] - 1 : outSeq, serverHb, windowMs]);
         for (const p of packets) if (t === cur) packet(t, p);
       }
     } catch {

@@ -3,7 +3,7 @@ import { CorralError, describe } from "../runtime/errors.js";
 import { limit } from "../runtime/validate.js";
 import type { Logger } from "../runtime/log.js";
 import type { Pid, Ref } from "../runtime/pid.js";
-import { spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
+import { currentProcess, spawnProcess, type ProcessLoop, type Process } from "../runtime/process.js";
 import { applyResult, isThenable } from "../runtime/result.js";
 import type { ExitReason } from "../runtime/signals.js";
 import { cancelTimer, sendAfter } from "../runtime/timers.js";
@@ -63,6 +63,8 @@ export interface Exchange {
   /** Cuts the connection when a response started and cannot be completed (a crash mid-stream); a complete one is left alone. */
   abort(): void;
   readonly logger: Logger;
+  /** Calls back when the listener stops, before it waits for requests in flight (a bullet session ends with it); returns the cancel. */
+  onListenerStop?(callback: () => void): () => void;
 }
 
 
@@ -81,7 +83,7 @@ class Request implements ProcessLoop {
   readonly logger: Logger;
   private readonly handler: Handler;
   private readonly opts: unknown;
-  private readonly exchange: Exchange;
+  readonly exchange: Exchange;
   private state: unknown = undefined;
   /** terminate already ran for the handler (plain HTTP), or belongs to the connection now. */
   private done = false;
@@ -222,6 +224,12 @@ class Request implements ProcessLoop {
     const why = this.ending ?? terminateReasonOf(reason);
     this.handler.terminate?.(why, req, (this.looping ? p.liveState() : this.state) as never);
   }
+}
+
+/** @internal The exchange of the request process running now (a handler's init), if it is one. */
+export function currentExchange(): Exchange | undefined {
+  const loop = currentProcess()?.loop;
+  return loop instanceof Request ? loop.exchange : undefined;
 }
 
 /** @internal Spawns the request process for one matched request. */

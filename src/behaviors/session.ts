@@ -1,7 +1,9 @@
 // Bullet's session, made the handler's own process: the port a session's connection process talks to, while transports come and go under it.
-import { randomBytes } from "node:crypto";
-import type { Pid } from "../runtime/pid.js";
+import { createHash, randomBytes } from "node:crypto";
+import { nodeName } from "../runtime/node.js";
+import type { Pid, Ref } from "../runtime/pid.js";
 import { send } from "../runtime/process.js";
+import { demonitorFrom, isDown, monitorFrom } from "../runtime/signals.js";
 import { stats } from "../runtime/stats.js";
 import { closeCodeFor, remoteClose } from "./close.js";
 import { ReceivedFrame, type Frame } from "./frames.js";
@@ -18,7 +20,9 @@ export type Packet =
 
 /** Where a session's packets go while a client is connected: a WebSocket, an event stream, a held poll. */
 export interface Transport {
-  /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls. */
+  /** The transport's process, which the session monitors: its death, however it comes, is the transport gone. */
+  readonly pid: Pid | null;
+  /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls, after an answer. */
   readonly gapMs: number;
   /** The client's frames come on this transport itself (a WebSocket), so their acks go back on it; a POST's answer acks its own. */
   readonly acksInline: boolean;
@@ -63,6 +67,35 @@ const BACKPRESSURE: TerminateReason = Object.freeze({ error: "backpressure" });
 /** The sessions of one route: an id presented to another route is unknown there. */
 export type SessionTable = Map<string, SessionPort>;
 
+/** The first element of every message between a relay and the node that owns its session (bullet.ts). */
+export const REMOTE = "corral.bullet";
+
+/** What a session's process does with a relay's message from another node: bullet.ts's, which knows the protocol. */
+let onRemote: (session: SessionPort, msg: readonly unknown[]) => void = () => {};
+
+/** @internal */
+export function setRemoteHandler(handler: (session: SessionPort, msg: readonly unknown[]) => void): void {
+  onRemote = handler;
+}
+
+/** Every session of this node, by id: what another node's relay asks for (bullet.ts's directory). */
+export const nodeSessions: SessionTable = new Map();
+
+const tags = new Map<string, string>();
+
+/** A node's tag in the ids of its sessions: a digest, so an id names its owner without telling clients the node's name. */
+export function nodeTag(node: string): string {
+  let tag = tags.get(node);
+  if (tag === undefined) tags.set(node, (tag = createHash("sha256").update(node).digest("base64url").slice(0, 11)));
+  return tag;
+}
+
+/** The tag of the node a session id names as its owner ("" for an id without one). */
+export function ownerTag(sid: string): string {
+  const dot = sid.indexOf(".");
+  return dot < 0 ? "" : sid.slice(0, dot);
+}
+
 /**
  * The session's side of the port: a WebSocketPort for its connection process (which runs the
  * handler exactly as over a plain WebSocket), and attach/receive/ack for its transports. It
@@ -70,10 +103,12 @@ export type SessionTable = Map<string, SessionPort>;
  * resumeWindowMs for a client that went away.
  */
 export class SessionPort implements WebSocketPort {
-  /** 32 random bytes: the session's only credential, so it must not be guessable. */
-  readonly sid = randomBytes(32).toString("base64url");
+  /** Its owner node's tag, then 32 random bytes: the session's only credential, so it must not be guessable. */
+  readonly sid = `${nodeTag(nodeName())}.${randomBytes(32).toString("base64url")}`;
   private pid: Pid | null = null;
   private transport: Transport | null = null;
+  /** The session process's monitor on its transport's process. */
+  private relayMon: Ref | null = null;
   /** Frames sent and not yet acknowledged, oldest first, from `head`. */
   private outbox: DataPacket[] = [];
   private head = 0;
@@ -101,6 +136,12 @@ export class SessionPort implements WebSocketPort {
   private window: NodeJS.Timeout | null = null;
   /** A transport attached before: the next one after an absence resumes the session. */
   private wasAttached = false;
+  /** When the resume window of an absent client ends. */
+  private awayUntil = 0;
+  /** Takes the session off its listener's stop (it ended first). */
+  cancelShutdown: (() => void) | undefined = undefined;
+  /** The handler's close while no transport was attached, kept (with the outbox) for the client's next request until awayUntil. */
+  private lastWords: Packet | null = null;
 
   constructor(
     private readonly table: SessionTable,
@@ -110,6 +151,7 @@ export class SessionPort implements WebSocketPort {
     this.maxFrameSize = opts.maxFrameSize;
     this.idleTimeout = opts.idleTimeout;
     table.set(this.sid, this);
+    nodeSessions.set(this.sid, this);
     stats.sessionsOpened++;
     stats.sessionsOpen++;
     // Until its first transport attaches, a session is as good as away.
@@ -124,6 +166,32 @@ export class SessionPort implements WebSocketPort {
 
   attach(pid: Pid): void {
     this.pid = pid;
+  }
+
+  /** The session's process, for a relay on another node. */
+  get process(): Pid | null {
+    return this.pid;
+  }
+
+  /** The transport the session rides on now. */
+  get current(): Transport | null {
+    return this.transport;
+  }
+
+  /**
+   * The session's own messages in its process's mailbox: a relay's from another node, and the
+   * DOWN of its transport's process, which is that transport gone (even killed, when it ran no terminate).
+   */
+  intercept(msg: unknown): boolean {
+    if (Array.isArray(msg) && msg[0] === REMOTE) {
+      onRemote(this, msg);
+      return true;
+    }
+    if (this.relayMon === null || !isDown(msg) || msg.ref !== this.relayMon) return false;
+    this.relayMon = null;
+    const t = this.transport;
+    if (t !== null) this.detachTransport(t);
+    return true;
   }
 
   startReading(): void {
@@ -163,7 +231,9 @@ export class SessionPort implements WebSocketPort {
 
   sendClose(code: number | undefined, reason: string | undefined): void {
     if (this.ended) return;
-    if (this.transport !== null) this.queue(["c", code ?? 1000, reason ?? ""]);
+    const close: Packet = ["c", code ?? 1000, reason ?? ""];
+    if (this.transport !== null) this.queue(close);
+    else this.lastWords = close;
     this.finish();
   }
 
@@ -205,10 +275,11 @@ export class SessionPort implements WebSocketPort {
    * use for it) and every frame after its ack. False if the session is over.
    */
   attachTransport(t: Transport, ack: number, hello: boolean): boolean {
-    if (this.ended) return false;
+    if (this.ended) return this.tellEnd(t, ack, hello);
     this.ackFromClient(ack);
     const old = this.transport;
     this.transport = t;
+    this.watch(t);
     if (old !== null) old.end();
     if (this.window !== null) {
       clearTimeout(this.window);
@@ -228,6 +299,20 @@ export class SessionPort implements WebSocketPort {
     return true;
   }
 
+  /** A client back after its session ended while it was away: what it lacks, the close, and the session is forgotten. */
+  private tellEnd(t: Transport, ack: number, hello: boolean): boolean {
+    const close = this.lastWords;
+    if (close === null) return false;
+    this.ackFromClient(ack);
+    const packets: Packet[] = hello ? [["hello", this.sid, this.inSeq, this.limits.heartbeatMs, this.limits.resumeWindowMs]] : [];
+    for (let i = this.head; i < this.outbox.length; i++) packets.push(this.outbox[i]!);
+    packets.push(close);
+    t.push(packets);
+    t.end();
+    this.forget();
+    return true;
+  }
+
   /** Checks a client's ack before its transport opens: one of frames never sent is a violation. */
   checkAck(n: number): void {
     if (n > this.outSeq) throw new ProtocolViolation(`ack ${n} of frames never sent (the last is ${this.outSeq})`);
@@ -237,6 +322,7 @@ export class SessionPort implements WebSocketPort {
   detachTransport(t: Transport): void {
     if (this.transport !== t) return;
     this.transport = null;
+    this.unwatch();
     this.pending = null;
     if (this.ended) return;
     if (this.tick !== null) {
@@ -246,8 +332,25 @@ export class SessionPort implements WebSocketPort {
     this.awaitClient(t.gapMs);
   }
 
+  /** The session process monitors its transport's process, as a gen_server its client. */
+  private watch(t: Transport): void {
+    this.unwatch();
+    const me = this.pid?.proc;
+    if (me !== null && me !== undefined && t.pid !== null) this.relayMon = monitorFrom(me, t.pid);
+  }
+
+  private unwatch(): void {
+    const ref = this.relayMon;
+    if (ref === null) return;
+    this.relayMon = null;
+    const me = this.pid?.proc;
+    // A DOWN already in the mailbox (the transport died just now) must not reach the handler.
+    if (me !== null && me !== undefined && !demonitorFrom(me, ref)) demonitorFrom(me, ref, { flush: true });
+  }
+
   private awaitClient(gapMs: number): void {
     stats.sessionsAway++;
+    this.awayUntil = performance.now() + gapMs + this.limits.resumeWindowMs;
     this.window = setTimeout(() => this.fail("timeout"), gapMs + this.limits.resumeWindowMs).unref();
   }
 
@@ -391,7 +494,14 @@ export class SessionPort implements WebSocketPort {
   /** The session is over: its id is forgotten, its timers stop, its transport ends after what it was given. */
   private finish(): void {
     this.ended = true;
-    this.table.delete(this.sid);
+    this.cancelShutdown?.();
+    this.cancelShutdown = undefined;
+    // Away, the client cannot be told now: the close waits for it (tellEnd), as long as it could come back.
+    const keep = this.lastWords !== null && this.window !== null;
+    if (!keep) {
+      this.table.delete(this.sid);
+      nodeSessions.delete(this.sid);
+    }
     stats.sessionsOpen--;
     if (this.tick !== null) clearTimeout(this.tick);
     if (this.window !== null) {
@@ -400,13 +510,25 @@ export class SessionPort implements WebSocketPort {
     }
     if (this.ackTimer !== null) clearTimeout(this.ackTimer);
     this.tick = this.window = this.ackTimer = null;
+    this.unwatch();
     this.flush();
     const t = this.transport;
     this.transport = null;
     t?.end();
+    this.held = [];
+    if (keep) this.window = setTimeout(() => this.forget(), Math.max(0, this.awayUntil - performance.now())).unref();
+    else this.forget();
+  }
+
+  /** The ended session's id and outbox go. */
+  private forget(): void {
+    if (this.window !== null) clearTimeout(this.window);
+    this.window = null;
+    this.lastWords = null;
+    this.table.delete(this.sid);
+    nodeSessions.delete(this.sid);
     this.outbox = [];
     this.head = 0;
     this.outboxBytes = 0;
-    this.held = [];
   }
 }

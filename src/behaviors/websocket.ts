@@ -220,6 +220,8 @@ export interface WebSocketPort {
   readonly bufferedAmount: number;
   /** True for a session's port (bullet), whose ends are not WebSocket closes in the metrics. */
   readonly isSession?: boolean;
+  /** A session's port takes its own messages (its transport's DOWN) before the handler sees them: true when it took msg. */
+  intercept?(msg: unknown): boolean;
 }
 
 /**
@@ -377,6 +379,7 @@ class Connection<S> implements ProcessLoop {
       return;
     } else {
       this.port.taken(0, p.queueLength);
+      if (this.port.intercept?.(msg) === true) return;
       const info = handler.websocketInfo;
       if (info === undefined) {
         if (msg instanceof CallMessage) refuseUnhandled(msg.from, this.name);

@@ -106,6 +106,8 @@ class ListenerState implements Listener {
   port = 0;
   readonly host: string;
   stopping: Promise<void> | undefined = undefined;
+  /** What ends with the listener besides its connections: the sessions started on it (bullet). */
+  readonly onStop = new Set<() => void>();
 
   constructor(name: string, server: Server, scheme: "http" | "https", host: string, opts: ProtocolOptions, limits: Limits) {
     this.name = name;
@@ -188,6 +190,12 @@ class ServerExchange implements Exchange {
 
   get logger(): Logger {
     return this.listener.logger;
+  }
+
+  onListenerStop(callback: () => void): () => void {
+    const hooks = this.listener.onStop;
+    hooks.add(callback);
+    return () => hooks.delete(callback);
   }
 
   upgrade(opts: ResolvedWebSocketOptions, handler: string): WebSocketPort | null {
@@ -406,6 +414,8 @@ async function stop(listener: ListenerState): Promise<void> {
     if (port.pid !== null) exit(port.pid, "shutdown");
     else port.sendClose(1001, undefined);
   }
+  for (const callback of [...listener.onStop]) callback();
+  listener.onStop.clear();
   server.closeIdleConnections();
   // Keep-alive connections become idle as their last request finishes: close them as they do.
   const sweeper = setInterval(() => server.closeIdleConnections(), 50);

@@ -187,7 +187,7 @@ describe("a drop mid-stream", () => {
     expect(peer.violations).toEqual([]);
   });
 
-  test("long-poll: a resume the server takes for the next poll (no hello) still resends and goes on", async () => {
+  test("long-poll: a resume's first poll asks for hello, so a server that still holds the old poll answers it as a resume; the client resends and goes on", async () => {
     const r = open({ transports: ["longpoll"] });
     await opened(r);
     const s = await session();
@@ -203,6 +203,9 @@ describe("a drop mid-stream", () => {
     expect(s.received).toEqual(["c1", "c2"]);
     expect(s.duplicates).toBe(0); // c1 was acknowledged (the POST's answer), so not sent again
     expect(r.conn.state).toBe("open");
+    // Only the resume's first poll asked for hello (a new session's first poll gets one anyway).
+    const polls = peer.requests.filter((q) => q.kind === "longpoll");
+    expect(polls.filter((q) => q.hello).map((q) => polls.indexOf(q) > 0 && q.sid === s.id)).toEqual([true]);
     peer.push(s, "s1");
     await until(() => r.messages.length === 1, 3000, "s1");
     expect(peer.violations).toEqual([]);

@@ -19,6 +19,8 @@ export interface RequestRecord {
   readonly ack: number | null;
   readonly at: number;
   readonly body?: unknown[];
+  /** A poll that asked for hello (a resume's first poll). */
+  readonly hello?: boolean;
 }
 
 type Attachment =
@@ -359,7 +361,8 @@ export class Peer {
     }
     const t = url.searchParams.get("t");
     const kind: Kind = t === "es" ? "eventsource" : "longpoll";
-    this.requests.push({ kind, sid, ack, at: Date.now() });
+    const hello = url.searchParams.has("hello");
+    this.requests.push({ kind, sid, ack, at: Date.now(), ...(kind === "longpoll" ? { hello } : {}) });
     const status = this.refuse[kind];
     if (status !== undefined) return json(status, { error: "refused" });
     const known = sid === null ? null : this.sessions.get(sid);
@@ -380,9 +383,9 @@ export class Peer {
       this.write(s, this.after(s, ack ?? 0));
       return;
     }
-    // Long-poll: a session's first request, or a resume (the session is away or elsewhere), gets hello at once.
+    // Long-poll: a session's first request, or a resume (the session is away or elsewhere, or the poll asks for hello), gets hello at once.
     const a0 = s.att;
-    if (sid === null || a0 === null || a0.kind !== "longpoll") {
+    if (sid === null || hello || a0 === null || a0.kind !== "longpoll") {
       this.detach(s);
       const a: Attachment = { kind: "longpoll", held: null, timer: undefined };
       s.att = a;

@@ -4,9 +4,9 @@
  * requests and packets. Each is refused with the protocol's status or close code, says
  * nothing about any session, crashes nothing, and leaves the session it aimed at intact.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { afterEach, describe, expect, test } from "vitest";
-import { bullet, isAlive, send } from "../../src/index.js";
+import { bullet, isAlive, nodeName, send } from "../../src/index.js";
 import { sleep, until } from "../support/helpers.js";
 import { EventStream, http, jsonOf, post, UpgradeRefused, WsPeer, type HttpAnswer } from "../support/session-client.js";
 import { harness, session } from "./harness.js";
@@ -56,7 +56,7 @@ const refusedEverywhere = (status: number, body: unknown): unknown => [
 ];
 
 describe("session ids", () => {
-  test("are 32 random bytes (43 base64url characters), all different, with no visible structure", async () => {
+  test("are the node's tag and 32 random bytes (43 base64url characters), all different, with no visible structure", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 100; i++) {
       const { ws, sid } = await opened();
@@ -65,14 +65,17 @@ describe("session ids", () => {
       ws.ws.close(1000);
     }
     expect(new Set(ids).size).toBe(ids.length);
-    for (const id of ids) {
+    // The tag names the owner node without its name: a digest of it, the same for every session of the node.
+    expect(new Set(ids.map((id) => id.split(".")[0]))).toEqual(new Set([createHash("sha256").update(nodeName()).digest("base64url").slice(0, 11)]));
+    const randoms = ids.map((id) => id.split(".")[1]!);
+    for (const id of randoms) {
       expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
       expect(Buffer.from(id, "base64url")).toHaveLength(32);
     }
     // No shared prefix (a counter or a clock would show) and about half the bits set.
-    expect(new Set(ids.map((id) => id.slice(0, 6))).size).toBe(ids.length);
+    expect(new Set(randoms.map((id) => id.slice(0, 6))).size).toBe(ids.length);
     let ones = 0;
-    for (const id of ids) for (const byte of Buffer.from(id, "base64url")) ones += byte.toString(2).replaceAll("0", "").length;
+    for (const id of randoms) for (const byte of Buffer.from(id, "base64url")) ones += byte.toString(2).replaceAll("0", "").length;
     const ratio = ones / (ids.length * 256);
     expect(ratio).toBeGreaterThan(0.47);
     expect(ratio).toBeLessThan(0.53);

@@ -234,6 +234,25 @@ describe("while the client is away", () => {
     expect(c.refused?.status).toBe(404);
   });
 
+  test("the handler closes while the client is away: its resume, on any transport, gets the frames it lacks and the close; the next one 404", async () => {
+    await h.serve({ resumeWindowMs: WINDOW, heartbeatMs: 200 });
+    for (const [i, kind] of (["eventsource", "websocket", "longpoll"] as const).entries()) {
+      const c = h.client();
+      await c.connect("websocket");
+      const s = await session(h.rec, i);
+      c.drop();
+      await sleep(50);
+      send(s.pid!, { push: "last words" });
+      send(s.pid!, { close: 4001, reason: "gone fishing" });
+      await terminated(s);
+      expect(s.terminates).toEqual(["stop"]);
+      await c.connect(kind);
+      expect(await c.waitClosed()).toEqual({ code: 4001, reason: "gone fishing" });
+      expect(c.delivered).toEqual(["last words"]);
+      expect((await http(h.server.port, `/live?t=poll&sid=${c.sid!}&ack=1`)).status).toBe(404);
+    }
+  });
+
   test("up to outboxLimit frames wait for the client and all arrive once it is back", async () => {
     await h.serve({ resumeWindowMs: WINDOW, heartbeatMs: 200, outboxLimit: 50 });
     const c = h.client();

@@ -66,7 +66,7 @@ function openSession(port: number, path: string): Promise<{ socket: Socket; sid:
     });
     socket.on("data", (chunk: string) => {
       buf += chunk;
-      const m = /\["hello","([A-Za-z0-9_-]{43})"/.exec(buf);
+      const m = /\["hello","([A-Za-z0-9_-]{11}\.[A-Za-z0-9_-]{43})"/.exec(buf);
       if (m !== null) {
         socket.removeAllListeners("data");
         resolve({ socket, sid: m[1]! });

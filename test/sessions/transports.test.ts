@@ -21,7 +21,7 @@ describe.each(KINDS)("over %s", (kind: Kind) => {
     await c.connect(kind);
     const hello = c.control[0]!.packet;
     expect(hello).toEqual(["hello", c.sid, 0, FAST.heartbeatMs, FAST.resumeWindowMs]);
-    expect(c.sid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(c.sid).toMatch(/^[A-Za-z0-9_-]{11}\.[A-Za-z0-9_-]{43}$/);
     const s = await session(h.rec);
     expect(s.inits).toBe(1);
     expect(s.websocketInits).toBe(1);
@@ -252,6 +252,23 @@ describe("on the wire", () => {
     expect(jsonOf(idle)).toEqual([["h"]]);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(FAST.heartbeatMs! - 20);
     expect(Date.now() - t0).toBeLessThan(FAST.heartbeatMs! + 300);
+  });
+
+  test("long-poll: a resume's first poll asks for hello and is answered at once, with nothing else to send; a poll that does not ask is held", async () => {
+    const ws = await WsPeer.open(h.server.wsUrl("/live"));
+    const [, sid] = (await ws.nextPacket()) as [string, string];
+    const s = await session(h.rec);
+    ws.destroy();
+    await until(() => ws.closeInfo !== undefined, 1000, "the WebSocket to close");
+    const t0 = Date.now();
+    const resumed = await http(h.server.port, `/live?t=poll&${sidQuery(sid)}&hello=1`);
+    expect(Date.now() - t0).toBeLessThan(FAST.heartbeatMs! / 2);
+    expect(jsonOf(resumed)).toEqual([["hello", sid, 0, FAST.heartbeatMs, FAST.resumeWindowMs]]);
+    const t1 = Date.now();
+    expect(jsonOf(await http(h.server.port, `/live?t=poll&${sidQuery(sid)}`))).toEqual([["h"]]);
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(FAST.heartbeatMs! - 20);
+    expect((await post(h.server.port, "/live", sid, [["c", 1000, ""]])).status).toBe(200);
+    await terminated(s);
   });
 
   test("long-poll: a second poll while one is held answers the first with []", async () => {

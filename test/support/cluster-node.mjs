@@ -130,6 +130,15 @@ const commands = {
     return String(pid);
   },
   call: ({ to, request, ms }) => corral.call(Pid.parse(to), decode(request), ms),
+  // A listener serving a bullet() route at path (an echo that names its node), for the sessions' cluster tests: its port.
+  serveBullet: async ({ path, options }) => {
+    const echo = {
+      init: (req) => corral.upgrade(req, null),
+      websocketHandle: (frame, st) => (frame.type === "text" ? corral.reply(corral.text(`${corral.nodeName()}:${frame.data}`), st) : ok(st)),
+    };
+    const routes = corral.compileRoutes([{ host: "_", paths: [[path, corral.bullet(echo, options)]] }]);
+    return (await corral.startClear(`bullet-${process.pid}`, { port: 0 }, { dispatch: routes })).port;
+  },
   startClusterPrimary: () => (corral.startClusterPrimary(), true),
   received: ({ pid }) => records.get(pid) ?? [],
   clear: ({ pid }) => {
