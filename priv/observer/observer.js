@@ -66,6 +66,7 @@ function render(u) {
   for (const name of ["processes", "connections", "messages", "delayMs"]) plot(name, u.series[name]);
   renderTable(u.table);
   renderListeners(u.listeners);
+  renderSessions(u.sessions, u.summary);
   renderSimple($("group-rows"), u.groups.map((g) => [g.name, g.members]));
   renderSupervisors(u.supervisors);
   renderTimers(u.timers);
@@ -215,7 +216,7 @@ function renderListeners(list) {
       for (const c of l.conns) {
         const tr = el("tr");
         tr.dataset.pid = c.pid ?? "";
-        tr.append(el("td", c.pid ?? "-"), el("td", c.transport), el("td", c.peer), el("td", fmtBytes(c.buffered), "num"), el("td", fmtMs(c.idleMs), "num"), el("td", c.throttled ? "paused (mailbox full)" : "yes"), el("td", c.session ? c.session.transport + ", attached" : ""));
+        tr.append(el("td", c.pid ?? "-"), el("td", c.transport), el("td", c.peer), el("td", fmtBytes(c.buffered), "num"), el("td", fmtMs(c.idleMs), "num"), el("td", c.throttled ? "paused (mailbox full)" : "yes"), el("td", c.session ? sessionState(c.session) : ""));
         body.append(tr);
       }
       table.append(thead, body);
@@ -223,6 +224,22 @@ function renderListeners(list) {
       if (l.connections > l.conns.length) div.append(el("p", "first " + l.conns.length + " of " + l.connections + " shown", "note"));
     }
     return div;
+  }));
+}
+
+/** A session's resume state in a few words: its transport, or away and how long its window has left. */
+function sessionState(s) {
+  return s.transport !== null ? s.transport + ", attached" : "away " + fmtMs(s.awayMs) + ", " + fmtMs(s.windowLeftMs) + " left";
+}
+
+function renderSessions(list, summary) {
+  $("session-count").textContent = summary.sessionsOpen > list.length ? "(first " + list.length + " of " + summary.sessionsOpen + ")" : "";
+  $("session-rows").replaceChildren(...list.map((s) => {
+    const tr = el("tr");
+    tr.dataset.pid = s.pid ?? "";
+    tr.append(el("td", s.pid ?? "-"), el("td", sessionState(s)), el("td", s.outboxFrames, "num"), el("td", fmtBytes(s.outboxBytes), "num"),
+      el("td", s.sent, "num"), el("td", s.acked, "num"), el("td", s.received, "num"));
+    return tr;
   }));
 }
 
@@ -251,7 +268,10 @@ function renderDetail(d) {
     ["groups", d.groups.join(", ")], ["machine state", d.machine ?? ""],
     ["timers", d.timers.count === 0 ? "none" : d.timers.count + ", next in " + fmtMs(d.timers.nextInMs)],
   ];
-  if (d.session) pairs.push(["session transport", d.session.transport + " (resume window " + fmtMs(d.session.resumeWindowMs) + ")"]);
+  if (d.session) {
+    pairs.push(["session", (d.session.pid ?? "-") + ": " + sessionState(d.session) + " (resume window " + fmtMs(d.session.resumeWindowMs) + ")"]);
+    pairs.push(["session outbox", d.session.outboxFrames + " frames, " + fmtBytes(d.session.outboxBytes) + "; sent " + d.session.sent + ", acked " + d.session.acked + ", received " + d.session.received]);
+  }
   if (d.supervisor) pairs.push(["supervisor", d.supervisor.strategy + ", at most " + d.supervisor.intensity + " in " + fmtMs(d.supervisor.periodMs) + ", " + d.supervisor.childCount + " children"]);
   $("detail-sup").hidden = !d.supervisor;
   if (d.supervisor) {
@@ -291,13 +311,16 @@ document.addEventListener("DOMContentLoaded", () => {
     query.offset += query.limit;
     requery();
   });
-  $("proc-rows").addEventListener("click", (ev) => {
-    const tr = ev.target.closest("tr");
-    if (!tr) return;
-    selected = tr.dataset.pid;
-    $("action-result").textContent = "";
-    ask({ type: "detail", pid: selected });
-  });
+  // a process's detail from its row, a connection's or a session's
+  for (const rows of ["proc-rows", "listener-list", "session-rows"]) {
+    $(rows).addEventListener("click", (ev) => {
+      const tr = ev.target.closest("tr");
+      if (!tr || !tr.dataset.pid) return;
+      selected = tr.dataset.pid;
+      $("action-result").textContent = "";
+      ask({ type: "detail", pid: selected });
+    });
+  }
   $("detail-close").addEventListener("click", () => {
     selected = null;
     $("detail").hidden = true;

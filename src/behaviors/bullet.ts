@@ -87,6 +87,11 @@ class Push {
 /** The transport's process is to end (the session ended, or another transport took over). */
 const END = Symbol("transport end");
 
+/** The session a process carries as one of its transports (its state is the transport's Relay), for the observer. */
+export function carriedSession(state: unknown): SessionPort | null {
+  return state instanceof Relay ? state.session : null;
+}
+
 /**
  * One transport connection of a session, as the state of its process (the WebSocket
  * connection, or the request process of an event stream or a poll), which attaches it to
@@ -258,7 +263,7 @@ class RemoteTransport implements Transport {
 
   constructor(
     readonly pid: Pid,
-    kind: BulletTransport,
+    readonly kind: BulletTransport,
   ) {
     this.acksInline = kind === "websocket";
     this.listens = kind === "eventsource";

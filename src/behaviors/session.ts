@@ -18,8 +18,36 @@ export type Packet =
   | readonly ["h"]
   | readonly ["c", code: number, reason: string];
 
+/** Each session's process to its session, for the observer's detail of a process (weak: nothing to clean up). */
+const byProcess = new WeakMap<object, SessionPort>();
+
+/** The session whose process p is, if any. */
+export function sessionOfProcess(p: object): SessionPort | undefined {
+  return byProcess.get(p);
+}
+
+/** A session as the observer shows it (SessionPort.describe). */
+export interface SessionInfo {
+  readonly pid: Pid | null;
+  /** The transport attached now; null while the client is away. */
+  readonly transport: Transport["kind"] | null;
+  /** While away: how long since the client was last attached (a long-poll's gap included), and what is left of the resume window. */
+  readonly awayMs: number | null;
+  readonly windowLeftMs: number | null;
+  /** Frames sent and not yet acknowledged, which a resume would replay. */
+  readonly outboxFrames: number;
+  readonly outboxBytes: number;
+  /** The last sequence numbers: sent to the client, acknowledged by it, received from it. */
+  readonly sent: number;
+  readonly acked: number;
+  readonly received: number;
+  readonly resumeWindowMs: number;
+}
+
 /** Where a session's packets go while a client is connected: a WebSocket, an event stream, a held poll. */
 export interface Transport {
+  /** Which of bullet's transports this is (a relay on another node says which it carries). */
+  readonly kind: "websocket" | "eventsource" | "longpoll";
   /** The transport's process, which the session monitors: its death, however it comes, is the transport gone. */
   readonly pid: Pid | null;
   /** How long after this transport ends the client still counts as connected: a long-poll's turn between two polls, after an answer. */
@@ -166,11 +194,29 @@ export class SessionPort implements WebSocketPort {
 
   attach(pid: Pid): void {
     this.pid = pid;
+    if (pid.proc !== null) byProcess.set(pid.proc, this);
   }
 
   /** The session's process, for a relay on another node. */
   get process(): Pid | null {
     return this.pid;
+  }
+
+  /** What the observer shows of a session: never its id, which is the client's secret. */
+  describe(now: number): SessionInfo {
+    const t = this.transport;
+    return {
+      pid: this.pid,
+      transport: t === null ? null : t.kind,
+      awayMs: t === null ? Math.max(0, now - (this.awayUntil - this.limits.resumeWindowMs)) : null,
+      windowLeftMs: t === null ? Math.max(0, this.awayUntil - now) : null,
+      outboxFrames: this.outbox.length - this.head,
+      outboxBytes: this.outboxBytes,
+      sent: this.outSeq,
+      acked: this.acked,
+      received: this.inSeq,
+      resumeWindowMs: this.limits.resumeWindowMs,
+    };
   }
 
   /** The transport the session rides on now. */

@@ -3,6 +3,8 @@ import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { inspect } from "node:util";
 import type { Req } from "../behaviors/req.js";
+import { carriedSession } from "../behaviors/bullet.js";
+import { nodeSessions, sessionOfProcess, type SessionInfo } from "../behaviors/session.js";
 import { liveSupervisors, supervisorSnapshot, type RestartRecord } from "../behaviors/supervisor.js";
 import { reply, upgrade, type CallResult, type InitResult, type WebSocketHandler } from "../behaviors/websocket.js";
 import { text, type InFrame } from "../behaviors/frames.js";
@@ -328,6 +330,8 @@ interface NodeView {
   listeners: unknown[];
   groups: { name: string; members: number }[];
   supervisors: SupervisorNode[];
+  /** This node's first sessions, with their resume state; the summary counts them all. */
+  sessions: SessionView[];
   timers: { count: number; next: { inMs: number; dest: string; behaviour: string | null; kind: "timeout" | "message" }[] };
 }
 
@@ -358,7 +362,7 @@ function nodeView(query: Query, shown: Pid[]): { view: NodeView; shown: Pid[] } 
           buffered: port.bufferedAmount,
           idleMs: idleFor(port, socket.bytesRead, now),
           throttled: port.throttled,
-          session: port.pid === null ? null : sessionTransport(port.pid.proc),
+          session: port.pid === null ? null : sessionView(port.pid.proc, now),
         };
       }),
     });
@@ -383,6 +387,7 @@ function nodeView(query: Query, shown: Pid[]): { view: NodeView; shown: Pid[] } 
     table: page.table,
     listeners,
     groups: groupNames.slice(0, MAX_LISTED).map((g) => ({ name: g, members: members(g).length })),
+    sessions: sessionList(performance.now()),
     supervisors: supervisorTree(),
     timers: {
       count: timerCount(),
@@ -521,17 +526,27 @@ function supervisorTree(): SupervisorNode[] {
   return roots;
 }
 
-/**
- * A bullet session's transport process (its state is the transport's relay): which transport it
- * is and the session's resume window; null for any other process, or one whose state is hibernated.
- */
-function sessionTransport(p: Process | null): { transport: string; resumeWindowMs: number } | null {
-  const st = p?.state;
-  if (typeof st !== "object" || st === null) return null;
-  const relay = st as { kind?: unknown; session?: { isSession?: unknown; limits?: { resumeWindowMs?: unknown } } };
-  if (typeof relay.kind !== "string" || relay.session?.isSession !== true) return null;
-  const window = relay.session.limits?.resumeWindowMs;
-  return { transport: relay.kind, resumeWindowMs: typeof window === "number" ? window : 0 };
+/** A bullet session as the page shows it: from its own process, or from one of its transports' processes. */
+function sessionView(p: Process | null, now: number): SessionView | null {
+  if (p === null) return null;
+  const session = sessionOfProcess(p) ?? carriedSession(p.state);
+  return session === undefined || session === null ? null : viewOf(session.describe(now));
+}
+
+type SessionView = Omit<SessionInfo, "pid"> & { pid: string | null };
+
+function viewOf(info: SessionInfo): SessionView {
+  return { ...info, pid: info.pid === null ? null : String(info.pid) };
+}
+
+/** The first MAX_LISTED of this node's sessions (a Map's first entries: no walk over all of them). */
+function sessionList(now: number): SessionView[] {
+  const list: SessionView[] = [];
+  for (const session of nodeSessions.values()) {
+    if (list.length === MAX_LISTED) break;
+    list.push(viewOf(session.describe(now)));
+  }
+  return list;
 }
 
 /** When each listed socket last read a byte, as this observer saw it (so the first sight counts as now). */
@@ -665,7 +680,7 @@ function detail(text: unknown): unknown {
     machine: machineState(p.state),
     timers: processTimers(p),
     supervisor: supervisorDetail(pid),
-    session: sessionTransport(p),
+    session: sessionView(p, performance.now()),
     state: inspect(p.state, { depth: 3, breakLength: 100, maxArrayLength: 20, maxStringLength: 200 }).slice(0, 4000),
     queue: p.mailbox.slice(p.head, p.head + 10).map((m) => inspect(m, { depth: 2, breakLength: Infinity, maxStringLength: 100 }).slice(0, 300)),
   };

@@ -58,7 +58,20 @@ interface Update {
   self: string;
   supervisors: SupNode[];
   timers: { count: number; next: { inMs: number; dest: string; kind: string }[] };
-  listeners: { name: string; conns: { pid: string | null; session: { transport: string; resumeWindowMs: number } | null }[] }[];
+  listeners: { name: string; conns: { pid: string | null; session: SessionView | null }[] }[];
+  sessions: SessionView[];
+}
+interface SessionView {
+  pid: string | null;
+  transport: string | null;
+  awayMs: number | null;
+  windowLeftMs: number | null;
+  outboxFrames: number;
+  outboxBytes: number;
+  sent: number;
+  acked: number;
+  received: number;
+  resumeWindowMs: number;
 }
 interface Detail {
   pid: string;
@@ -66,7 +79,7 @@ interface Detail {
   machine: string | null;
   timers: { count: number; nextInMs: number | null };
   supervisor: { strategy: string; childCount: number; children: { id: string }[]; restarts: Restart[] } | null;
-  session: { transport: string; resumeWindowMs: number } | null;
+  session: SessionView | null;
 }
 
 /** A machine that waits, and works once told to. */
@@ -282,19 +295,38 @@ describe("observer views", () => {
     }
   });
 
-  test("a bullet session's WebSocket transport: its connection row and its detail say so", async () => {
+  test("a bullet session: its transport's row and detail, its own detail, and the sessions list with its resume state, attached and away", async () => {
     const o = await open();
     const session = new SessionClient(port, "/live");
     try {
       await session.connect("websocket");
-      const u = await o.next<Update>((m) => m["type"] === "update" && (m as unknown as Update).listeners.some((l) => l.conns.some((c) => c.session !== null)));
+      session.send("echo:one");
+      session.send("echo:two");
+      await session.waitDelivered(2);
+      const u = await o.next<Update>((m) => m["type"] === "update" && (m as unknown as Update).sessions.some((s) => s.received === 2 && s.sent >= 2));
       const rows = u.listeners.find((l) => l.name === NAME)!.conns.filter((c) => c.session !== null);
       expect(rows).toHaveLength(1);
-      expect(rows[0]!.session).toEqual({ transport: "websocket", resumeWindowMs: 5000 });
+      const listed = u.sessions.filter((s) => s.transport !== null);
+      expect(listed).toHaveLength(1);
+      const sessionPid = listed[0]!.pid!;
+      expect(listed[0]).toMatchObject({ transport: "websocket", awayMs: null, windowLeftMs: null, received: 2, resumeWindowMs: 5000 });
+      // the transport's row names the session's process, not its own
+      expect(rows[0]!.session).toMatchObject({ pid: sessionPid, transport: "websocket", resumeWindowMs: 5000 });
+      expect(rows[0]!.pid).not.toBe(sessionPid);
       const d = await detailUntil(o, rows[0]!.pid!, () => true, "the transport's detail");
-      expect(d.session).toEqual({ transport: "websocket", resumeWindowMs: 5000 });
+      expect(d.session).toMatchObject({ pid: sessionPid, transport: "websocket" });
       // The observer's own connection is no session.
       expect(u.listeners.find((l) => l.name === NAME)!.conns.filter((c) => c.session === null).length).toBeGreaterThanOrEqual(1);
+      // The client drops: the session is away, its window running down, what it sent unacknowledged in the outbox.
+      session.drop();
+      const away = await o.next<Update>((m) => m["type"] === "update" && (m as unknown as Update).sessions.some((s) => s.pid === sessionPid && s.transport === null));
+      const gone = away.sessions.find((s) => s.pid === sessionPid)!;
+      expect(gone.awayMs).toBeGreaterThanOrEqual(0);
+      expect(gone.windowLeftMs).toBeGreaterThan(0);
+      expect(gone.windowLeftMs! + gone.awayMs!).toBeLessThanOrEqual(5000 + 6000);
+      expect(gone.outboxFrames).toBe(gone.sent - gone.acked);
+      const own = await detailUntil(o, sessionPid, (x) => x.session !== null && x.session.transport === null, "the session's own detail, away");
+      expect(own.session).toMatchObject({ pid: sessionPid, transport: null, received: 2 });
     } finally {
       session.dispose();
       o.ws.close();
