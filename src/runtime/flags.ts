@@ -22,3 +22,13 @@ export const DIST_LINKED = 256;
 export const GLOBAL_NAMED = 512;
 /** The hibernated state is a bare serialized string (hibernate.ts). */
 export const FROZEN_BYTES = 1024;
+/** A restless process asked to hibernate: its state is evicted after a quiet period unless a message comes first (hibernate.ts). */
+export const EVICT_PENDING = 2048;
+/** Listed in the quiet-period sweep's group of the epoch in EPOCH_BITS (hibernate.ts). */
+export const SWEEP_LISTED = 4096;
+/** Three bits: the hibernation epoch (whole seconds, mod 8) of the last eviction or sweep listing. */
+export const EPOCH_SHIFT = 13;
+export const EPOCH_BITS = 7 << EPOCH_SHIFT;
+/** Three bits: wakes in a row that came soon after the eviction, up to hibernate.ts's RESTLESS_AFTER. */
+export const QUICK_SHIFT = 16;
+export const QUICK_BITS = 7 << QUICK_SHIFT;

@@ -1,9 +1,11 @@
 // erlang:hibernate/3: a process's state leaves the live heap while it waits, and comes back with the next message.
+import { performance } from "node:perf_hooks";
 import { deserialize, serialize } from "node:v8";
 import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
-import { FROZEN_BYTES } from "./flags.js";
+import { BUSY, DEAD, EPOCH_BITS, EPOCH_SHIFT, EVICT_PENDING, FROZEN_BYTES, HIBERNATED, QUEUED, QUICK_BITS, QUICK_SHIFT, RUNNING, SWEEP_LISTED } from "./flags.js";
+import { stats } from "./stats.js";
 import type { ProcessLoop, Process } from "./process.js";
 import { checkPid } from "./validate.js";
 
@@ -164,7 +166,117 @@ export function restoreState(p: Process): void {
     p.state = thaw(p.state as string);
   } else if (p.state instanceof FrozenState) {
     p.state = restoreByIndex(thaw(p.state.bytes), p.state.specials);
+  } else {
+    // A state kept as it was cost nothing to evict: no reason to wait before the next one.
+    return;
   }
+  countWake(p);
+}
+
+/* ---------------------------------------------------------------- when to evict */
+
+/*
+ * Evicting and restoring a state costs a serialization each way (about 30 us for a 2 KB
+ * state): a process woken every second and evicted after each message pays it every second
+ * and saves little memory. So, as Erlang's hibernate_after, a process whose evicted state
+ * keeps coming back soon (RESTLESS_AFTER wakes in a row, each within QUICK_EPOCHS of its
+ * eviction) is evicted only once it has had no message for QUIET_EPOCHS - 1 to QUIET_EPOCHS
+ * epochs; one sweep, armed only while such processes wait, does it. Time is counted in
+ * coarse epochs kept in three flag bits (mod 8): no field per process.
+ */
+
+/** The policy's clock tick, in ms. */
+const EPOCH_MS = 1000;
+/** A wake within this many epochs of the eviction (under 2 to 3 s) is a quick one. */
+const QUICK_EPOCHS = 2;
+/** After this many quick wakes in a row, hibernate waits for a quiet period. */
+const RESTLESS_AFTER = 4;
+/** A restless process is evicted at the start of the QUIET_EPOCHS-th epoch after its last request: after 2 to 3 s without a message. */
+const QUIET_EPOCHS = 3;
+
+function epochNow(): number {
+  return Math.floor(performance.now() / EPOCH_MS);
+}
+
+function countWake(p: Process): void {
+  const f = p.flags;
+  const slept = (epochNow() - ((f & EPOCH_BITS) >>> EPOCH_SHIFT)) & 7;
+  const quick = slept <= QUICK_EPOCHS ? Math.min(((f & QUICK_BITS) >>> QUICK_SHIFT) + 1, RESTLESS_AFTER) : 0;
+  p.flags = (f & ~QUICK_BITS) | (quick << QUICK_SHIFT);
+}
+
+/**
+ * @internal A callback asked to hibernate and the mailbox is empty: evict now, or, for a
+ * restless process, after a quiet period.
+ */
+export function hibernate(p: Process): void {
+  if ((p.flags & QUICK_BITS) >>> QUICK_SHIFT < RESTLESS_AFTER) hibernateNow(p);
+  else defer(p);
+}
+
+/** @internal Evicts the state now (false when it must stay live) and marks the process hibernated. */
+export function hibernateNow(p: Process): boolean {
+  if (!evictState(p)) return false;
+  p.flags = (p.flags & ~(EPOCH_BITS | SWEEP_LISTED | EVICT_PENDING)) | HIBERNATED | ((epochNow() & 7) << EPOCH_SHIFT);
+  stats.hibernations++;
+  return true;
+}
+
+/** The processes waiting for a quiet period, grouped by the epoch they were listed in, oldest first. */
+class QuietGroup {
+  readonly procs: Process[] = [];
+  constructor(readonly epoch: number) {}
+}
+
+const quiet: QuietGroup[] = [];
+let sweepTimer: NodeJS.Timeout | null = null;
+
+function defer(p: Process): void {
+  const e = epochNow();
+  const bits = (e & 7) << EPOCH_SHIFT;
+  const f = p.flags | EVICT_PENDING;
+  // Already listed this epoch: a process asking at every message is listed once per epoch.
+  if ((f & (SWEEP_LISTED | EPOCH_BITS)) === (SWEEP_LISTED | bits)) {
+    p.flags = f;
+    return;
+  }
+  p.flags = (f & ~EPOCH_BITS) | SWEEP_LISTED | bits;
+  let group = quiet[quiet.length - 1];
+  if (group === undefined || group.epoch !== e) quiet.push((group = new QuietGroup(e)));
+  group.procs.push(p);
+  if (sweepTimer === null) armSweep();
+}
+
+function armSweep(): void {
+  const due = (quiet[0]!.epoch + QUIET_EPOCHS) * EPOCH_MS - performance.now();
+  sweepTimer = setTimeout(sweep, Math.max(0, due) + 1);
+  sweepTimer.unref();
+}
+
+/** Evicts the listed processes whose epoch is QUIET_EPOCHS old and that had no message since their request. */
+function sweep(): void {
+  sweepTimer = null;
+  const now = epochNow();
+  while (quiet.length > 0 && quiet[0]!.epoch <= now - QUIET_EPOCHS) {
+    const group = quiet.shift()!;
+    const bits = SWEEP_LISTED | ((group.epoch & 7) << EPOCH_SHIFT);
+    for (const p of group.procs) {
+      const f = p.flags;
+      // Listed again in a later epoch: that entry decides.
+      if ((f & (SWEEP_LISTED | EPOCH_BITS)) !== bits) continue;
+      p.flags = f & ~SWEEP_LISTED;
+      // A message since (handled, queued or in hand) cleared EVICT_PENDING or holds the process.
+      if ((f & (EVICT_PENDING | DEAD | QUEUED | RUNNING | BUSY | HIBERNATED)) !== EVICT_PENDING || p.queueLength > 0) continue;
+      try {
+        hibernateNow(p);
+      } catch (err) {
+        // A StateStore's put threw: the state stays live, as it would have in the process's own turn.
+        p.flags &= ~EVICT_PENDING;
+        (p.loop.logger ?? runtimeLogger()).error({ pid: p.pid.toString(), behaviour: p.loop.name, err }, "hibernate: the state store's put threw");
+      }
+    }
+  }
+  if (quiet.length > 0) armSweep();
 }
 
 /** The bytes a hibernated process holds in place of its state: 0 when live, in a StateStore, small enough to stay as it was, or not alive. */

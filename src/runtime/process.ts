@@ -2,7 +2,7 @@
 import { CorralError, badarg, describe } from "./errors.js";
 import { toError } from "./validate.js";
 import * as flags from "./flags.js";
-import { evictState, restoreState, type StateStore } from "./hibernate.js";
+import { hibernate, restoreState, type StateStore } from "./hibernate.js";
 import { runtimeLogger, type Logger } from "./log.js";
 import { nodeName } from "./node.js";
 import { livePids, newPid, Pid, type Ref } from "./pid.js";
@@ -14,7 +14,7 @@ import type { ExitReason, Monitor } from "./signals.js";
 import type { SpawnOptions } from "./spawn.js";
 
 // The flags as this module's own consts: V8 folds those into the run loop, but loads an imported binding at every use.
-const { BUSY, DEAD, DIST_LINKED, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
+const { BUSY, DEAD, DIST_LINKED, EVICT_PENDING, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
 
 /**
  * @internal How one kind of process runs (a behavior's generic part, as gen_server's loop):
@@ -187,8 +187,8 @@ export class Process {
     let n = 0;
     while (n < batch && this.head < this.mailbox.length) {
       const msg = this.dequeue();
-      // Hibernation is one-shot: only the last callback's result decides.
-      this.flags = (this.flags & ~HIBERNATE_NEXT) | RUNNING;
+      // Hibernation is one-shot: only the last callback's result decides (and a pending one waits for quiet).
+      this.flags = (this.flags & ~(HIBERNATE_NEXT | EVICT_PENDING)) | RUNNING;
       current = this;
       let pending: PromiseLike<unknown> | void;
       try {
@@ -265,10 +265,7 @@ export class Process {
       this.enqueueSelf();
     } else if (this.flags & HIBERNATE_NEXT) {
       this.flags &= ~HIBERNATE_NEXT;
-      if (evictState(this)) {
-        this.flags |= HIBERNATED;
-        stats.hibernations++;
-      }
+      hibernate(this);
     }
   }
 
