@@ -4,7 +4,7 @@ import { deserialize, serialize } from "node:v8";
 import { markByIndex, restoreByIndex } from "./external.js";
 import { runtimeLogger } from "./log.js";
 import { Pid, Ref } from "./pid.js";
-import { BUSY, DEAD, EPOCH_BITS, EPOCH_SHIFT, EVICT_PENDING, FROZEN_BYTES, HIBERNATED, QUEUED, QUICK_BITS, QUICK_SHIFT, RUNNING, SWEEP_LISTED } from "./flags.js";
+import { BUSY, DEAD, EVICT_PENDING, FROZEN_BYTES, HIBERNATED, QUEUED, RUNNING, SHORT_BITS, SHORT_SHIFT, SWEEP_LISTED, TICK_BITS, TICK_SHIFT, WAIT_BITS, WAIT_SHIFT } from "./flags.js";
 import { stats } from "./stats.js";
 import type { ProcessLoop, Process } from "./process.js";
 import { checkPid } from "./validate.js";
@@ -157,8 +157,8 @@ export function evictState(p: Process): boolean {
   return true;
 }
 
-/** @internal Brings a hibernated state back before the next callback. */
-export function restoreState(p: Process): void {
+/** @internal Brings a hibernated state back before the next callback; false when it had stayed as it was. */
+export function restoreState(p: Process): boolean {
   if (p.stateStore !== undefined) {
     p.state = p.stateStore.take(p.pid);
   } else if (p.flags & FROZEN_BYTES) {
@@ -167,103 +167,126 @@ export function restoreState(p: Process): void {
   } else if (p.state instanceof FrozenState) {
     p.state = restoreByIndex(thaw(p.state.bytes), p.state.specials);
   } else {
-    // A state kept as it was cost nothing to evict: no reason to wait before the next one.
-    return;
+    return false;
   }
-  countWake(p);
+  return true;
 }
 
 /* ---------------------------------------------------------------- when to evict */
 
 /*
  * Evicting and restoring a state costs a serialization each way (about 30 us for a 2 KB
- * state): a process woken every second and evicted after each message pays it every second
- * and saves little memory. So, as Erlang's hibernate_after, a process whose evicted state
- * keeps coming back soon (RESTLESS_AFTER wakes in a row, each within QUICK_EPOCHS of its
- * eviction) is evicted only once it has had no message for QUIET_EPOCHS - 1 to QUIET_EPOCHS
- * epochs; one sweep, armed only while such processes wait, does it. Time is counted in
- * coarse epochs kept in three flag bits (mod 8): no field per process.
+ * state): a process that gets a message every second and is evicted after each one pays
+ * that every second, and leaves the garbage of both. So, as Erlang's hibernate_after, the
+ * gap between a hibernate request and the next message sets how long the next request
+ * waits without a message before it evicts: 1.5 times the gap and a tick, so a process
+ * with steady traffic keeps its state live while one that falls silent is evicted soon
+ * after. Gaps from LONG_GAP to MAX_GAP ticks (0.5 to 5 s: a pushing connection's) defer
+ * the next request at once; shorter ones only from the SHORT_RUN-th in a row (a few quick
+ * exchanges still hibernate each time); longer ones, a first request and a state kept as it
+ * is anyway evict at once. The request's tick, the wait and the run of short gaps live in
+ * the process's flag bits (no field per process); one sweep per tick, armed only while
+ * requests wait, evicts those whose time has come.
  */
 
 /** The policy's clock tick, in ms. */
-const EPOCH_MS = 1000;
-/** A wake within this many epochs of the eviction (under 2 to 3 s) is a quick one. */
-const QUICK_EPOCHS = 2;
-/** After this many quick wakes in a row, hibernate waits for a quiet period. */
-const RESTLESS_AFTER = 4;
-/** A restless process is evicted at the start of the QUIET_EPOCHS-th epoch after its last request: after 2 to 3 s without a message. */
-const QUIET_EPOCHS = 3;
+const TICK_MS = 125;
+/** A gap of this many ticks or more (0.5 s) defers the next eviction at once. */
+const LONG_GAP = 4;
+/** Above this gap (5 s), evicting at once costs little per second: the next request does. */
+const MAX_GAP = 40;
+/** Shorter gaps defer the next eviction from the SHORT_RUN-th in a row (SHORT_BITS counts to it). */
+const SHORT_RUN = 4;
+/** The sweep's wheel: one slot per tick, more than the longest wait (1.5 * MAX_GAP + 1, within WAIT_BITS). */
+const SLOTS = 64;
 
-function epochNow(): number {
-  return Math.floor(performance.now() / EPOCH_MS);
-}
-
-function countWake(p: Process): void {
-  const f = p.flags;
-  const slept = (epochNow() - ((f & EPOCH_BITS) >>> EPOCH_SHIFT)) & 7;
-  const quick = slept <= QUICK_EPOCHS ? Math.min(((f & QUICK_BITS) >>> QUICK_SHIFT) + 1, RESTLESS_AFTER) : 0;
-  p.flags = (f & ~QUICK_BITS) | (quick << QUICK_SHIFT);
+function tickNow(): number {
+  return Math.floor(performance.now() / TICK_MS);
 }
 
 /**
- * @internal A callback asked to hibernate and the mailbox is empty: evict now, or, for a
- * restless process, after a quiet period.
+ * @internal A message for a process whose last callback asked to hibernate: the state comes
+ * back if it was evicted, and the gap since that request sets the wait of the next one.
  */
-export function hibernate(p: Process): void {
-  if ((p.flags & QUICK_BITS) >>> QUICK_SHIFT < RESTLESS_AFTER) hibernateNow(p);
-  else defer(p);
+export function wake(p: Process): void {
+  if (p.flags & HIBERNATED) {
+    p.flags &= ~HIBERNATED;
+    stats.wakes++;
+    // A state kept as it was cost nothing to evict: nothing to learn.
+    if (!restoreState(p)) return;
+  }
+  const f = p.flags;
+  const gap = (tickNow() - ((f & TICK_BITS) >>> TICK_SHIFT)) & 255;
+  const run = (f & SHORT_BITS) >>> SHORT_SHIFT;
+  const short = gap < LONG_GAP;
+  const wait = gap <= MAX_GAP && (!short || run === SHORT_RUN - 1) ? ((gap * 3 + 1) >> 1) + 1 : 0;
+  const nextRun = short ? Math.min(run + 1, SHORT_RUN - 1) : 0;
+  p.flags = (f & ~(EVICT_PENDING | WAIT_BITS | SHORT_BITS)) | (wait << WAIT_SHIFT) | (nextRun << SHORT_SHIFT);
 }
 
-/** @internal Evicts the state now (false when it must stay live) and marks the process hibernated. */
+/** @internal A callback asked to hibernate and the mailbox is empty: evict now, or once the process's wait passes without a message. */
+export function hibernate(p: Process): void {
+  const f = p.flags;
+  const now = tickNow();
+  const tick = (now & 255) << TICK_SHIFT;
+  const wait = (f & WAIT_BITS) >>> WAIT_SHIFT;
+  if (wait === 0 || keptAsIs(p)) {
+    p.flags = (f & ~(TICK_BITS | SWEEP_LISTED)) | tick;
+    hibernateNow(p);
+    return;
+  }
+  p.flags = (f & ~TICK_BITS) | tick | EVICT_PENDING | SWEEP_LISTED;
+  // Already listed for a request in this tick: a process asking at every message is listed once per tick.
+  if ((f & (SWEEP_LISTED | TICK_BITS)) === (SWEEP_LISTED | tick)) return;
+  const slot = wheel[(now + wait) % SLOTS]!;
+  slot.procs.push(p);
+  slot.ticks.push(now);
+  if (listed++ === 0) {
+    // The wheel was empty: it turns from this tick, not from the last sweep's.
+    swept = now;
+    sweepTimer ??= setInterval(sweep, TICK_MS).unref();
+  }
+}
+
+/** A state evictState would keep as it is: nothing to gain by waiting. */
+function keptAsIs(p: Process): boolean {
+  const state = p.state;
+  return p.stateStore === undefined && (typeof state !== "object" || state === null || smallAndFlat(state));
+}
+
+/** @internal Evicts the state now and marks the process hibernated; false when it must stay live. */
 export function hibernateNow(p: Process): boolean {
   if (!evictState(p)) return false;
-  p.flags = (p.flags & ~(EPOCH_BITS | SWEEP_LISTED | EVICT_PENDING)) | HIBERNATED | ((epochNow() & 7) << EPOCH_SHIFT);
+  p.flags = (p.flags & ~(SWEEP_LISTED | EVICT_PENDING)) | HIBERNATED;
   stats.hibernations++;
   return true;
 }
 
-/** The processes waiting for a quiet period, grouped by the epoch they were listed in, oldest first. */
-class QuietGroup {
+/** The requests due in one tick: each process with the tick it asked in. */
+class Slot {
   readonly procs: Process[] = [];
-  constructor(readonly epoch: number) {}
+  readonly ticks: number[] = [];
 }
 
-const quiet: QuietGroup[] = [];
+const wheel = Array.from({ length: SLOTS }, () => new Slot());
+let listed = 0;
+/** The last tick swept. */
+let swept = 0;
+/** One interval, not a timer per process; unref'd, and cleared once nothing waits. */
 let sweepTimer: NodeJS.Timeout | null = null;
 
-function defer(p: Process): void {
-  const e = epochNow();
-  const bits = (e & 7) << EPOCH_SHIFT;
-  const f = p.flags | EVICT_PENDING;
-  // Already listed this epoch: a process asking at every message is listed once per epoch.
-  if ((f & (SWEEP_LISTED | EPOCH_BITS)) === (SWEEP_LISTED | bits)) {
-    p.flags = f;
-    return;
-  }
-  p.flags = (f & ~EPOCH_BITS) | SWEEP_LISTED | bits;
-  let group = quiet[quiet.length - 1];
-  if (group === undefined || group.epoch !== e) quiet.push((group = new QuietGroup(e)));
-  group.procs.push(p);
-  if (sweepTimer === null) armSweep();
-}
-
-function armSweep(): void {
-  const due = (quiet[0]!.epoch + QUIET_EPOCHS) * EPOCH_MS - performance.now();
-  sweepTimer = setTimeout(sweep, Math.max(0, due) + 1);
-  sweepTimer.unref();
-}
-
-/** Evicts the listed processes whose epoch is QUIET_EPOCHS old and that had no message since their request. */
+/** Evicts the processes whose wait has passed since their request without a message. */
 function sweep(): void {
-  sweepTimer = null;
-  const now = epochNow();
-  while (quiet.length > 0 && quiet[0]!.epoch <= now - QUIET_EPOCHS) {
-    const group = quiet.shift()!;
-    const bits = SWEEP_LISTED | ((group.epoch & 7) << EPOCH_SHIFT);
-    for (const p of group.procs) {
+  const now = tickNow();
+  // A late timer catches up, a slot at a time (at most a turn of the wheel).
+  for (let t = Math.max(swept + 1, now - SLOTS + 1); t <= now; t++) {
+    const slot = wheel[t % SLOTS]!;
+    const { procs, ticks } = slot;
+    for (let i = 0; i < procs.length; i++) {
+      const p = procs[i]!;
       const f = p.flags;
-      // Listed again in a later epoch: that entry decides.
-      if ((f & (SWEEP_LISTED | EPOCH_BITS)) !== bits) continue;
+      // Asked again in a later tick: that request's entry decides.
+      if ((f & (SWEEP_LISTED | TICK_BITS)) !== (SWEEP_LISTED | ((ticks[i]! & 255) << TICK_SHIFT))) continue;
       p.flags = f & ~SWEEP_LISTED;
       // A message since (handled, queued or in hand) cleared EVICT_PENDING or holds the process.
       if ((f & (EVICT_PENDING | DEAD | QUEUED | RUNNING | BUSY | HIBERNATED)) !== EVICT_PENDING || p.queueLength > 0) continue;
@@ -275,8 +298,15 @@ function sweep(): void {
         (p.loop.logger ?? runtimeLogger()).error({ pid: p.pid.toString(), behaviour: p.loop.name, err }, "hibernate: the state store's put threw");
       }
     }
+    listed -= procs.length;
+    procs.length = 0;
+    ticks.length = 0;
   }
-  if (quiet.length > 0) armSweep();
+  swept = now;
+  if (listed === 0 && sweepTimer !== null) {
+    clearInterval(sweepTimer);
+    sweepTimer = null;
+  }
 }
 
 /** The bytes a hibernated process holds in place of its state: 0 when live, in a StateStore, small enough to stay as it was, or not alive. */

@@ -2,7 +2,7 @@
 import { CorralError, badarg, describe } from "./errors.js";
 import { toError } from "./validate.js";
 import * as flags from "./flags.js";
-import { hibernate, restoreState, type StateStore } from "./hibernate.js";
+import { hibernate, wake, type StateStore } from "./hibernate.js";
 import { runtimeLogger, type Logger } from "./log.js";
 import { nodeName } from "./node.js";
 import { livePids, newPid, Pid, type Ref } from "./pid.js";
@@ -187,12 +187,12 @@ export class Process {
     let n = 0;
     while (n < batch && this.head < this.mailbox.length) {
       const msg = this.dequeue();
-      // Hibernation is one-shot: only the last callback's result decides (and a pending one waits for quiet).
-      this.flags = (this.flags & ~(HIBERNATE_NEXT | EVICT_PENDING)) | RUNNING;
+      // Hibernation is one-shot: only the last callback's result decides.
+      this.flags = (this.flags & ~HIBERNATE_NEXT) | RUNNING;
       current = this;
       let pending: PromiseLike<unknown> | void;
       try {
-        if (this.flags & HIBERNATED) this.wake();
+        if (this.flags & (HIBERNATED | EVICT_PENDING)) wake(this);
         pending = this.loop.handle(this, msg);
       } catch (err) {
         current = null;
@@ -269,15 +269,9 @@ export class Process {
     }
   }
 
-  private wake(): void {
-    this.flags &= ~HIBERNATED;
-    stats.wakes++;
-    restoreState(this);
-  }
-
   /** @internal The state as the process's loop should see it, waking the process if it sleeps. */
   liveState(): unknown {
-    if (this.flags & HIBERNATED) this.wake();
+    if (this.flags & HIBERNATED) wake(this);
     return this.state;
   }
 
