@@ -596,6 +596,7 @@ export const scenario = {
     { id: "pushLiveCpuCorral", label: "Push without hibernate: server CPU, corral", format: "cores" },
     { id: "pushLiveLateP99MsCorral", label: "Push without hibernate: lateness p99, corral", format: "ms", target: { op: "<=", value: 50 } },
     { id: "pushLiveLateP50MsCorral", label: "Push without hibernate: lateness p50, corral", format: "ms" },
+    { id: "pushLiveGenCoresCorral", label: "Push without hibernate: generator CPU, corral run", format: "cores" },
     { id: "pushLiveCpuRatio", label: "Push without hibernate: server CPU corral / raw", format: "ratio", target: { op: "<=", value: 1.1 } },
     { id: "pushLiveRssCorral", label: "Push without hibernate: server RSS at the end, corral", format: "bytes" },
     { id: "pushLiveJsCorral", label: "Push without hibernate: heapUsed + external per connection, corral", format: "bytes" },

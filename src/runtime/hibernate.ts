@@ -131,8 +131,8 @@ function thaw(bytes: string): unknown {
 /** Behaviours already warned about a state that cannot be evicted: one warning each. */
 const warned = new WeakSet<ProcessLoop>();
 
-/** @internal Moves a process's state out of the live heap; false when it must stay live. */
-export function evictState(p: Process): boolean {
+/** Moves a process's state out of the live heap; false when it must stay live. */
+function evictState(p: Process): boolean {
   if (p.stateStore !== undefined) {
     p.stateStore.put(p.pid, p.state);
     p.state = undefined;
@@ -157,8 +157,8 @@ export function evictState(p: Process): boolean {
   return true;
 }
 
-/** @internal Brings a hibernated state back before the next callback; false when it had stayed as it was. */
-export function restoreState(p: Process): boolean {
+/** Brings a hibernated state back before the next callback; false when it had stayed as it was. */
+function restoreState(p: Process): boolean {
   if (p.stateStore !== undefined) {
     p.state = p.stateStore.take(p.pid);
   } else if (p.flags & FROZEN_BYTES) {
