@@ -183,8 +183,9 @@ function restoreState(p: Process): boolean {
  * with steady traffic keeps its state live while one that falls silent is evicted soon
  * after. Gaps from LONG_GAP to MAX_GAP ticks (0.5 to 5 s: a pushing connection's) defer
  * the next request at once; shorter ones only from the SHORT_RUN-th in a row (a few quick
- * exchanges still hibernate each time); longer ones, a first request and a state kept as it
- * is anyway evict at once. The request's tick, the wait and the run of short gaps live in
+ * exchanges still hibernate each time); longer ones and a state kept as it is anyway evict
+ * at once. A request with no gap to go by (the first) waits as for a gap if the process has
+ * a timer of its own due in 0.5 to 4 s, and otherwise evicts at once. The request's tick, the wait and the run of short gaps live in
  * the process's flag bits (no field per process); one sweep per tick, armed only while
  * requests wait, evicts those whose time has come.
  */
@@ -200,8 +201,32 @@ const SHORT_RUN = 4;
 /** The sweep's wheel: one slot per tick, more than the longest wait (1.5 * MAX_GAP + 1, within WAIT_BITS). */
 const SLOTS = 64;
 
+/** Timers due within this many ticks (4 s) of a request defer it like a gap of that length. */
+const TIMER_GAP = 32;
+/** The timers on a process's list looked at for the next one due: the latest armed first. */
+const TIMERS_SEEN = 4;
+
 function tickNow(): number {
   return Math.floor(performance.now() / TICK_MS);
+}
+
+/** A timer on a process's own list, as timers.ts arms it: due in whole ms of performance.now(). */
+interface ArmedTimer {
+  readonly due: number;
+  readonly next: ArmedTimer | null;
+}
+
+/**
+ * The wait a timer of the process's own sets when no gap has yet (the guide's handler
+ * re-arms its push timer before it asks to hibernate): evicting before a timer due in
+ * LONG_GAP to TIMER_GAP ticks would be undone when it fires. 0: no such timer.
+ */
+function timerWait(p: Process, nowMs: number): number {
+  let t = p.timers as unknown as ArmedTimer | null;
+  let first = Infinity;
+  for (let k = 0; t !== null && k < TIMERS_SEEN; k++, t = t.next) if (t.due < first) first = t.due;
+  const gap = Math.floor((first - nowMs) / TICK_MS);
+  return gap >= LONG_GAP && gap < TIMER_GAP ? ((gap * 3 + 1) >> 1) + 1 : 0;
 }
 
 /**
@@ -227,9 +252,11 @@ export function wake(p: Process): void {
 /** @internal A callback asked to hibernate and the mailbox is empty: evict now, or once the process's wait passes without a message. */
 export function hibernate(p: Process): void {
   const f = p.flags;
-  const now = tickNow();
+  const nowMs = performance.now();
+  const now = Math.floor(nowMs / TICK_MS);
   const tick = (now & 255) << TICK_SHIFT;
-  const wait = (f & WAIT_BITS) >>> WAIT_SHIFT;
+  let wait = (f & WAIT_BITS) >>> WAIT_SHIFT;
+  if (wait === 0 && p.timers !== null) wait = timerWait(p, nowMs);
   if (wait === 0 || keptAsIs(p)) {
     p.flags = (f & ~(TICK_BITS | SWEEP_LISTED)) | tick;
     hibernateNow(p);

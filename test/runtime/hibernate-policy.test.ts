@@ -1,7 +1,7 @@
 // When hibernation evicts (hibernate.ts's policy, as Erlang's hibernate_after), and a state that survives a million evictions exact.
 import { isDeepStrictEqual } from "node:util";
 import { afterEach, describe, expect, test } from "vitest";
-import { exit, frozenSize, isAlive, ok, processCount, processInfo, send, spawn, stop, type ProcessBehavior } from "../../src/index.js";
+import { exit, frozenSize, isAlive, isTimeout, ok, processCount, processInfo, self, send, spawn, startTimer, stop, type ProcessBehavior, type TimeoutMessage } from "../../src/index.js";
 import { hibernateNow } from "../../src/runtime/hibernate.js";
 import { stats } from "../../src/runtime/stats.js";
 import { sleep, until } from "../support/helpers.js";
@@ -94,6 +94,34 @@ describe("when a hibernate request evicts", () => {
     send(pid, "stop");
     await until(() => terminated.length === 1, 2000, "terminate");
     expect(terminated[0]).toEqual(chat());
+  });
+
+  test("a process that re-arms a 1 s timer before asking (the guide's handler) is never evicted while it pushes; once it stops, it is", async () => {
+    const ticks: number[] = [];
+    const pid = spawn<Chat, TimeoutMessage<string>, Chat>(
+      {
+        init: (s) => {
+          startTimer(1000, self(), "tick");
+          return s;
+        },
+        handleInfo: (msg, state) => {
+          if (!isTimeout(msg)) return ok(state);
+          ticks.push(performance.now());
+          // Three pushes, then silence: the last request has no timer ahead of it.
+          if (ticks.length < 3) startTimer(1000, self(), "tick");
+          return ok(state, { hibernate: true });
+        },
+      },
+      chat(),
+    );
+    const h0 = stats.hibernations;
+    await until(() => ticks.length === 3, 5000, "three pushes");
+    expect(stats.hibernations - h0).toBe(0);
+    expect(processInfo(pid)!.hibernated).toBe(false);
+    await until(() => processInfo(pid)?.hibernated === true, 5000, "the eviction after the last push");
+    expect(stats.hibernations - h0).toBe(1);
+    expect(frozenSize(pid)).toBeGreaterThan(100);
+    exit(pid, "kill");
   });
 
   test("a process that dies while its eviction waits: terminate sees the live state, and the sweep passes over it", async () => {
