@@ -184,8 +184,8 @@ function restoreState(p: Process): boolean {
  * after. Gaps from LONG_GAP to MAX_GAP ticks (0.5 to 5 s: a pushing connection's) defer
  * the next request at once; shorter ones only from the SHORT_RUN-th in a row (a few quick
  * exchanges still hibernate each time); longer ones and a state kept as it is anyway evict
- * at once. A request with no gap to go by (the first) waits as for a gap if the process has
- * a timer of its own due in 0.5 to 4 s, and otherwise evicts at once. The request's tick, the wait and the run of short gaps live in
+ * at once, unless the process has a timer of its own due in 0.5 to 4 s: then the request
+ * waits as for a gap of that length (a first one included). The request's tick, the wait and the run of short gaps live in
  * the process's flag bits (no field per process); one sweep per tick, armed only while
  * requests wait, evicts those whose time has come.
  */
@@ -217,9 +217,9 @@ interface ArmedTimer {
 }
 
 /**
- * The wait a timer of the process's own sets when no gap has yet (the guide's handler
- * re-arms its push timer before it asks to hibernate): evicting before a timer due in
- * LONG_GAP to TIMER_GAP ticks would be undone when it fires. 0: no such timer.
+ * The wait a timer of the process's own sets for a request that would evict at once (the
+ * guide's handler re-arms its push timer before it asks to hibernate): evicting before a
+ * timer due in LONG_GAP to TIMER_GAP ticks would be undone when it fires. 0: no such timer.
  */
 function timerWait(p: Process, nowMs: number): number {
   let t = p.timers as unknown as ArmedTimer | null;
