@@ -258,16 +258,14 @@ export function hibernate(p: Process): void {
   let wait = (f & WAIT_BITS) >>> WAIT_SHIFT;
   if (wait === 0 && p.timers !== null) wait = timerWait(p, nowMs);
   if (wait === 0 || keptAsIs(p)) {
-    p.flags = (f & ~(TICK_BITS | SWEEP_LISTED)) | tick;
+    p.flags = (f & ~TICK_BITS) | tick;
     hibernateNow(p);
     return;
   }
-  p.flags = (f & ~TICK_BITS) | tick | EVICT_PENDING | SWEEP_LISTED;
-  // Already listed for a request in this tick: a process asking at every message is listed once per tick.
-  if ((f & (SWEEP_LISTED | TICK_BITS)) === (SWEEP_LISTED | tick)) return;
-  const slot = wheel[(now + wait) % SLOTS]!;
-  slot.procs.push(p);
-  slot.ticks.push(now);
+  p.flags = (f & ~(TICK_BITS | WAIT_BITS)) | tick | (wait << WAIT_SHIFT) | EVICT_PENDING | SWEEP_LISTED;
+  // One entry per process: the sweep moves it on to the latest request's due tick when it gets there.
+  if (f & SWEEP_LISTED) return;
+  wheel[(now + wait) % SLOTS]!.push(p);
   if (listed++ === 0) {
     // The wheel was empty: it turns from this tick, not from the last sweep's.
     swept = now;
@@ -284,18 +282,13 @@ function keptAsIs(p: Process): boolean {
 /** @internal Evicts the state now and marks the process hibernated; false when it must stay live. */
 export function hibernateNow(p: Process): boolean {
   if (!evictState(p)) return false;
-  p.flags = (p.flags & ~(SWEEP_LISTED | EVICT_PENDING)) | HIBERNATED;
+  p.flags = (p.flags & ~EVICT_PENDING) | HIBERNATED;
   stats.hibernations++;
   return true;
 }
 
-/** The requests due in one tick: each process with the tick it asked in. */
-class Slot {
-  readonly procs: Process[] = [];
-  readonly ticks: number[] = [];
-}
-
-const wheel = Array.from({ length: SLOTS }, () => new Slot());
+/** The processes whose request is due in each tick (mod SLOTS); a process has at most one entry (SWEEP_LISTED). */
+const wheel = Array.from({ length: SLOTS }, (): Process[] => []);
 let listed = 0;
 /** The last tick swept. */
 let swept = 0;
@@ -307,13 +300,19 @@ function sweep(): void {
   const now = tickNow();
   // A late timer catches up, a slot at a time (at most a turn of the wheel).
   for (let t = Math.max(swept + 1, now - SLOTS + 1); t <= now; t++) {
-    const slot = wheel[t % SLOTS]!;
-    const { procs, ticks } = slot;
-    for (let i = 0; i < procs.length; i++) {
-      const p = procs[i]!;
+    const procs = wheel[t % SLOTS]!;
+    if (procs.length === 0) continue;
+    wheel[t % SLOTS] = [];
+    let kept = 0;
+    for (const p of procs) {
       const f = p.flags;
-      // Asked again in a later tick: that request's entry decides.
-      if ((f & (SWEEP_LISTED | TICK_BITS)) !== (SWEEP_LISTED | ((ticks[i]! & 255) << TICK_SHIFT))) continue;
+      // Asked again since: its latest request is due later, on the wheel until then.
+      const ahead = (((f & TICK_BITS) >>> TICK_SHIFT) + ((f & WAIT_BITS) >>> WAIT_SHIFT) - t) & 255;
+      if ((f & (EVICT_PENDING | DEAD)) === EVICT_PENDING && ahead !== 0 && ahead < SLOTS) {
+        wheel[(t + ahead) % SLOTS]!.push(p);
+        kept++;
+        continue;
+      }
       p.flags = f & ~SWEEP_LISTED;
       // A message since (handled, queued or in hand) cleared EVICT_PENDING or holds the process.
       if ((f & (EVICT_PENDING | DEAD | QUEUED | RUNNING | BUSY | HIBERNATED)) !== EVICT_PENDING || p.queueLength > 0) continue;
@@ -325,9 +324,7 @@ function sweep(): void {
         (p.loop.logger ?? runtimeLogger()).error({ pid: p.pid.toString(), behaviour: p.loop.name, err }, "hibernate: the state store's put threw");
       }
     }
-    listed -= procs.length;
-    procs.length = 0;
-    ticks.length = 0;
+    listed -= procs.length - kept;
   }
   swept = now;
   if (listed === 0 && sweepTimer !== null) {
