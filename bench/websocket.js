@@ -282,11 +282,14 @@ async function appToPid(rig, conns, reps) {
 /**
  * `conns` connections to the push handler (corral: the guide's startTimer handler; raw: a
  * setTimeout chain per connection). After `settleSeconds` the window runs `seconds`: the
- * server's CPU, and per connection the interval between pushes as the client sees it.
+ * server's CPU, and per connection the interval between pushes as the client sees it; then
+ * the server's memory after forced GCs: its RSS, and heap + external per connection above
+ * what it held before the connections.
  * @param {{ server: Side, conns: number, seconds: number, settleSeconds: number, workers: number, concurrency: number, path?: string, prefix?: string }} p
  */
 export async function measurePush(p) {
   return withRig({ server: p.server, conns: p.conns, workers: p.workers }, async (rig) => {
+    const before = await rig.server.call("mem", undefined, 60_000);
     const hs = await rig.connect({ mode: "push", path: p.path ?? "/push", count: p.conns, concurrency: p.concurrency, sources: sourceAddresses(p.conns), timeoutMs: 120_000 });
     await rig.waitConns(p.conns, 30_000);
     await sleep(p.settleSeconds * 1000);
@@ -296,6 +299,7 @@ export async function measurePush(p) {
     await sleep(p.seconds * 1000);
     const b = await rig.mark();
     const eld = await rig.server.call("eldStop");
+    const after = await rig.server.call("mem", undefined, 60_000);
     const w = windowCpu(a, b);
     check(b.errors === 0, `push: ${b.errors} errors, first: ${b.firstError}`);
     check(b.conns === p.conns, `push: ${b.conns} of ${p.conns} connections open`);
@@ -309,6 +313,8 @@ export async function measurePush(p) {
         [`${pre}LateP99Ms${s}`]: quantile(b.hist, 0.99) / 1000,
         [`${pre}LateP50Ms${s}`]: quantile(b.hist, 0.5) / 1000,
         [`${pre}GenCores${s}`]: w.genCores,
+        [`${pre}Rss${s}`]: after.rss,
+        [`${pre}Js${s}`]: (after.heapUsed + after.external - before.heapUsed - before.external) / p.conns,
       },
       details: {
         ...p,
@@ -324,6 +330,8 @@ export async function measurePush(p) {
         lateMaxMs: histMax(b.hist) / 1000,
         lateMinMs: b.minLateMs,
         genElu: b.genElu,
+        before,
+        after,
       },
     };
   });
@@ -463,22 +471,24 @@ export const scenario = {
       180_000,
       "N = 10 000 connections (500 with --quick). corral runs the guide's handler (docs/websocket.md): " +
         "`startTimer(1000, self(), \"tick\")` in `websocketInit`, re-armed in `websocketInfo`, which returns " +
-        "`reply(text(\"tick\"), state, { hibernate: true })`; raw ws runs one `setTimeout` chain per connection " +
-        "sending `\"tick\"`. 2 s after the last connection is up, a 20 s window (2 s with --quick): the server's CPU " +
-        "in cores (1.00 = one core busy), and the lateness of each push, as the client sees it: the interval since " +
-        "the connection's previous push minus 1 000 ms. Checked: every connection got at least (window − 1) pushes, " +
-        "all `\"tick\"`.",
+        "`reply(text(\"tick\"), state, { hibernate: true })`, its state holding a ~2 KB chat-connection state " +
+        "(`makeState` of bench/runtime.js) beside the heartbeat, so that hibernating really serializes it; raw ws runs one " +
+        "`setTimeout` chain per connection sending `\"tick\"` and holds no state. 2 s after the last connection is up, a 20 s " +
+        "window (2 s with --quick): the server's CPU in cores (1.00 = one core busy), and the lateness of each push, as the " +
+        "client sees it: the interval since the connection's previous push minus 1 000 ms. Then the server's memory after " +
+        "forced full GCs, pushes still running: its RSS, and heapUsed + external per connection above the same before the " +
+        "connections. Checked: every connection got at least (window − 1) pushes, all `\"tick\"`.",
     ),
     {
       id: "push-live-corral",
       fn: "measurePush",
-      groups: [],
-      explicit: true,
+      groups: ["push"],
       params: (quick) => ({ server: "corral", path: "/push-live", prefix: "pushLive", conns: quick ? 500 : 10_000, seconds: quick ? 2 : 20, settleSeconds: quick ? 1.2 : 2, workers: 1, concurrency: 128 }),
       timeoutMs: 180_000,
       how:
-        "Diagnosis, run only when named (`--only push-live-corral`): **push-corral** without `{ hibernate: true }` " +
-        "in the reply, to show what hibernating after each push costs.",
+        "**push-corral** without `{ hibernate: true }` in the reply, same state, same round: what hibernating after " +
+        "each push costs. Targets, hibernating / not: server CPU ≤ 1.3, RSS at the end ≤ 1.0, heap + external per " +
+        "connection ≤ 1.0, lateness p99 at most 5 ms more.",
     },
     ...pair(
       "idle-large",
@@ -578,11 +588,22 @@ export const scenario = {
     { id: "pushLateP50MsRaw", label: "Push lateness p50, raw ws", format: "ms" },
     { id: "pushGenCoresCorral", label: "Push: generator CPU, corral run", format: "cores" },
     { id: "pushGenCoresRaw", label: "Push: generator CPU, raw run", format: "cores" },
+    { id: "pushRssCorral", label: "Push: server RSS at the end, corral", format: "bytes" },
+    { id: "pushRssRaw", label: "Push: server RSS at the end, raw ws", format: "bytes" },
+    { id: "pushJsCorral", label: "Push: heapUsed + external per connection, corral", format: "bytes" },
+    { id: "pushJsRaw", label: "Push: heapUsed + external per connection, raw ws", format: "bytes" },
 
     { id: "pushLiveCpuCorral", label: "Push without hibernate: server CPU, corral", format: "cores" },
     { id: "pushLiveLateP99MsCorral", label: "Push without hibernate: lateness p99, corral", format: "ms", target: { op: "<=", value: 50 } },
     { id: "pushLiveLateP50MsCorral", label: "Push without hibernate: lateness p50, corral", format: "ms" },
+    { id: "pushLiveGenCoresCorral", label: "Push without hibernate: generator CPU, corral run", format: "cores" },
     { id: "pushLiveCpuRatio", label: "Push without hibernate: server CPU corral / raw", format: "ratio", target: { op: "<=", value: 1.1 } },
+    { id: "pushLiveRssCorral", label: "Push without hibernate: server RSS at the end, corral", format: "bytes" },
+    { id: "pushLiveJsCorral", label: "Push without hibernate: heapUsed + external per connection, corral", format: "bytes" },
+    { id: "pushHibCpuRatio", label: "Push: server CPU hibernating / not", format: "ratio", target: { op: "<=", value: 1.3 } },
+    { id: "pushHibRssRatio", label: "Push: server RSS at the end hibernating / not", format: "ratio", target: { op: "<=", value: 1.0 } },
+    { id: "pushHibJsRatio", label: "Push: heapUsed + external per connection hibernating / not", format: "ratio", target: { op: "<=", value: 1.0 } },
+    { id: "pushHibLateP99DiffMs", label: "Push: lateness p99 hibernating − not", format: "ms", target: { op: "<=", value: 5 } },
 
     { id: "appEachMsCorral", label: "App → each pid, until the last client has it, corral", format: "ms" },
     { id: "appEachMsRaw", label: "App → each socket (loop over wss.clients), raw ws", format: "ms" },
@@ -617,6 +638,11 @@ export const scenario = {
       idleHandshakeCpuRatio: ratio(f, "idleHandshakeCpuUsCorral", "idleHandshakeCpuUsRaw"),
       pushCpuRatio: ratio(f, "pushCpuCorral", "pushCpuRaw"),
       pushLiveCpuRatio: ratio(f, "pushLiveCpuCorral", "pushCpuRaw"),
+      pushHibCpuRatio: ratio(f, "pushCpuCorral", "pushLiveCpuCorral"),
+      pushHibRssRatio: ratio(f, "pushRssCorral", "pushLiveRssCorral"),
+      pushHibJsRatio: ratio(f, "pushJsCorral", "pushLiveJsCorral"),
+      pushHibLateP99DiffMs:
+        f.pushLateP99MsCorral !== undefined && f.pushLiveLateP99MsCorral !== undefined ? f.pushLateP99MsCorral - f.pushLiveLateP99MsCorral : undefined,
       appEachRatio: ratio(f, "appEachMsCorral", "appEachMsRaw"),
       appGroupRatio: ratio(f, "appGroupMsCorral", "appGroupMsRaw"),
       largeRssRatio: ratio(f, "largeRssCorral", "largeRssRaw"),
@@ -672,8 +698,14 @@ export const scenario = {
     { section: "4. Timer push", label: "server CPU (cores)", a: "pushCpuCorral", b: "pushCpuRaw", ratio: "pushCpuRatio" },
     { section: "4. Timer push", label: "lateness p99", a: "pushLateP99MsCorral", b: "pushLateP99MsRaw" },
     { section: "4. Timer push", label: "lateness p50", a: "pushLateP50MsCorral", b: "pushLateP50MsRaw" },
-    { section: "4. Timer push", label: "server CPU, corral without hibernate (diagnosis)", a: "pushLiveCpuCorral", b: "pushCpuRaw", ratio: "pushLiveCpuRatio", optional: true },
-    { section: "4. Timer push", label: "lateness p99, corral without hibernate (diagnosis)", a: "pushLiveLateP99MsCorral", b: null, optional: true },
+    { section: "4. Timer push", label: "server CPU, corral without hibernate", a: "pushLiveCpuCorral", b: "pushCpuRaw", ratio: "pushLiveCpuRatio" },
+    { section: "4. Timer push", label: "lateness p99, corral without hibernate", a: "pushLiveLateP99MsCorral", b: null },
+    { section: "4. Timer push", label: "RSS at the end", a: "pushRssCorral", b: "pushRssRaw" },
+    { section: "4. Timer push", label: "heapUsed + external per connection", a: "pushJsCorral", b: "pushJsRaw" },
+    { section: "4. Timer push, corral hibernating vs not", label: "server CPU (cores)", a: "pushCpuCorral", b: "pushLiveCpuCorral", ratio: "pushHibCpuRatio" },
+    { section: "4. Timer push, corral hibernating vs not", label: "RSS at the end", a: "pushRssCorral", b: "pushLiveRssCorral", ratio: "pushHibRssRatio" },
+    { section: "4. Timer push, corral hibernating vs not", label: "heapUsed + external per connection", a: "pushJsCorral", b: "pushLiveJsCorral", ratio: "pushHibJsRatio" },
+    { section: "4. Timer push, corral hibernating vs not", label: "lateness p99", a: "pushLateP99MsCorral", b: "pushLiveLateP99MsCorral" },
     { section: "5. App → pid", label: "send to each pid: until the last client has it", a: "appEachMsCorral", b: "appEachMsRaw", ratio: "appEachRatio" },
     { section: "5. App → pid", label: "broadcast to the group: until the last client has it", a: "appGroupMsCorral", b: "appGroupMsRaw", ratio: "appGroupRatio" },
     { section: "Load generator check", label: "echo: server CPU (cores)", a: "echoServerCoresCorral", b: "echoServerCoresRaw" },

@@ -11,8 +11,9 @@
  *   /hibernate  the same state, every callback returns { hibernate: true }
  *   /push       the guide's handler (docs/websocket.md): startTimer(1000, self(), "tick")
  *               in websocketInit, re-armed in websocketInfo, which pushes text("tick") and
- *               hibernates, as the guide does
- *   /push-live  the same without hibernating (diagnosis: what hibernation costs per push)
+ *               hibernates, as the guide does; its state also holds a ~2 KB chat-connection
+ *               state (makeState), so that hibernating really serializes it
+ *   /push-live  the same without hibernating (what hibernation costs per push)
  *
  * Started by bench/ws/rig.js with `node --expose-gc`; the coordinator drives it over IPC
  * (bench/ws/control.js). Never talks to the coordinator per message.
@@ -88,15 +89,17 @@ function stateful(hibernate) {
   };
 }
 
+let nextPusher = 0;
+
 /**
- * The guide's handler (docs/websocket.md), pushing every second; with hibernate false, the
- * same without hibernating after each push (/push-live, a diagnosis route).
+ * The guide's handler (docs/websocket.md), pushing every second, with a ~2 KB state beside
+ * its heartbeat; with hibernate false, the same without hibernating after each push (/push-live).
  * @param {boolean} hibernate
- * @returns {import("../../dist/index.js").WebSocketHandler<{ heartbeat: number }>}
+ * @returns {import("../../dist/index.js").WebSocketHandler<{ heartbeat: number, chat: ReturnType<typeof makeState> }>}
  */
 function pusher(hibernate) {
   return {
-    init: (req) => upgrade(req, { heartbeat: 1000 }),
+    init: (req) => upgrade(req, { heartbeat: 1000, chat: makeState(nextPusher++) }),
     websocketInit(state) {
       startTimer(1000, self(), "tick");
       return ok(state);

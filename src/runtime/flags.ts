@@ -22,3 +22,16 @@ export const DIST_LINKED = 256;
 export const GLOBAL_NAMED = 512;
 /** The hibernated state is a bare serialized string (hibernate.ts). */
 export const FROZEN_BYTES = 1024;
+/** Asked to hibernate, evicted once a quiet period passes without a message (hibernate.ts). */
+export const EVICT_PENDING = 2048;
+/** Listed in hibernate.ts's sweep for the request at TICK_BITS. */
+export const SWEEP_LISTED = 4096;
+/** Eight bits: the tick (hibernate.ts's 125 ms, mod 256) of the last hibernate request. */
+export const TICK_SHIFT = 13;
+export const TICK_BITS = 255 << TICK_SHIFT;
+/** Six bits: the quiet period, in ticks, the next hibernate request waits before evicting; 0: evict at once. */
+export const WAIT_SHIFT = 21;
+export const WAIT_BITS = 63 << WAIT_SHIFT;
+/** Two bits: short gaps in a row between a hibernate request and the next message, up to 3 (hibernate.ts). */
+export const SHORT_SHIFT = 27;
+export const SHORT_BITS = 3 << SHORT_SHIFT;

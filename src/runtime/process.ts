@@ -2,7 +2,7 @@
 import { CorralError, badarg, describe } from "./errors.js";
 import { toError } from "./validate.js";
 import * as flags from "./flags.js";
-import { evictState, restoreState, type StateStore } from "./hibernate.js";
+import { hibernate, wake, type StateStore } from "./hibernate.js";
 import { runtimeLogger, type Logger } from "./log.js";
 import { nodeName } from "./node.js";
 import { livePids, newPid, Pid, type Ref } from "./pid.js";
@@ -14,7 +14,7 @@ import type { ExitReason, Monitor } from "./signals.js";
 import type { SpawnOptions } from "./spawn.js";
 
 // The flags as this module's own consts: V8 folds those into the run loop, but loads an imported binding at every use.
-const { BUSY, DEAD, DIST_LINKED, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
+const { BUSY, DEAD, DIST_LINKED, EVICT_PENDING, GLOBAL_NAMED, HIBERNATE_NEXT, HIBERNATED, QUEUED, RUNNING, STARTED, TRAP_EXIT } = flags;
 
 /**
  * @internal How one kind of process runs (a behavior's generic part, as gen_server's loop):
@@ -192,7 +192,7 @@ export class Process {
       current = this;
       let pending: PromiseLike<unknown> | void;
       try {
-        if (this.flags & HIBERNATED) this.wake();
+        if (this.flags & (HIBERNATED | EVICT_PENDING)) wake(this);
         pending = this.loop.handle(this, msg);
       } catch (err) {
         current = null;
@@ -265,22 +265,13 @@ export class Process {
       this.enqueueSelf();
     } else if (this.flags & HIBERNATE_NEXT) {
       this.flags &= ~HIBERNATE_NEXT;
-      if (evictState(this)) {
-        this.flags |= HIBERNATED;
-        stats.hibernations++;
-      }
+      hibernate(this);
     }
-  }
-
-  private wake(): void {
-    this.flags &= ~HIBERNATED;
-    stats.wakes++;
-    restoreState(this);
   }
 
   /** @internal The state as the process's loop should see it, waking the process if it sleeps. */
   liveState(): unknown {
-    if (this.flags & HIBERNATED) this.wake();
+    if (this.flags & HIBERNATED) wake(this);
     return this.state;
   }
 
