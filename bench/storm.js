@@ -183,7 +183,7 @@ export const scenario = {
             "were refused or reset before their 101 and tried again (up to 5 more times, 20 ms × attempt apart); " +
             "**failed**: clients that never got their 101. A SYN that finds the accept queue full is dropped by the kernel " +
             "and sent again by the client's kernel a second later (then 3 s, 7 s): that shows in the times, not as a retry; " +
-            "the kernel's count of them (`ListenOverflows` in `/proc/net/netstat`, the whole network namespace's) is " +
+            "the kernel's count of them (the ListenOverflows field of `/proc/net/netstat`, the whole network namespace's) is " +
             "**SYNs dropped at a full accept queue**. So the storm comes in waves a retransmit apart, and what decides the " +
             "total is how many clients each wave gets in: the backlog plus what the server accepts while the wave lasts. Server CPU " +
             "over the storm / N: CPU per handshake. The server needs one file descriptor per client: with a lower " +

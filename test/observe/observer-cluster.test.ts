@@ -6,9 +6,9 @@
  */
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import WebSocket from "ws";
 import { compileRoutes, nodeName, nodes, observer, startClear, stopListener } from "../../src/index.js";
 import { joinHere, RUN, startNode, startTransport, stopNodes, until, type ChildNode } from "../support/cluster.js";
+import { openObserver, type ObserverClient } from "../support/observer-client.js";
 
 const NAME = "observer-cluster-test";
 const PRELOAD = pathToFileURL(new URL("./observer-node.mjs", import.meta.url).pathname).href;
@@ -70,24 +70,8 @@ afterAll(async () => {
   await stopNodes([b, c]);
 }, 30_000);
 
-async function open(path = "/observer"): Promise<{ ws: WebSocket; ask: (m: unknown) => void; next: <T>(pred: (m: Record<string, unknown>) => boolean, ms?: number) => Promise<T> }> {
-  const ws = new WebSocket(`ws://${base}${path}`, { origin: `http://${base}` });
-  const waiting: { pred: (m: Record<string, unknown>) => boolean; resolve: (m: unknown) => void }[] = [];
-  ws.on("message", (data) => {
-    const m = JSON.parse(String(data)) as Record<string, unknown>;
-    const i = waiting.findIndex((w) => w.pred(m));
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(m);
-  });
-  await new Promise((resolve, reject) => {
-    ws.once("open", resolve);
-    ws.once("error", reject);
-  });
-  const next = <T>(pred: (m: Record<string, unknown>) => boolean, ms = 6000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("no such message from the observer in time")), ms);
-      waiting.push({ pred, resolve: (m) => (clearTimeout(timer), resolve(m as T)) });
-    });
-  return { ws, ask: (m) => ws.send(JSON.stringify(m)), next };
+function open(path = "/observer"): Promise<ObserverClient> {
+  return openObserver(base, path, 6000);
 }
 
 const isUpdate = (m: Record<string, unknown>): boolean => m["type"] === "update";

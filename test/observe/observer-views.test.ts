@@ -32,6 +32,7 @@ import { SessionClient } from "../support/session-client.js";
 import { until } from "../support/dist.js";
 import { captureLogs } from "../support/helpers.js";
 import { recorder, testHandler } from "../sessions/handler.js";
+import { openObserver, type ObserverClient } from "../support/observer-client.js";
 
 const NAME = "observer-views-test";
 let base = "";
@@ -123,25 +124,8 @@ function idle(): Pid {
   return pid;
 }
 
-/** Opens the observer's socket; `next` resolves with the next message that passes a test. */
-async function open(): Promise<{ ws: WebSocket; ask: (m: unknown) => void; next: <T>(pred: (m: Record<string, unknown>) => boolean, ms?: number) => Promise<T> }> {
-  const ws = new WebSocket(`ws://${base}/observer`, { origin: `http://${base}` });
-  const waiting: { pred: (m: Record<string, unknown>) => boolean; resolve: (m: unknown) => void }[] = [];
-  ws.on("message", (data) => {
-    const m = JSON.parse(String(data)) as Record<string, unknown>;
-    const i = waiting.findIndex((w) => w.pred(m));
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(m);
-  });
-  await new Promise((resolve, reject) => {
-    ws.once("open", resolve);
-    ws.once("error", reject);
-  });
-  const next = <T>(pred: (m: Record<string, unknown>) => boolean, ms = 4000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("no such message from the observer in time")), ms);
-      waiting.push({ pred, resolve: (m) => (clearTimeout(timer), resolve(m as T)) });
-    });
-  return { ws, ask: (m) => ws.send(JSON.stringify(m)), next };
+function open(): Promise<ObserverClient> {
+  return openObserver(base);
 }
 
 /** The detail of pid, asked until it passes a test. */
