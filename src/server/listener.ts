@@ -12,7 +12,9 @@ import { limit, positive } from "../runtime/validate.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { setStopHook, STOP_LISTENERS } from "../runtime/shutdown.js";
 import { countOne, handshakes } from "../runtime/stats.js";
-import { exit } from "../runtime/signals.js";
+import { exit, isDown } from "../runtime/signals.js";
+import type { Pid, Ref } from "../runtime/pid.js";
+import { spawn } from "../runtime/spawn.js";
 import { takeFirstReads, type FirstReads } from "./accept.js";
 import type { UpgradeHead } from "./head.js";
 import { PortSet } from "./idle.js";
@@ -405,15 +407,37 @@ export function stopListener(name: string): Promise<void> {
 // The node's stop (a permanent supervisor ended) stops every listener as stopListener does.
 setStopHook(STOP_LISTENERS, () => Promise.all([...listeners.keys()].map(stopListener)));
 
+/** Resolves once every one of pids has ended (DOWN), or after ms. */
+function ended(pids: readonly Pid[], ms: number): Promise<void> {
+  if (pids.length === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    spawn(async (ctx) => {
+      const refs = new Set<Ref>(pids.map((pid) => ctx.monitor(pid)));
+      const deadline = Date.now() + ms;
+      while (refs.size > 0) {
+        const down = await ctx.receive(isDown, Math.max(0, deadline - Date.now()));
+        if (down === undefined) break;
+        refs.delete(down.ref);
+      }
+      resolve();
+    });
+  });
+}
+
 async function stop(listener: ListenerState): Promise<void> {
   const server = listener.server;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // node:http stops checking its connections' deadlines at close(): so do the first reads.
   listener.firstReads?.stop();
+  const connections: Pid[] = [];
   for (const port of listener.ports.all()) {
-    if (port.pid !== null) exit(port.pid, "shutdown");
-    else port.sendClose(1001, undefined);
+    if (port.pid === null) port.sendClose(1001, undefined);
+    else {
+      connections.push(port.pid);
+      exit(port.pid, "shutdown");
+    }
   }
+  const stopped = Date.now();
   for (const callback of [...listener.onStop]) callback();
   listener.onStop.clear();
   server.closeIdleConnections();
@@ -430,6 +454,8 @@ async function stop(listener: ListenerState): Promise<void> {
     await closed;
   }
   clearTimeout(timer);
+  // A socket's end can be seen before its process ran terminate: the stop is done once they all have.
+  await ended(connections, Math.max(0, listener.limits.shutdownTimeout - (Date.now() - stopped)));
   clearInterval(sweeper);
   clearInterval(listener.bodySweep);
   listener.bodies.clear();
