@@ -12,12 +12,13 @@
  * (exit(pid, "kill")), found by its behaviour, the route's path.
  */
 import WebSocket from "ws";
-import { connect, type CloseInfo, type Connection, type ConnectOptions, type TransportName } from "corral/client";
+import type { TransportName } from "corral/client";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { bullet, exit, processCount, processes, processInfo, send, timerCount, type Pid } from "../../src/index.js";
 import { leakCheck, testServer, type LeakCheck, type TestServer } from "../../src/testing.js";
 import { sleep, until } from "../support/helpers.js";
 import { watchTimers, type TimerWatch } from "../support/node-timers.js";
+import { recordedClient, type Recorder } from "../support/recorded-client.js";
 import { newLog, sessionApp, type AppMessage, type SessionLog } from "../support/session-app.js";
 import { TcpProxy, type RequestKind } from "../support/tcp-proxy.js";
 
@@ -28,31 +29,8 @@ const WINDOW = 1500;
 const CLIENT_GIVES_UP = WINDOW + 2 * HEARTBEAT + 5000;
 const TRANSPORTS: readonly TransportName[] = ["websocket", "eventsource", "longpoll"];
 
-interface Recorder {
-  conn: Connection;
-  messages: (string | Uint8Array)[];
-  events: string[];
-  closes: CloseInfo[];
-}
-
 /** A client that records what it is told; reconnects back off between 0 and 20-100 ms. */
-function open(url: string, options: ConnectOptions = {}): Recorder {
-  const r: Omit<Recorder, "conn"> & { conn?: Connection } = { messages: [], events: [], closes: [] };
-  r.conn = connect(url, {
-    WebSocket,
-    backoff: { initialMs: 20, maxMs: 100 },
-    ...options,
-    onopen: () => r.events.push("open"),
-    onmessage: (data) => r.messages.push(data),
-    ondisconnect: () => r.events.push("disconnect"),
-    onreconnect: () => r.events.push("reconnect"),
-    onclose: (info) => {
-      r.events.push("close");
-      r.closes.push(info);
-    },
-  });
-  return r as Recorder;
-}
+const open = recordedClient;
 
 /** until(), and what the client and the network looked like when it timed out. */
 async function settled(r: Recorder, pred: () => boolean, ms: number, what: string, proxy?: TcpProxy): Promise<void> {

@@ -8,10 +8,11 @@
 import { randomBytes } from "node:crypto";
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import WebSocket from "ws";
-import { connect, type CloseInfo, type Connection, type TransportName } from "corral/client";
+import type { TransportName } from "corral/client";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { bullet, send } from "../../src/index.js";
 import { testServer, type TestServer } from "../../src/testing.js";
+import { recordedClient, type Recorder } from "../support/recorded-client.js";
 import { newLog, sessionApp, type AppMessage, type SessionLog } from "../support/session-app.js";
 import { joinHere, RUN, sleep, startNode, startTransport, stopNodes, transports, until, type ChildNode, type Transport } from "../support/cluster.js";
 
@@ -74,33 +75,12 @@ class Balancer {
   }
 }
 
-interface Recorder {
-  conn: Connection;
-  messages: string[];
-  events: string[];
-  closes: CloseInfo[];
-}
-
 function open(url: string, transport: TransportName): Recorder {
-  const r: Omit<Recorder, "conn"> & { conn?: Connection } = { messages: [], events: [], closes: [] };
-  r.conn = connect(url, {
-    WebSocket,
-    transports: [transport],
-    backoff: { initialMs: 20, maxMs: 100 },
-    onopen: () => r.events.push("open"),
-    onmessage: (data) => r.messages.push(String(data)),
-    ondisconnect: () => r.events.push("disconnect"),
-    onreconnect: () => r.events.push("reconnect"),
-    onclose: (info) => {
-      r.events.push("close");
-      r.closes.push(info);
-    },
-  });
-  return r as Recorder;
+  return recordedClient(url, { transports: [transport] });
 }
 
 const numbered = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i + 1}`);
-const texts = (r: Recorder, prefix: string): string[] => r.messages.filter((m) => m.startsWith(prefix));
+const texts = (r: Recorder, prefix: string): string[] => r.messages.filter((m): m is string => typeof m === "string" && m.startsWith(prefix));
 
 const TRANSPORTS: readonly TransportName[] = ["websocket", "eventsource", "longpoll"];
 
