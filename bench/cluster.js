@@ -369,7 +369,7 @@ export async function measureCall(p) {
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. The same two nodes over node:cluster IPC: workers of the measurement child, which relays
+// 6. The same two nodes over node:cluster IPC: workers of the measurement child (the primary), connected to each other
 
 /**
  * Runs `body` on two worker nodes that meet through this process (no Redis), then checks
@@ -390,8 +390,8 @@ async function ipcRun(body) {
 
 /**
  * One send run over IPC (sendRun's twin): the clock from the source's start to the sink's
- * last message; CPU of both nodes and of the primary (this process: the relay, and the
- * coordinator, idle while it waits for the sink) over the same window; the signals the
+ * last message; CPU of both nodes and of the primary (this process: it introduced the nodes,
+ * and the coordinator idles in it while it waits for the sink) over the same window; the signals the
  * nodes sent, from their clusterInfo().
  * @param {IpcCluster} c
  * @param {Node} from
@@ -703,8 +703,9 @@ export const scenario = {
     "use `process.hrtime` (one monotonic clock for the machine). Every run checks its result (messages in order and " +
     "complete, every member reached exactly once) and both nodes' `clusterInfo()` afterwards: no signal dropped or left " +
     "buffered. Without a `redis-server` the Redis measurements report themselves skipped. The `cluster-ipc-*` measurements " +
-    "(`--only ipc`) run the same nodes as node:cluster workers of the measurement child, which relays between them " +
-    "(`startClusterPrimary`), with no Redis: three busy processes again, the primary in Redis's place.",
+    "(`--only ipc`) run the same nodes as node:cluster workers of the measurement child (`startClusterPrimary`), with no " +
+    "Redis: the workers write to each other over their own Unix socket, and the primary only introduced them; its CPU " +
+    "is counted in Redis's place.",
   measurements: [
     {
       id: "cluster-send",
@@ -787,8 +788,8 @@ export const scenario = {
       how:
         "**cluster-send**'s cross-node runs (same source, sink, credit, N and checks) between two node:cluster workers of the " +
         "measurement child, which is the primary: `startClusterPrimary()`, then each worker `startCluster({ ipc: true })`; no " +
-        "Redis. CPU per message: each node's `process.cpuUsage()` delta, and the primary's (this process: the relay, plus " +
-        "the coordinator, which only waits during the run), each / N. Every signal counted by the nodes' `clusterInfo().sent`.",
+        "Redis; the workers connect to each other and signals never pass through the primary. CPU per message: each node's " +
+        "`process.cpuUsage()` delta, and the primary's (this process, where the coordinator only waits during the run), each / N. Every signal counted by the nodes' `clusterInfo().sent`.",
     },
     {
       id: "cluster-ipc-call",
@@ -797,7 +798,7 @@ export const scenario = {
       timeoutMs: 180_000,
       groups: ["ipc", "call"],
       how:
-        "**cluster-call**'s cross-node runs over IPC (two workers, the measurement child relaying): app code on node A awaits " +
+        "**cluster-call**'s cross-node runs over IPC (two workers of the measurement child): app code on node A awaits " +
         "`call(callee)` on node B one at a time (p50, p99), the **cluster-latency** ping-pong on the same nodes (the send round " +
         "trip), and calls with 100 in flight (calls/s).",
     },
@@ -807,7 +808,7 @@ export const scenario = {
       params: (quick) => ({ members: 10_000, reps: quick ? 3 : 10, chunk: 1_000 }),
       timeoutMs: 120_000,
       groups: ["ipc"],
-      how: "**cluster-broadcast**'s cross-node broadcast (5 000 members on each of two workers) over IPC, through the primary.",
+      how: "**cluster-broadcast**'s cross-node broadcast (5 000 members on each of two workers) over IPC, over the workers' own connection.",
     },
     {
       id: "cluster-workers",
@@ -885,7 +886,7 @@ export const scenario = {
     { id: "sendRateIpcKb", label: "Send throughput, 1 KB message, cross-node over IPC", format: "rate", unit: "msgs/s" },
     { id: "cpuSenderUsIpc", label: "CPU per cross-node message over IPC, small: sender node", format: "us", unit: "µs" },
     { id: "cpuReceiverUsIpc", label: "CPU per cross-node message over IPC, small: receiver node", format: "us", unit: "µs" },
-    { id: "cpuPrimaryUsIpc", label: "CPU per cross-node message over IPC, small: the primary (relay)", format: "us", unit: "µs" },
+    { id: "cpuPrimaryUsIpc", label: "CPU per cross-node message over IPC, small: the primary", format: "us", unit: "µs" },
     { id: "cpuRemoteUsIpc", label: "CPU per cross-node message over IPC, small: all three", format: "us", unit: "µs" },
     { id: "cpuIpcOverRedis", label: "CPU per cross-node message, small, all three: IPC / Redis", format: "ratio" },
     { id: "cpuRemoteUsIpcKb", label: "CPU per cross-node message over IPC, 1 KB: all three", format: "us", unit: "µs" },
@@ -988,7 +989,7 @@ export const scenario = {
     if (d["cluster-ipc-send"]?.length) {
       lines.push(
         `IPC send: the window lasted ${f2(med("cluster-ipc-send", (x) => x.small.seconds))} s small, ${f2(med("cluster-ipc-send", (x) => x.kb.seconds))} s 1 KB; ` +
-          `the primary's CPU (the relay, and the coordinator idle in it) ${f2(med("cluster-ipc-send", (x) => x.small.primaryUs))} µs per small message.`,
+          `the primary's CPU (no signal passes through it; the coordinator idles in it) ${f2(med("cluster-ipc-send", (x) => x.small.primaryUs))} µs per small message.`,
       );
     }
     if (d["cluster-ipc-call"]?.length) {

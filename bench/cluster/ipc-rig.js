@@ -4,7 +4,7 @@
  * by the measurement child (bench/cluster.js), which is itself the primary:
  *
  *   this process   the node:cluster primary: startClusterPrimary() of the runtime under test
- *                  relays between the workers (its CPU is this process's own)
+ *                  introduces the workers, which then connect to each other (its CPU is this process's own)
  *   node A, B      bench/cluster/node.js as its cluster workers (`--expose-gc`), each a corral
  *                  node joined with startCluster({ ipc: true }), driven over the same channel
  *

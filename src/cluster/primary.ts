@@ -1,51 +1,58 @@
-// epmd and global's name server for one machine: the node:cluster primary relays signals between its workers' nodes and holds the global names.
+// epmd and global's name server for one machine: the node:cluster primary tells its workers' nodes where the others listen, watches them, and holds the global names.
 import cluster, { type Worker } from "node:cluster";
+import { randomBytes } from "node:crypto";
 import { badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import { knownKeys, limit, positive } from "../runtime/validate.js";
+import { removeAddress } from "./connection.js";
 
 // What a node and the primary say to each other over a worker's IPC channel, as { corralDist: message }.
+// Signals never pass here: nodes write them to each other over their own connections (connection.ts).
 // Node → primary:
-/** [JOIN, node, probe]: the probe is a Map, which only v8 serialization carries as one. */
+/** [JOIN, node, probe, address]: the probe is a Map, which only v8 serialization carries as one; the address is where the node listens for the nodes that join after it. */
 export const JOIN = 0;
-/** [FRAMES, [to | null, count, frame | null, …]] node → primary; [FRAMES, [from, count, frame | null, …]] primary → node. A null frame: "all I had to tell you when we met is sent". */
-export const FRAMES = 1;
 /** [LEAVE]: stopCluster. */
 export const LEAVE = 2;
 /** [NAME, question, op, name, pid | null]: a global name's register, unregister, whereis, or the list. */
 export const NAME = 3;
 /** [BEAT]: a worker's node is alive (its event loop turns), sent every heartbeatMs. */
 export const BEAT = 10;
+/** [CUT, node, creation, why]: that node does not read what this node writes to it (past maxBufferedBytes). */
+export const CUT = 11;
 // Primary → node:
-/** [WELCOME, creation, nodes, heartbeatMs]: joined; the nodes already up; how often to send BEAT (0: never, the primary's own node). */
+/**
+ * [WELCOME, creation, nodes, heartbeatMs, cookie, maxBufferedBytes]: joined; the nodes already
+ * up as [node, creation, address] (this node connects to each); how often to send BEAT (0:
+ * never, the primary's own node); the cookie every HELLO carries; the bound on what a
+ * node holds for another that does not read.
+ */
 export const WELCOME = 4;
 /** [REFUSED, code, message]: not joined. */
 export const REFUSED = 5;
-/** [UP, node]: a node joined. */
+/** [UP, node, creation]: a node joined; it connects to this node. */
 export const UP = 6;
-/** [DOWN, node, why]: a node left, exited or lost its channel. */
+/** [DOWN, node, why]: a node left, exited, lost its channel or was cut off. */
 export const DOWN = 7;
-/** [DROPPED, count, why]: signals of this node the primary could not deliver (their node was gone). */
-export const DROPPED = 8;
 /** [ANSWER, question, value]. */
 export const ANSWER = 9;
 
 export type NameOp = "register" | "unregister" | "whereis" | "names";
 
 export type NodeMessage =
-  | [typeof JOIN, string, unknown]
-  | [typeof FRAMES, unknown[]]
+  | [typeof JOIN, string, unknown, string]
   | [typeof LEAVE]
   | [typeof BEAT]
+  | [typeof CUT, string, number, string]
   | [typeof NAME, number, NameOp, string, string | null];
 
+/** A node already up, as WELCOME lists it: [node, creation, address]. */
+export type NodeEntry = [string, number, string];
+
 export type PrimaryMessage =
-  | [typeof WELCOME, number, string[], number]
+  | [typeof WELCOME, number, NodeEntry[], number, Buffer, number]
   | [typeof REFUSED, "ERR_BADARG" | "ERR_NODE_NAME_TAKEN", string]
-  | [typeof UP, string]
+  | [typeof UP, string, number]
   | [typeof DOWN, string, string]
-  | [typeof FRAMES, unknown[]]
-  | [typeof DROPPED, number, string]
   | [typeof ANSWER, number, unknown];
 
 /** The envelope that tells corral's messages from the application's on a shared IPC channel. */
@@ -72,8 +79,9 @@ export interface ClusterPrimaryOptions {
    */
   readonly nodeTimeoutMs?: number;
   /**
-   * Bytes the primary holds for one worker that does not read its channel (relayed frames not
-   * yet taken by the channel); past it the worker is cut off as for nodeTimeoutMs. Default 32 MiB.
+   * Bytes a node holds for another node that does not read (written to their connection and
+   * not yet taken); past it the writer tells the primary, which cuts the reader off as for
+   * nodeTimeoutMs. Default 32 MiB.
    */
   readonly maxBufferedBytes?: number;
 }
@@ -86,32 +94,25 @@ interface PrimarySettings {
 
 /** One node as the primary sees it: a worker's channel, or the primary's own node. */
 export interface Link {
-  /** The node's name while it is joined. */
+  /** The node's name, run and address while it is joined. */
   node: string | undefined;
-  /** Frames for it waiting for the end of this tick: [from, count, frame, …]. */
-  out: unknown[];
-  /** Their bytes. */
-  outBytes: number;
+  creation: number;
+  address: string;
   readonly deliver: (msg: PrimaryMessage) => void;
-  /** A worker's link: the worker, when its node was last heard from, and the bytes handed to its channel and not yet written. */
+  /** A worker's link: the worker, and when its node was last heard from. */
   readonly worker?: Worker;
   heard: number;
-  sending: number;
 }
 
 const PRIMARY_OPTIONS: ReadonlySet<string> = new Set(["logger", "heartbeatMs", "nodeTimeoutMs", "maxBufferedBytes"]);
 
-function frameBytes(frame: unknown): number {
-  return frame instanceof Uint8Array ? frame.byteLength : 0;
-}
-
 /**
- * The workers' nodes meet here: a worker cannot reach another one, so the primary relays
- * their frames without decoding them (each tick's frames for a node leave in one IPC
- * message, in the order they came), tells every node when another joins or is gone (the
- * worker's exit or closed channel at once; a worker silent past nodeTimeoutMs, or not reading
- * past maxBufferedBytes, is cut off and killed), and holds the global names, which a node's
- * exit frees.
+ * The workers' nodes meet here, as Erlang's nodes meet through epmd: a node joins with the
+ * address it listens on and is told the nodes already up (it connects to each, so signals go
+ * from node to node and never through here); every node is told when another joins or is
+ * gone (the worker's exit or closed channel at once; a worker silent past nodeTimeoutMs, or
+ * reported by another node as not reading past maxBufferedBytes, is cut off and killed). It
+ * holds the global names, which a node's exit frees.
  */
 export class Primary {
   private readonly byNode = new Map<string, Link>();
@@ -120,9 +121,8 @@ export class Primary {
   private readonly creations = new Map<string, number>();
   /** Global names: the printed pid and its node. */
   private readonly names = new Map<string, { pid: string; node: string }>();
-  /** Links with frames waiting, sent together at the end of the tick. */
-  private readonly pending: Link[] = [];
-  private scheduled = false;
+  /** What every HELLO between this primary's nodes carries: a local process that is not one of them cannot connect. */
+  private readonly cookie = randomBytes(32);
   /** Workers cut off (silent or not reading): killed, and whatever they still say is ignored. */
   private readonly cut = new WeakSet<Worker>();
   private watch: NodeJS.Timeout | undefined;
@@ -136,21 +136,16 @@ export class Primary {
       if (!isEnvelope(msg) || worker.isDead() || this.cut.has(worker)) return;
       let link = this.workers.get(worker);
       if (link === undefined) {
-        const l: Link = {
+        link = {
           node: undefined,
-          out: [],
-          outBytes: 0,
+          creation: 0,
+          address: "",
           worker,
           heard: performance.now(),
-          sending: 0,
           deliver: (m) => {
-            if (!worker.isConnected()) return;
-            const bytes = m[0] === FRAMES ? l.outBytes : 0;
-            l.sending += bytes;
-            worker.send({ corralDist: m } satisfies Envelope<PrimaryMessage>, undefined, undefined, () => (l.sending -= bytes));
+            if (worker.isConnected()) worker.send({ corralDist: m } satisfies Envelope<PrimaryMessage>, undefined, undefined, ignoreSendError);
           },
         };
-        link = l;
         this.workers.set(worker, link);
       }
       link.heard = performance.now();
@@ -165,11 +160,13 @@ export class Primary {
     if (link === undefined) return;
     this.workers.delete(worker);
     this.remove(link, why);
+    // A worker killed could not remove its socket's directory itself.
+    if (link.address !== "") removeAddress(link.address);
   }
 
   /** The primary's own node: its messages come in through handle, its deliveries are its own. */
   attach(deliver: (msg: PrimaryMessage) => void): Link {
-    return { node: undefined, out: [], outBytes: 0, deliver, heard: 0, sending: 0 };
+    return { node: undefined, creation: 0, address: "", deliver, heard: 0 };
   }
 
   /** Every heartbeatMs: a worker's node silent past nodeTimeoutMs is cut off. */
@@ -189,23 +186,24 @@ export class Primary {
    * worker is killed, since it could not be told (the one channel it has is what failed); its
    * exit then tells whoever forked it, who may fork it again.
    */
-  private cutOff(link: Link, why: string): void {
+  private cutOff(link: Link, why: string, by?: string): void {
     const worker = link.worker!;
-    this.log.error({ node: link.node, pid: worker.process.pid, why }, "cluster primary: a worker's node is cut off and the worker killed");
+    this.log.error({ node: link.node, pid: worker.process.pid, why, ...(by === undefined ? {} : { by }) }, "cluster primary: a worker's node is cut off and the worker killed");
     this.workers.delete(worker);
     this.cut.add(worker);
     this.remove(link, why);
     worker.process.kill("SIGKILL");
+    removeAddress(link.address);
   }
 
   handle(link: Link, msg: NodeMessage): void {
     try {
       switch (msg[0]) {
-        case FRAMES:
-          if (link.node !== undefined) this.relay(link, link.node, msg[1]);
-          return;
         case JOIN:
-          this.join(link, msg[1], msg[2]);
+          this.join(link, msg[1], msg[2], msg[3]);
+          return;
+        case CUT:
+          this.reported(link, msg[1], msg[2], msg[3]);
           return;
         case LEAVE:
           this.remove(link, "stopped");
@@ -221,13 +219,17 @@ export class Primary {
     }
   }
 
-  private join(link: Link, node: string, probe: unknown): void {
+  private join(link: Link, node: string, probe: unknown, address: string): void {
     if (!(probe instanceof Map)) {
       link.deliver([
         REFUSED,
         "ERR_BADARG",
         'startCluster: this worker\'s IPC channel does not carry v8-serialized data: the primary must call startClusterPrimary() before cluster.fork() (it sets serialization "advanced")',
       ]);
+      return;
+    }
+    if (typeof address !== "string" || address === "") {
+      link.deliver([REFUSED, "ERR_BADARG", "startCluster: this node's JOIN carries no address to connect to (a corral of another version?)"]);
       return;
     }
     if (link.node !== undefined) {
@@ -240,82 +242,35 @@ export class Primary {
     }
     const creation = this.creations.get(node) ?? 0;
     this.creations.set(node, creation + 1);
-    const others = Array.from(this.byNode.keys());
+    const others = Array.from(this.byNode.values(), (l): NodeEntry => [l.node!, l.creation, l.address]);
     link.node = node;
+    link.creation = creation;
+    link.address = address;
     this.byNode.set(node, link);
-    link.deliver([WELCOME, creation, others, link.worker === undefined ? 0 : this.settings.heartbeatMs]);
+    link.deliver([WELCOME, creation, others, link.worker === undefined ? 0 : this.settings.heartbeatMs, this.cookie, this.settings.maxBufferedBytes]);
     if (link.worker !== undefined) this.watchBeats();
-    for (const other of this.byNode.values()) if (other !== link) this.control(other, [UP, node]);
+    for (const other of this.byNode.values()) if (other !== link) other.deliver([UP, node, creation]);
   }
 
-  /** A node's frames, each to its node (or to every other): queued there for the end of the tick. */
-  private relay(link: Link, from: string, frames: unknown[]): void {
-    let lost = 0;
-    for (let i = 0; i + 2 < frames.length; i += 3) {
-      const to = frames[i] as string | null;
-      const count = frames[i + 1] as number;
-      const frame = frames[i + 2];
-      if (to === null) {
-        for (const other of this.byNode.values()) if (other !== link) this.queue(other, from, count, frame);
-        continue;
-      }
-      const target = this.byNode.get(to);
-      if (target === undefined) lost += count;
-      else this.queue(target, from, count, frame);
-    }
-    if (lost > 0) this.control(link, [DROPPED, lost, "node not up"]);
-  }
-
-  private queue(link: Link, from: string, count: number, frame: unknown): void {
-    if (link.out.length === 0) this.pending.push(link);
-    link.out.push(from, count, frame);
-    link.outBytes += frameBytes(frame);
-    // A worker that does not read its channel: cut off rather than held in this process's memory without bound.
-    if (link.worker !== undefined && link.sending + link.outBytes > this.settings.maxBufferedBytes) {
-      this.cutOff(link, `${link.sending + link.outBytes} bytes relayed to it and not read (maxBufferedBytes ${this.settings.maxBufferedBytes})`);
+  /** A node says another does not read what it writes: that one is cut off, unless it is gone already or is this process. */
+  private reported(link: Link, node: string, creation: number, why: string): void {
+    const target = this.byNode.get(node);
+    if (target === undefined || target.creation !== creation || link.node === undefined) return;
+    if (target.worker === undefined) {
+      this.log.error({ node, by: link.node, why }, "cluster primary: the primary's own node does not read what another node writes to it");
       return;
     }
-    if (this.scheduled) return;
-    this.scheduled = true;
-    process.nextTick(() => this.flush());
+    this.cutOff(target, why, link.node);
   }
 
-  private flush(): void {
-    this.scheduled = false;
-    for (const link of this.pending) this.send(link);
-    this.pending.length = 0;
-  }
-
-  private send(link: Link): void {
-    if (link.out.length === 0) return;
-    const out = link.out;
-    link.out = [];
-    link.deliver([FRAMES, out]);
-    link.outBytes = 0;
-  }
-
-  /** A message for link after the frames already waiting for it. */
-  private control(link: Link, msg: PrimaryMessage): void {
-    this.send(link);
-    link.deliver(msg);
-  }
-
-  /** link's node is gone: its names are free, the others are told, and what waited for it is counted against its senders. */
+  /** link's node is gone: its names are free and the others are told. */
   private remove(link: Link, why: string): void {
     const node = link.node;
     if (node === undefined) return;
     link.node = undefined;
     this.byNode.delete(node);
-    const lost = new Map<string, number>();
-    for (let i = 0; i + 2 < link.out.length; i += 3) lost.set(link.out[i] as string, (lost.get(link.out[i] as string) ?? 0) + (link.out[i + 1] as number));
-    link.out = [];
-    link.outBytes = 0;
-    for (const [from, n] of lost) {
-      const sender = this.byNode.get(from);
-      if (sender !== undefined && n > 0) this.control(sender, [DROPPED, n, "node lost"]);
-    }
     for (const [name, held] of this.names) if (held.node === node) this.names.delete(name);
-    for (const other of this.byNode.values()) this.control(other, [DOWN, node, why]);
+    for (const other of this.byNode.values()) other.deliver([DOWN, node, why]);
   }
 
   /** global's table: a name is held by one pid at a time; a node's exit frees its names (remove). */
@@ -332,7 +287,7 @@ export class Primary {
     } else {
       value = Array.from(this.names, ([n, h]) => [n, h.pid]);
     }
-    this.control(link, [ANSWER, question, value]);
+    link.deliver([ANSWER, question, value]);
   }
 }
 
@@ -341,8 +296,9 @@ let primary: Primary | undefined;
 /**
  * Makes this process, the node:cluster primary, the place its workers' nodes meet: call it
  * before cluster.fork() (it sets serialization "advanced", so Buffers and Maps cross), then
- * each worker calls startCluster({ ipc: true }). It relays signals between workers, tells
- * every node when a worker exits, and holds the global names. startCluster({ ipc: true }) in
+ * each worker calls startCluster({ ipc: true }). It tells each node where the others listen
+ * (the nodes connect to each other directly), tells every node when a worker exits, and
+ * holds the global names. startCluster({ ipc: true }) in
  * the primary starts it too, and makes the primary a node as well; once started, later calls
  * do nothing.
  */

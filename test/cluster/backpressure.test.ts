@@ -1,9 +1,9 @@
 /**
- * The primary's memory against a worker that stops reading its channel: what the primary
- * relays to it and the channel has not taken is bounded by maxBufferedBytes (1 MiB here);
- * past it the worker's node is cut off (noconnection for every other node) and the worker
- * killed, long before the heartbeat timeout (60 s here) would. The nodes are node:cluster
- * workers of this process (test/support/cluster-node.mjs, the built package).
+ * A node's memory against a worker that stops reading its connection: what the writer holds
+ * for it (written and not taken) is bounded by maxBufferedBytes (1 MiB here); past it the
+ * writer tells the primary, which cuts the worker's node off (noconnection for every other
+ * node) and kills the worker, long before the heartbeat timeout (60 s here) would. The nodes
+ * are node:cluster workers of this process (test/support/cluster-node.mjs, the built package).
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startClusterPrimary } from "../../src/index.js";
@@ -15,7 +15,7 @@ const MAX = 1024 * 1024;
 beforeAll(() => ensureBuilt(), 150_000);
 afterAll(() => killAllNodes(), 30_000);
 
-describe("a worker that does not read what the primary relays to it", () => {
+describe("a worker that does not read what another node writes to it", () => {
   let b: ChildNode;
   let logs: LogRecord[];
 
@@ -46,8 +46,8 @@ describe("a worker that does not read what the primary relays to it", () => {
     expect(await v.exited).toBe("SIGKILL");
     const cut = logs.filter((r) => r.msg === "cluster primary: a worker's node is cut off and the worker killed");
     expect(cut).toHaveLength(1);
-    expect(cut[0]).toMatchObject({ level: 50, node: v.name, pid: v.child.pid });
-    expect((cut[0] as LogRecord & { why: string }).why).toMatch(new RegExp(`^\\d+ bytes relayed to it and not read \\(maxBufferedBytes ${MAX}\\)$`));
+    expect(cut[0]).toMatchObject({ level: 50, node: v.name, pid: v.child.pid, by: b.name });
+    expect((cut[0] as LogRecord & { why: string }).why).toMatch(new RegExp(`^\\d+ bytes written to it and not read \\(maxBufferedBytes ${MAX}\\)$`));
     expect(await b.call("nodes")).toEqual([]);
     expect(await b.call("info")).toMatchObject({ connected: true });
   }, 40_000);

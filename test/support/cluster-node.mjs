@@ -22,6 +22,8 @@ const opts = JSON.parse(process.argv[2] ?? "{}");
 const procs = new Map();
 /** What each collector received, encoded, by pid string. */
 const records = new Map();
+/** When each collector received each message (Date.now()), by pid string. */
+const times = new Map();
 /** Monitor refs made here, by their printed form. */
 const refs = new Map();
 
@@ -74,7 +76,9 @@ function collector({ trap = false } = {}) {
   return async (ctx) => {
     if (trap) ctx.trapExit(true);
     const rec = [];
+    const at = [];
     records.set(String(ctx.self), rec);
+    times.set(String(ctx.self), at);
     for (;;) {
       const msg = await ctx.receive();
       if (msg !== null && typeof msg === "object" && msg[CTL]) {
@@ -83,6 +87,7 @@ function collector({ trap = false } = {}) {
         continue;
       }
       rec.push(encode(msg));
+      at.push(Date.now());
       if (msg !== null && typeof msg === "object" && msg.replyTo instanceof Pid) send(msg.replyTo, { echo: msg, by: ctx.self });
     }
   };
@@ -141,8 +146,10 @@ const commands = {
   },
   startClusterPrimary: () => (corral.startClusterPrimary(), true),
   received: ({ pid }) => records.get(pid) ?? [],
+  receivedAt: ({ pid }) => times.get(pid) ?? [],
   clear: ({ pid }) => {
     records.get(pid)?.splice(0);
+    times.get(pid)?.splice(0);
     return true;
   },
   alive: ({ pid }) => isAlive(Pid.parse(pid)),
