@@ -40,14 +40,12 @@ export interface Hello extends Peer {
 
 /**
  * Reads length-prefixed frames from a byte stream. A frame that arrived whole in one chunk is
- * handed on as a view of it; a frame split across chunks is joined once, when its last byte
- * is in. It can stop between two frames (the rest waits for resume).
+ * handed on as a view of it; only a frame split across chunks is copied, once, when its last
+ * byte is in. It can stop between two frames (the rest waits for resume).
  */
 export class FrameReader {
   private chunks: Buffer[] = [];
   private size = 0;
-  /** Bytes needed before the next frame can be read: its header, then the whole frame. */
-  private need = 5;
   private stopped = false;
 
   /**
@@ -62,35 +60,45 @@ export class FrameReader {
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    if (!this.stopped && this.size >= this.need) this.read();
+    if (!this.stopped) this.read();
   }
 
   /** Reads the frames already in, after a stop. */
   resume(): void {
     this.stopped = false;
-    if (this.size >= this.need) this.read();
+    this.read();
   }
 
   private read(): void {
-    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
-    let off = 0;
-    while (buf.length - off >= 5) {
-      const length = buf.readUInt32BE(off);
+    while (!this.stopped && this.size >= 5) {
+      const length = this.gather(5).readUInt32BE(0);
       if (length === 0) throw new Error("a frame without its kind byte");
       if (length > this.maxFrame) throw new Error(`a frame of ${length} bytes, above ${this.maxFrame}`);
-      if (buf.length - off - 4 < length) break;
-      const kind = buf[off + 4]!;
-      const payload = buf.subarray(off + 5, off + 4 + length);
-      off += 4 + length;
-      if (!this.onFrame(kind, payload)) {
-        this.stopped = true;
-        break;
-      }
+      const end = 4 + length;
+      if (this.size < end) return;
+      const buf = this.gather(end);
+      if (buf.length === end) this.chunks.shift();
+      else this.chunks[0] = buf.subarray(end);
+      this.size -= end;
+      if (!this.onFrame(buf[4]!, buf.subarray(5, end))) this.stopped = true;
     }
-    const rest = off === 0 ? buf : buf.subarray(off);
-    this.chunks = rest.length === 0 ? [] : [rest];
-    this.size = rest.length;
-    this.need = rest.length >= 4 ? Math.max(5, 4 + rest.readUInt32BE(0)) : 5;
+  }
+
+  /** The first chunk, made to hold at least n bytes (n ≤ size) by copying just those bytes out of the next ones. */
+  private gather(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first;
+    const out = Buffer.allocUnsafe(n);
+    for (let off = 0; off < n; ) {
+      const c = this.chunks[0]!;
+      const take = Math.min(c.length, n - off);
+      c.copy(out, off, 0, take);
+      off += take;
+      if (take === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(take);
+    }
+    this.chunks.unshift(out);
+    return out;
   }
 }
 
