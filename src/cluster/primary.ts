@@ -169,11 +169,20 @@ export class Primary {
     return { node: undefined, creation: 0, address: "", deliver, heard: 0 };
   }
 
-  /** Every heartbeatMs: a worker's node silent past nodeTimeoutMs is cut off. */
+  /**
+   * Every heartbeatMs: a worker's node silent past nodeTimeoutMs is cut off. Silence is counted
+   * only while this process listens: when its own event loop was held up, the heartbeats wait
+   * unread in the channels, so the time it was late is added back to every worker.
+   */
   private watchBeats(): void {
     if (this.watch !== undefined) return;
+    let last = performance.now();
     this.watch = setInterval(() => {
       const now = performance.now();
+      const late = now - last - this.settings.heartbeatMs;
+      last = now;
+      if (late > 0) for (const link of this.workers.values()) link.heard += late;
+      if (late > this.settings.heartbeatMs) this.log.warn({ lateMs: Math.round(late) }, "cluster primary: its event loop was held up; the workers' heartbeats waited unread and no worker is judged on that time");
       for (const link of this.workers.values()) {
         if (link.node !== undefined && now - link.heard > this.settings.nodeTimeoutMs) this.cutOff(link, `no heartbeat for ${Math.round(now - link.heard)} ms`);
       }

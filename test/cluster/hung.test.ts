@@ -52,6 +52,19 @@ describe("a hung worker (its event loop blocked)", () => {
     expect(await b.call("nodes")).toEqual([]);
   });
 
+  test("the primary's own event loop held up past nodeTimeoutMs: no worker is cut off for the heartbeats it could not read", async () => {
+    const v = await startNode({ ipc: true, node: `hp-${RUN}@127.0.0.1` });
+    await until(async () => ((await b.call<string[]>("nodes")).includes(v.name) ? true : undefined), 3_000, "b to see v");
+    const end = Date.now() + 2 * TIMEOUT;
+    while (Date.now() < end);
+    await sleep(3 * HEARTBEAT);
+    expect(await b.call("nodes")).toEqual([v.name]);
+    expect(await v.call("nodes")).toEqual([b.name]);
+    expect(v.child.exitCode).toBeNull();
+    expect(b.child.exitCode).toBeNull();
+    await v.quit();
+  });
+
   test("busy for less than nodeTimeoutMs: nobody is cut off, and what was sent meanwhile arrives", async () => {
     const v = await startNode({ ipc: true, node: `hw-${RUN}@127.0.0.1` });
     await until(async () => ((await b.call<string[]>("nodes")).includes(v.name) ? true : undefined), 3_000, "b to see v");
