@@ -30,7 +30,7 @@ import {
   type PrimaryMessage,
 } from "./primary.js";
 
-/** How long a worker waits for the primary's answer to its JOIN: no answer means no primary relays. */
+/** How long a worker waits for the primary's answer to its JOIN: no answer means no startClusterPrimary in the primary. */
 const JOIN_TIMEOUT_MS = 5_000;
 /** How long startCluster waits for the nodes already up to tell their group members. */
 const MEET_TIMEOUT_MS = 5_000;
@@ -62,7 +62,7 @@ function workerLink(receive: (msg: PrimaryMessage) => void, gone: () => void): P
   };
 }
 
-/** The primary's own node: the relay is in this process; what it delivers arrives a microtask later, as over a channel. */
+/** The primary's own node: the primary is in this process; what it delivers arrives a microtask later, as over a channel. */
 function primaryLink(receive: (msg: PrimaryMessage) => void, logger: Logger): PrimaryLink {
   const primary = primaryOf(logger);
   let open = true;

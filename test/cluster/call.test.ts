@@ -2,7 +2,7 @@
  * call and cast across nodes: this test process is one node, two forked nodes
  * (test/support/cluster-node.mjs, the built package) the others, on each transport: a real
  * redis-server of this file's own, and node:cluster's IPC with this process as the primary
- * (a call between b and c is relayed by it). The forked nodes get their gen_servers and their
+ * (a call between b and c goes over their own connection). The forked nodes get their gen_servers and their
  * calls from test/support/call-node.mjs, preloaded with NODE_OPTIONS.
  */
 import { pathToFileURL } from "node:url";

@@ -1,7 +1,7 @@
 /**
- * What only the IPC transport has: its options; a worker whose primary does not relay, or
+ * What only the IPC transport has: its options; a worker whose primary did not start, or
  * forks it without v8 serialization; startClusterPrimary in a worker; and a cluster of
- * workers alone, with this process relaying for them without being a node (the shape of
+ * workers alone, with this process as their primary without being a node (the shape of
  * `corral --workers N`). The nodes are node:cluster workers of this process
  * (test/support/cluster-node.mjs, the built package).
  */
@@ -37,11 +37,11 @@ describe("startCluster({ ipc: true }): options", () => {
 });
 
 describe("a worker and its primary", () => {
-  // First in the file: nothing in this process relays yet.
-  test("a primary that does not relay: startCluster rejects with ERR_CLUSTER_CONNECT naming startClusterPrimary, within 5 s", async () => {
+  // First in the file: no primary runs in this process yet.
+  test("a primary that did not call startClusterPrimary: startCluster rejects with ERR_CLUSTER_CONNECT naming startClusterPrimary, within 5 s", async () => {
     const n = launchNode({ ipc: true, node: `lone-${RUN}@127.0.0.1` }, { primary: "none" });
     const t0 = Date.now();
-    const r = await within(n.started, 15_000, "startCluster to settle with no relay");
+    const r = await within(n.started, 15_000, "startCluster to settle with no primary");
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.error.code).toBe("ERR_CLUSTER_CONNECT");
@@ -69,7 +69,7 @@ describe("a worker and its primary", () => {
   });
 });
 
-describe("workers alone: this process relays but is no node", () => {
+describe("workers alone: this process is their primary but no node", () => {
   let b: ChildNode;
   let c: ChildNode;
 

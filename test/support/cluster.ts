@@ -5,7 +5,7 @@
  *
  * Two transports, so each cluster test file runs on both: "redis" (a redis-server of the
  * file's own; child nodes are forked with child_process) and "ipc" (the test process is the
- * node:cluster primary, which relays, and a node itself; child nodes are its cluster workers,
+ * node:cluster primary, which introduces the nodes, and a node itself; child nodes are its cluster workers,
  * talked to over the same IPC channel the cluster uses).
  */
 import { fork, type ChildProcess } from "node:child_process";
@@ -67,7 +67,7 @@ export interface Transport {
   options(node?: string, timing?: RedisTiming): ClusterOpts;
 }
 
-/** Starts what the transport needs: a redis-server, or nothing (this process relays once a node joins). */
+/** Starts what the transport needs: a redis-server, or nothing (this process is the primary once a node joins). */
 export async function startTransport(kind: TransportKind): Promise<Transport> {
   await ensureBuilt();
   const redis = kind === "redis" ? await startRedis() : undefined;
@@ -123,13 +123,13 @@ export interface ChildNode {
 const children = new Set<ChildProcess>();
 
 /**
- * How an IPC node's primary (this process) forks it: "relay" as it should (startClusterPrimary
- * first), "none" without relaying, "json" with node:cluster's default serialization.
+ * How an IPC node's primary (this process) forks it: "started" as it should (startClusterPrimary
+ * first), "none" without it, "json" with node:cluster's default serialization.
  */
-export type PrimaryMode = "relay" | "none" | "json";
+export type PrimaryMode = "started" | "none" | "json";
 
 /**
- * An IPC node: a node:cluster worker of this process, which relays for its workers (and is
+ * An IPC node: a node:cluster worker of this process, which is its primary (and is
  * a node itself once the test joins it). Its stdout and stderr are piped as a forked node's.
  */
 function forkWorker(argv: string, env: NodeJS.ProcessEnv, primary: PrimaryMode): ChildProcess {
@@ -144,7 +144,7 @@ export function launchNode(cluster: ClusterOpts, extra: { disconnectOnError?: bo
   const env = { ...process.env, LOG_LEVEL: process.env["LOG_LEVEL"] ?? "warn" };
   const child =
     "ipc" in cluster
-      ? forkWorker(argv, env, extra.primary ?? "relay")
+      ? forkWorker(argv, env, extra.primary ?? "started")
       : fork(NODE_SCRIPT, [argv], {
           cwd: ROOT,
           serialization: "advanced",
