@@ -156,11 +156,13 @@ export class NodeConnection {
       return;
     }
     this.socket = socket;
-    const frames = reader ?? new FrameReader(() => true);
-    frames.onFrame = (kind, payload) => {
+    const onFrame = (kind: number, payload: Buffer): boolean => {
       this.frameIn(kind, payload);
       return !this.ended;
     };
+    const frames = reader ?? new FrameReader(onFrame);
+    // A reader that read a HELLO was bounded to its size; a node's frames are not.
+    frames.onFrame = onFrame;
     frames.maxFrame = Infinity;
     socket.on("data", (chunk: Buffer) => this.read(frames, chunk));
     socket.on("error", (err) => this.close(`connection failed: ${err.message}`));
