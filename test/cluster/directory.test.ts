@@ -107,9 +107,9 @@ describe.each(transports())("the session directory, over %s", (kind) => {
   test("a relay whose owner's directory ended before answering gets 503 (the client tries again), and its retry is served by the next directory", async () => {
     const sid = await openSession(portB);
     const [dirB] = bs();
-    // B stops reading for a moment: the kill and the relay's call reach it in that order, its directory gone before it answers.
-    const blocked = b!.call("block", { ms: 600 });
-    await sleep(100);
+    // B stops reading for a moment (its node timeout is longer): the kill and the relay's call reach it in that order, its directory gone before it answers.
+    const blocked = b!.call("block", { ms: 1500 });
+    await sleep(300);
     exit(dirB!, "kill");
     const first = await resume(server.port, sid);
     await blocked;
