@@ -2,14 +2,14 @@
 import { CorralError, badarg, describe } from "../runtime/errors.js";
 import { runtimeLogger, type Logger } from "../runtime/log.js";
 import type { Pid } from "../runtime/pid.js";
-import { activeDist, currentProcess, send, self } from "../runtime/process.js";
-import { answer as answerCall, call, CallError } from "../runtime/call.js";
+import { activeDist, currentProcess, send, self, spawnProcess, type Process, type ProcessLoop } from "../runtime/process.js";
+import { call, CallError, isCall, replyTo } from "../runtime/call.js";
+import { setDistService } from "../runtime/dist.js";
 import { join, members } from "../runtime/groups.js";
 import { nodeName } from "../runtime/node.js";
 import type { Ref } from "../runtime/pid.js";
-import { spawn } from "../runtime/spawn.js";
 import { ok, stop, type Result } from "../runtime/result.js";
-import { isDown, isExit, monitorFrom, trapExit } from "../runtime/signals.js";
+import { exitFrom, isDown, isExit, monitorFrom, trapExit } from "../runtime/signals.js";
 import { knownKeys, limit, positive } from "../runtime/validate.js";
 import { binary, close, ping, ReceivedFrame, text, type Frame, type InFrame } from "./frames.js";
 import { loop, type Loop } from "./loop.js";
@@ -278,20 +278,43 @@ class RemoteTransport implements Transport {
   }
 }
 
-/** This node's directory: the process other nodes' relays ask for a session of this node, which checks the whole id here. */
+/**
+ * This node's session directory: the process other nodes' relays ask for a session of this
+ * node, which checks the whole id here. A node-level service, as Erlang's global_name_server:
+ * it starts with the cluster (before the first node is met, so every node learns of it with
+ * this node's other group members) and stops with it, whether or not a bullet route runs yet.
+ */
 let directory: Pid | null = null;
 
-/** Started by the first request of a bullet route while a cluster runs, and found by other nodes in the DIRECTORIES group. */
-function ensureDirectory(): void {
-  if (directory !== null || activeDist() === null) return;
-  directory = spawn<null, unknown, undefined>({
-    init: () => null,
-    handleCall: (request, _from, state) => answerCall(ownerCall(request), state),
-    handleInfo: (_msg, state) => ok(state),
-    terminate: () => void (directory = null),
-  });
+/** The directory's process: a call is answered at once; its end, however it ends (killed too), starts the next while the cluster runs. */
+const DIRECTORY: ProcessLoop = {
+  name: "session directory",
+  receiveLoop: false,
+  start(): void {},
+  handle(_p: Process, msg: unknown): void {
+    if (isCall(msg)) replyTo(msg.from, ownerCall(msg.request));
+  },
+  terminate(p: Process): void {
+    if (directory !== p.pid) return;
+    // No session depends on it: the next one joins before this one leaves the group, so other nodes never see this node without one.
+    directory = null;
+    if (activeDist() !== null) startDirectory();
+  },
+};
+
+function startDirectory(): void {
+  if (directory !== null) return;
+  directory = spawnProcess(DIRECTORY, null, undefined).pid;
   join(DIRECTORIES, directory);
 }
+
+function stopDirectory(): void {
+  const dir = directory;
+  directory = null;
+  if (dir !== null) exitFrom(null, dir, "shutdown");
+}
+
+setDistService({ start: startDirectory, stop: stopDirectory });
 
 /** The session an id names here, if the request's origin may use it. */
 function ownedSession(sid: unknown, origin: unknown): SessionPort | Refusal {
@@ -373,13 +396,18 @@ function ownerDirectory(sid: string): Pid | undefined {
   return members(DIRECTORIES).find((p) => nodeTag(p.node) === tag);
 }
 
-/** Asks the owner's directory; a node that does not answer is a session that cannot be reached now (503), one that is gone a 404. */
+/**
+ * Asks the owner's directory. A node lost is a session gone (404); a node that does not
+ * answer, or whose directory ended before answering (the next one is already there), is a
+ * session that cannot be reached now (503), and the client tries again.
+ */
 async function askOwner(dir: Pid, request: readonly unknown[]): Promise<unknown> {
   try {
     return await call(dir, request, OWNER_TIMEOUT_MS);
   } catch (err) {
-    if (err instanceof CallError) throw err.code === "ERR_CALL_TIMEOUT" ? new Refused(503, "the session's node does not answer") : new Refused(404, "no such session");
-    throw err;
+    if (!(err instanceof CallError)) throw err;
+    if (err.code === "ERR_CALL_EXIT" && err.reason === "noconnection") throw new Refused(404, "no such session");
+    throw new Refused(503, err.code === "ERR_CALL_TIMEOUT" ? "the session's node does not answer" : "the session's node is restarting its directory");
   }
 }
 
@@ -524,8 +552,6 @@ class BulletRoute<S, Opts> {
   }
 
   private async route(req: Req, opts: Opts, me: Pid, logger: Logger, exchange: Exchange | undefined): Promise<Upgrade<Relay | RemoteRelay> | Loop<Relay | RemoteRelay> | HttpOk<unknown>> {
-    // Any request once a cluster runs: the sessions opened before it started become reachable too.
-    ensureDirectory();
     const q = queryOf(req);
     if (req.method === "POST") return this.post(req, q);
     if (req.method !== "GET") {

@@ -71,6 +71,24 @@ const remotes = new Map<Process, Remote>();
 const monitorsByRef = new Map<number, RemoteMonitor>();
 let transport: DistTransport | null = null;
 
+/**
+ * A node-level service that lives with the distribution, as Erlang's net_kernel starts its
+ * own: started before the first node is met (so it is among the members nodeUp tells),
+ * stopped when the cluster stops. The session directory (behaviors/bullet.ts) is the one.
+ */
+export interface DistService {
+  start(): void;
+  stop(): void;
+}
+
+let service: DistService | null = null;
+
+/** @internal Registered once, when its module loads; a cluster already running starts it at once. */
+export function setDistService(s: DistService): void {
+  service = s;
+  if (transport !== null) s.start();
+}
+
 function remoteOf(p: Process): Remote {
   let r = remotes.get(p);
   if (r === undefined) {
@@ -233,6 +251,8 @@ function remotesOf(p: Process): { links: Pid[]; monitors: Ref[]; monitoredBy: Pi
 export function startDist(t: DistTransport): void {
   transport = t;
   setDist(dist);
+  // Before groups cross: the service's memberships go out with the others when each node is met.
+  service?.start();
   setGroupDist(groupDist);
 }
 
@@ -242,6 +262,7 @@ export function stopDist(nodes: Iterable<string>): void {
   setDist(null);
   setGroupDist(null);
   transport = null;
+  service?.stop();
 }
 
 /** @internal Puts back the pids and refs of a signal that came marked. */
