@@ -229,6 +229,11 @@ export abstract class Carrier implements DistTransport {
   protected met(node: string): void {
     this.seen.set(node, performance.now());
     this.log.info({ node: this.node, peer: node }, "cluster: node up");
+    this.announce(node);
+  }
+
+  /** Tells node this node's group members (pg's sync at nodeup); a transport may hold it back until its link is open. */
+  protected announce(node: string): void {
     nodeUp(node);
   }
 

@@ -60,6 +60,13 @@ class RedisCarrier extends Carrier {
    * (a HELLO or WELCOME from them): pub/sub keeps nothing for a subscriber that is away.
    */
   private readonly held = new Set<string>();
+  /**
+   * Nodes owed this node's group members (true: and the WELCOME that answers their HELLO),
+   * held back while the link to them is not open: queued behind a stall they could be dropped
+   * against a full buffer, and a WELCOME would then say they were sent. Paid at the flush
+   * that follows the link's return.
+   */
+  private readonly owed = new Map<string, boolean>();
   /** Nodes this one lost (not by BYE), when: met again, they are told so. */
   private readonly lostAt = new Map<string, number>();
   /** Nodes told so that have not answered yet: their own such HELLO means both lost each other. */
@@ -192,12 +199,36 @@ class RedisCarrier extends Carrier {
     this.end(node);
   }
 
-  /** Answers HELLO: this node's members, then WELCOME, in that order on one connection. */
+  /** Answers HELLO: this node's members, then WELCOME, in that order on one connection; once the link is open. */
   private welcome(node: string): void {
     this.held.delete(node);
+    if (!this.open(node)) {
+      this.owed.set(node, true);
+      return;
+    }
     nodeUp(node);
     this.flush();
     this.control(WELCOME, this.channel(node));
+  }
+
+  protected override announce(node: string): void {
+    if (this.open(node)) nodeUp(node);
+    else if (!this.owed.has(node)) this.owed.set(node, false);
+  }
+
+  /** Ships what waits; then what is owed to nodes whose link is open again. */
+  protected override flush(): void {
+    super.flush();
+    if (this.owed.size === 0) return;
+    for (const [node, hello] of Array.from(this.owed)) {
+      if (this.seen.has(node) && !this.open(node)) continue;
+      this.owed.delete(node);
+      if (!this.seen.has(node)) continue;
+      nodeUp(node);
+      if (!hello) continue;
+      super.flush();
+      this.control(WELCOME, this.channel(node));
+    }
   }
 
   /** node is lost; freeNames unless this node gave up on it only because its own link stalled (the other may live on). */
