@@ -7,7 +7,7 @@
  * suffix, so concurrent runs never share one, and `remove()` moves every process back to
  * where this process lives before it removes them.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 /** Where cgroup v1 mounts the cpu controller (alone or as cpu,cpuacct behind this link). */
@@ -36,6 +36,7 @@ export function cpuQuotaGroup(cores, periodUs) {
   // This process's own cpu cgroup (a container's, say), so the groups nest where it may write.
   const line = readFileSync("/proc/self/cgroup", "utf8").split("\n").find((l) => l.split(":")[1]?.split(",").includes("cpu"));
   const home = path.join(CPU_ROOT, line?.split(":").slice(2).join(":") ?? "/");
+  sweep(home);
   let top;
   try {
     top = mkdtempSync(path.join(home, `corral-bench-${process.pid}-`));
@@ -102,5 +103,30 @@ export function cpuQuotaGroup(cores, periodUs) {
   } catch (err) {
     remove();
     return { skipped: `cannot set a CFS quota on ${top}: ${/** @type {NodeJS.ErrnoException} */ (err).code ?? err}` };
+  }
+}
+
+/**
+ * Removes the empty groups a killed run left behind (its pid is in the name and gone): rmdir
+ * removes only a group without processes, so a live run's groups are never touched.
+ * @param {string} home
+ */
+function sweep(home) {
+  let names;
+  try {
+    names = readdirSync(home);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^corral-bench-(\d+)-/.exec(name);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue;
+    const dir = path.join(home, name);
+    try {
+      for (const sub of readdirSync(dir, { withFileTypes: true })) if (sub.isDirectory()) rmdirSync(path.join(dir, sub.name));
+      rmdirSync(dir);
+    } catch {
+      // still holds a process: not ours to move
+    }
   }
 }
