@@ -693,7 +693,7 @@ async function workersRun(workers, p, hold) {
     check(hs.opened === p.conns && hs.failed === 0, `storm: ${hs.opened} of ${p.conns} opened, ${hs.failed} failed`);
     const hsCores = (h1 - h0) / 1000 / seconds;
     if (held) {
-      // The budget held (a clock tick of slack on each reading) and bound: the figures are a held server's.
+      // The budget held (5 % and a clock tick of slack on each reading): the figures are a held server's.
       const slack = 1.05;
       check(echoCores <= held.cores * slack + 20 / (t1 - t0), `echo: the server used ${echoCores.toFixed(2)} cores, held to ${held.cores}`);
       check(hsCores <= held.cores * slack + 0.02 / seconds, `storm: the server used ${hsCores.toFixed(2)} cores, held to ${held.cores}`);
@@ -733,9 +733,9 @@ async function workersRun(workers, p, hold) {
 /**
  * `corral` as one process, with `--workers 1` and with `--workers 2`, each fresh, in a random
  * order: handshakes/s and echo throughput from outside, and the server's CPU per handshake and
- * per echo summed over all its processes. Then the same three held to a CPU budget that gives
- * the generator a core of its own (`hold.cores` per process or per worker), unless this machine
- * cannot hold processes to a quota (no writable cgroup v1 cpu controller): skipped, with why.
+ * per echo summed over all its processes; and, shuffled in with them, the same three held to a
+ * CPU budget that leaves the generator a core (`hold.cores` per process or per worker), unless
+ * this machine cannot hold processes to a quota (no writable cgroup v1 cpu controller): skipped, with why.
  * @param {{ conns: number, warmConns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number, hold: { cores: number, periodMs: number }, round?: number }} p
  */
 export async function measureWorkers(p) {
