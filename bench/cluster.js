@@ -20,6 +20,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { withIpcCluster } from "./cluster/ipc-rig.js";
 import { redisInfo, redisServerBinary, withCluster } from "./cluster/rig.js";
+import { cpuQuotaGroup } from "./lib/cgroup.js";
 import { DIST_URL } from "./lib/corral.js";
 import { IpcChild } from "./lib/ipc-child.js";
 import { procCpuMs } from "./lib/proc.js";
@@ -582,20 +583,86 @@ async function startCli(workers) {
 }
 
 /**
- * One run against `corral [--workers n]`: `conns` handshakes to /echo from a fresh load
- * generator (the clock and the server's CPU over the storm), then echo on the first `echoConns`
- * of them for `seconds` after a warm-up.
- * @param {number} workers
- * @param {{ conns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number }} p
+ * Waits (up to 10 s) until the server is idle: its processes used at most a clock tick over 250 ms.
+ * @param {Awaited<ReturnType<typeof startCli>>} server
  */
-async function workersRun(workers, p) {
+async function settle(server) {
+  const until = performance.now() + 10_000;
+  for (let c = server.cpuMs(); performance.now() < until; ) {
+    await sleep(250);
+    const now = server.cpuMs();
+    if (now - c <= 10) return;
+    c = now;
+  }
+}
+
+/**
+ * Holds a started server to a CPU budget: one process to `cores`; with workers, each worker
+ * to `cores` in a group of its own (a core is not shared between processes, so twice the
+ * cores is each worker holding its own share), inside a group of workers × cores that also
+ * holds the primary, which takes only what the workers leave.
+ * @param {Awaited<ReturnType<typeof startCli>>} server
+ * @param {number} workers
+ * @param {{ cores: number, periodMs: number }} hold
+ */
+function holdServer(server, workers, hold) {
+  const g = cpuQuotaGroup(hold.cores * Math.max(1, workers), hold.periodMs * 1000);
+  if ("skipped" in g) throw new Error(`CPU quota: ${g.skipped}`);
+  try {
+    const [primary, ...rest] = server.pids;
+    g.group.add(/** @type {number} */ (primary));
+    const groups = [g.group, ...rest.map((pid, i) => {
+      const w = g.group.child(`w${i + 1}`, hold.cores);
+      w.add(pid);
+      return w;
+    })];
+    return {
+      /** Budget in cores for the whole server. */
+      cores: hold.cores * Math.max(1, workers),
+      /** Periods in which each group ran out of quota, [server, worker 1, …]. */
+      throttled: () => groups.map((x) => x.stat().throttled),
+      remove: g.remove,
+    };
+  } catch (err) {
+    g.remove();
+    throw err;
+  }
+}
+
+/**
+ * One run against `corral [--workers n]` from a fresh load generator: `warmConns` handshakes
+ * to /echo per server process, closed (the server's CPU over the first: cold handshakes); then echo on `echoConns`
+ * connections for `seconds` after a warm-up; then a storm of `conns` handshakes (the clock and
+ * the server's CPU over it). With `hold`, the server runs under a CPU quota (holdServer) from
+ * the end of the first storm on; the generator is not held.
+ * @param {number} workers
+ * @param {{ conns: number, warmConns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number }} p
+ * @param {{ cores: number, periodMs: number }} [hold]
+ */
+async function workersRun(workers, p, hold) {
   const server = await startCli(workers);
   /** @type {IpcChild | undefined} */
   let gen;
+  /** @type {ReturnType<typeof holdServer> | undefined} */
+  let held;
   try {
     gen = (await IpcChild.start("loadgen", fileURLToPath(new URL("./ws/loadgen.js", import.meta.url)))).child;
     await gen.call("setup", { workers: 1 });
     const sources = sourceAddresses(p.conns);
+    // Warm-up: each process compiles the handshake path on its own (V8's optimizing compiler, on
+    // its own threads, and slower code until then), about 0.3 s of CPU per process, which a
+    // long-running server paid long ago; so `warmConns` handshakes per process (a worker gets
+    // about its share of each storm), and the first storm's CPU apart: a fresh server's.
+    let coldCpuUs = 0;
+    for (let round = 0; round < Math.max(1, workers); round++) {
+      const w0 = server.cpuMs();
+      const warm = await gen.call("connect", { mode: "idle", port: server.port, path: "/echo", first: p.echoConns + p.conns, count: p.warmConns, sources, concurrency: p.concurrency, timeoutMs: 120_000 }, 125_000);
+      if (round === 0) coldCpuUs = ((server.cpuMs() - w0) * 1000) / p.warmConns;
+      check(warm.opened === p.warmConns && warm.failed === 0, `warm-up: ${warm.opened} of ${p.warmConns} opened, ${warm.failed} failed`);
+      await gen.call("closeAll");
+      await settle(server);
+    }
+    held = hold && holdServer(server, workers, hold);
     // The echo connections first, then the storm, each with its CPU window.
     await gen.call("connect", { mode: "echo", port: server.port, path: "/echo", first: 0, count: p.echoConns, sources, concurrency: 50, timeoutMs: 30_000 }, 35_000);
     await gen.call("echoStart", { inflight: p.inflight, size: p.size });
@@ -603,74 +670,143 @@ async function workersRun(workers, p) {
     // A mark starts the window's counts.
     await gen.call("mark");
     const c0 = server.cpuMs();
+    const z0 = held?.throttled();
     const t0 = performance.now();
     await sleep(p.seconds * 1000);
     const e1 = await gen.call("mark");
     const c1 = server.cpuMs();
+    const z1 = held?.throttled();
     const t1 = performance.now();
     await gen.call("echoStop", { timeoutMs: 5000 });
     check(e1.errors === 0, `echo: ${e1.errors} errors, first: ${e1.firstError}`);
     const echoRate = e1.received / ((t1 - t0) / 1000);
     const echoCpuUs = ((c1 - c0) * 1000) / e1.received;
+    const echoCores = (c1 - c0) / (t1 - t0);
 
     const h0 = server.cpuMs();
     const each0 = server.cpuEach();
     const hs = await gen.call("connect", { mode: "idle", port: server.port, path: "/echo", first: p.echoConns, count: p.conns, sources, concurrency: p.concurrency, timeoutMs: 120_000 }, 125_000);
     const h1 = server.cpuMs();
     const each1 = server.cpuEach();
+    const z2 = held?.throttled();
     const seconds = Number(hs.t1 - hs.t0) / 1e9;
+    check(hs.opened === p.conns && hs.failed === 0, `storm: ${hs.opened} of ${p.conns} opened, ${hs.failed} failed`);
+    const hsCores = (h1 - h0) / 1000 / seconds;
+    if (held) {
+      // The budget held (5 % and a clock tick of slack on each reading): the figures are a held server's.
+      const slack = 1.05;
+      check(echoCores <= held.cores * slack + 20 / (t1 - t0), `echo: the server used ${echoCores.toFixed(2)} cores, held to ${held.cores}`);
+      check(hsCores <= held.cores * slack + 0.02 / seconds, `storm: the server used ${hsCores.toFixed(2)} cores, held to ${held.cores}`);
+    }
     await gen.call("closeAll");
     return {
       subprocessCpuMs: server.cpuMs() + gen.cpuMs(),
       handshakeRate: p.conns / seconds,
       handshakeCpuUs: ((h1 - h0) * 1000) / p.conns,
+      /** The warm-up storm's server CPU per handshake: a fresh server's first ones. */
+      coldCpuUs,
       /** Per process, µs per handshake: [primary, worker 1, …]. */
       handshakeCpuUsEach: each1.map((v, i) => ((v - each0[i]) * 1000) / p.conns),
+      /** Cores the server's processes kept busy over the storm and the echo window. */
+      hsCores,
+      echoCores,
       retries: hs.retries,
       echoRate,
       echoCpuUs,
+      ...(held && z0 && z1 && z2
+        ? {
+            heldCores: held.cores,
+            /** Periods each group ran out of quota in, [server, worker 1, …]: over the echo window, over the storm. */
+            throttledEcho: z1.map((v, i) => v - /** @type {number} */ (z0[i])),
+            throttledStorm: z2.map((v, i) => v - /** @type {number} */ (z1[i])),
+          }
+        : {}),
     };
   } finally {
     await gen?.stop();
     await server.stop();
+    const left = held?.remove() ?? [];
+    if (left.length > 0) console.error(`cluster-workers: cgroups left behind: ${left.join(", ")}`);
   }
 }
 
 /**
- * `corral` as one process, with `--workers 1` and with `--workers 2`, each fresh, in turn
- * (the order alternates between rounds): handshakes/s and echo throughput from outside, and
- * the server's CPU per handshake and per echo summed over all its processes.
- * @param {{ conns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number, round?: number }} p
+ * `corral` as one process, with `--workers 1` and with `--workers 2`, each fresh, in a random
+ * order: handshakes/s and echo throughput from outside, and the server's CPU per handshake and
+ * per echo summed over all its processes; and, shuffled in with them, the same three held to a
+ * CPU budget that leaves the generator a core (`hold.cores` per process or per worker), unless
+ * this machine cannot hold processes to a quota (no writable cgroup v1 cpu controller): skipped, with why.
+ * @param {{ conns: number, warmConns: number, concurrency: number, echoConns: number, inflight: number, size: number, seconds: number, warmupSeconds: number, hold: { cores: number, periodMs: number }, round?: number }} p
  */
 export async function measureWorkers(p) {
+  /** @typedef {{ workers: number, held: boolean }} Config */
   /** @type {Record<string, Awaited<ReturnType<typeof workersRun>>>} */
   const runs = {};
+  const probe = cpuQuotaGroup(p.hold.cores, p.hold.periodMs * 1000);
+  const skipped = "skipped" in probe ? probe.skipped : undefined;
+  if (!("skipped" in probe)) probe.remove();
+  /** @type {Config[]} */
+  const configs = [0, 1, 2].flatMap((workers) => [{ workers, held: false }, ...(skipped ? [] : [{ workers, held: true }])]);
   // A random order per round, so no configuration always runs on the warmer or cooler machine.
-  const order = [0, 1, 2];
-  if (Math.random() < 0.5) order.reverse();
+  for (let i = configs.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [configs[i], configs[j]] = [/** @type {Config} */ (configs[j]), /** @type {Config} */ (configs[i])];
+  }
   let subprocessCpuMs = 0;
-  for (const n of order) {
-    const r = await workersRun(n, p);
-    runs[`w${n}`] = r;
+  for (const c of configs) {
+    const r = await workersRun(c.workers, p, c.held ? p.hold : undefined);
+    runs[`w${c.workers}${c.held ? "held" : ""}`] = r;
     subprocessCpuMs += r.subprocessCpuMs;
   }
-  const one = /** @type {NonNullable<typeof runs.w0>} */ (runs.w0);
-  const two = /** @type {NonNullable<typeof runs.w2>} */ (runs.w2);
-  const w1 = /** @type {NonNullable<typeof runs.w1>} */ (runs.w1);
+  /** @param {string} key */
+  const run = (key) => /** @type {Awaited<ReturnType<typeof workersRun>>} */ (runs[key]);
+  const one = run("w0");
+  const w1 = run("w1");
+  const two = run("w2");
+  /** @type {Record<string, number>} */
+  const figures = {
+    hsRateOne: one.handshakeRate,
+    hsRateW1: w1.handshakeRate,
+    hsRateW2: two.handshakeRate,
+    hsCpuUsOne: one.handshakeCpuUs,
+    hsCpuUsW1: w1.handshakeCpuUs,
+    hsCpuUsW2: two.handshakeCpuUs,
+    echoRateOne: one.echoRate,
+    echoRateW2: two.echoRate,
+    echoCpuUsOne: one.echoCpuUs,
+    echoCpuUsW2: two.echoCpuUs,
+    hsColdCpuUsOne: one.coldCpuUs,
+    hsColdCpuUsW1: w1.coldCpuUs,
+    hsColdCpuUsW2: two.coldCpuUs,
+  };
+  if (!skipped) {
+    const [oneH, w1H, twoH] = [run("w0held"), run("w1held"), run("w2held")];
+    Object.assign(figures, {
+      hsRateOneHeld: oneH.handshakeRate,
+      hsRateW1Held: w1H.handshakeRate,
+      hsRateW2Held: twoH.handshakeRate,
+      hsCpuUsOneHeld: oneH.handshakeCpuUs,
+      hsCpuUsW1Held: w1H.handshakeCpuUs,
+      hsCpuUsW2Held: twoH.handshakeCpuUs,
+      echoRateOneHeld: oneH.echoRate,
+      echoRateW1Held: w1H.echoRate,
+      echoRateW2Held: twoH.echoRate,
+      echoCpuUsOneHeld: oneH.echoCpuUs,
+      echoCpuUsW2Held: twoH.echoCpuUs,
+    });
+  }
+  /** @type {string[]} */
+  const warnings = skipped ? [`held to a CPU budget: skipped: ${skipped}`] : [];
+  for (const [key, r] of Object.entries(runs)) {
+    if (r.heldCores === undefined) continue;
+    for (const [what, used] of /** @type {const} */ ([["echo window", r.echoCores], ["storm", r.hsCores]])) {
+      if (used < 0.8 * r.heldCores) warnings.push(`${key}: over the ${what} the server used ${used.toFixed(2)} of its ${r.heldCores} cores: not held by its budget`);
+    }
+  }
   return {
-    figures: {
-      hsRateOne: one.handshakeRate,
-      hsRateW1: w1.handshakeRate,
-      hsRateW2: two.handshakeRate,
-      hsCpuUsOne: one.handshakeCpuUs,
-      hsCpuUsW1: w1.handshakeCpuUs,
-      hsCpuUsW2: two.handshakeCpuUs,
-      echoRateOne: one.echoRate,
-      echoRateW2: two.echoRate,
-      echoCpuUsOne: one.echoCpuUs,
-      echoCpuUsW2: two.echoCpuUs,
-    },
-    details: { ...p, order, runs },
+    figures,
+    details: { ...p, order: configs.map((c) => `w${c.workers}${c.held ? "held" : ""}`), runs, ...(skipped ? { heldSkipped: skipped } : {}) },
+    ...(warnings.length > 0 ? { warnings } : {}),
     subprocessCpuMs,
   };
 }
@@ -813,19 +949,47 @@ export const scenario = {
     {
       id: "cluster-workers",
       fn: "measureWorkers",
-      params: (quick) => ({ conns: quick ? 2_000 : 10_000, concurrency: 128, echoConns: 100, inflight: 16, size: 32, seconds: quick ? 1.5 : 5, warmupSeconds: quick ? 0.5 : 1 }),
-      timeoutMs: 240_000,
+      params: (quick) => ({
+        conns: quick ? 2_000 : 10_000,
+        warmConns: quick ? 2_000 : 10_000,
+        concurrency: 128,
+        echoConns: 100,
+        inflight: 16,
+        size: 32,
+        seconds: quick ? 1.5 : 5,
+        warmupSeconds: quick ? 0.5 : 1,
+        hold: { cores: 0.25, periodMs: 40 },
+      }),
+      timeoutMs: 420_000,
       groups: ["workers"],
       how:
         "The demo's start script as a user runs it (`corral --port 0 --log-level warn`, the build under test's `dist/app/cli.js`): " +
         "one process, `--workers 1` and `--workers 2` (node:cluster workers meeting over IPC through the primary), each started " +
-        "fresh, in a random order per round. A load generator process (`bench/ws/loadgen.js`, one thread) opens 100 connections " +
+        "fresh, in a random order per round. A load generator process (`bench/ws/loadgen.js`, one thread) first warms the " +
+        "server up: it opens 10 000 connections to `/echo`, 128 handshakes at a time, closes them and waits until the server " +
+        "is idle, once per server process (each compiles the handshake path for itself; the first storm's server CPU / 10 000 " +
+        "is a fresh server's CPU per handshake). Then it opens 100 connections " +
         "to `/echo` and keeps 16 messages of 32 bytes in flight on each (1 s warm-up, then a 5 s window: echoes/s, and the server's " +
         "CPU per echo), stops, then opens 10 000 more connections to `/echo`, 128 handshakes at a time (2 000 with --quick): " +
         "handshakes/s over the storm, and the server's CPU per handshake. **The server's CPU is summed over all its processes** " +
         "(the primary and every worker, from `/proc/<pid>/stat`): the cores are shared with the generator, so handshakes/s " +
         "can grow with a second worker only as far as the generator leaves a core free, while CPU per handshake says what the " +
-        "cluster itself costs per connection.",
+        "cluster itself costs per connection. **Held to a CPU budget** (the same three runs again, shuffled in with the others): " +
+        "scaling with cores, measured on a machine whose second core the generator needs. Each server process is held by a " +
+        "CFS quota (cgroup v1's cpu controller, a 40 ms period, groups made under the bench's own cgroup with a random " +
+        "suffix and removed afterwards, the processes moved back first) from the end of the first storm on: one process to 0.25 core; " +
+        "each worker to 0.25 core in a group of its own, inside a group of 0.25 core per worker that also holds the primary. " +
+        "So `--workers 2` has twice one process's CPU as two separate shares, not one pool either worker could take: a worker " +
+        "cannot use a share another worker leaves idle, as on a machine with a core per worker, and the primary's CPU counts " +
+        "against the server's budget (it takes what the workers leave). A quarter core, not a half: the generator's one thread " +
+        "tops out near 11 000 handshakes a second here (the unheld server then uses 0.8 core), which a server with a whole " +
+        "core would outrun, so the ratio would measure the generator; at 0.5 core in all the server leaves the generator a " +
+        "core and more. The generator is not held. " +
+        "Checked: the server's processes used no more than their budget (5 % and a clock tick of slack) over the echo window " +
+        "and over the storm, every echo came back, every handshake succeeded; a held server that used less than 80 % of its " +
+        "budget over a window (other work took the cores, or the generator could not keep up) gets a warning, since its figure " +
+        "then says nothing about scaling. Where processes cannot be held (not Linux, no writable cgroup v1 cpu controller, not " +
+        "root) these figures are left out with a warning saying why.",
     },
   ],
   figures: [
@@ -908,6 +1072,34 @@ export const scenario = {
     { id: "echoW2OverOne", label: "Echo throughput: --workers 2 / one process (target ≥ 1.6)", format: "ratio" },
     { id: "echoCpuUsOne", label: "Server CPU per echo, one process", format: "us", unit: "µs" },
     { id: "echoCpuUsW2", label: "Server CPU per echo, --workers 2 (primary + workers)", format: "us", unit: "µs" },
+    { id: "hsColdCpuUsOne", label: "Server CPU per handshake, a fresh server's first 10 000: one process", format: "us", unit: "µs" },
+    { id: "hsColdCpuUsW1", label: "Server CPU per handshake, a fresh server's first 10 000: --workers 1", format: "us", unit: "µs" },
+    {
+      id: "hsColdCpuUsW2",
+      label: "Server CPU per handshake, a fresh server's first 10 000: --workers 2",
+      format: "us",
+      unit: "µs",
+      note: "Each worker compiles the handshake path for itself: a fresh `--workers 2` pays that warm-up twice, over half the handshakes each.",
+    },
+    { id: "hsRateOneHeld", label: "Handshakes/s, one process held to 0.25 core", format: "rate", unit: "handshakes/s" },
+    { id: "hsRateW1Held", label: "Handshakes/s, --workers 1 held to 0.25 core", format: "rate", unit: "handshakes/s" },
+    { id: "hsRateW2Held", label: "Handshakes/s, --workers 2 held to 0.25 core each (0.5 core)", format: "rate", unit: "handshakes/s" },
+    {
+      id: "hsW2HeldOverOne",
+      label: "Handshakes/s: --workers 2 (0.5 core) / one process (0.25 core)",
+      format: "ratio",
+      target: { op: ">=", value: 1.6 },
+      note: "Scaling with cores on a 2-core machine: the server held to a CFS quota so the load generator keeps a core of its own (see **cluster-workers**).",
+    },
+    { id: "hsCpuUsOneHeld", label: "Server CPU per handshake, one process held to 0.25 core", format: "us", unit: "µs" },
+    { id: "hsCpuUsW1Held", label: "Server CPU per handshake, --workers 1 held to 0.25 core", format: "us", unit: "µs" },
+    { id: "hsCpuUsW2Held", label: "Server CPU per handshake, --workers 2 held to 0.5 core", format: "us", unit: "µs" },
+    { id: "echoRateOneHeld", label: "Echo throughput, one process held to 0.25 core", format: "rate", unit: "msgs/s" },
+    { id: "echoRateW1Held", label: "Echo throughput, --workers 1 held to 0.25 core", format: "rate", unit: "msgs/s" },
+    { id: "echoRateW2Held", label: "Echo throughput, --workers 2 held to 0.25 core each (0.5 core)", format: "rate", unit: "msgs/s" },
+    { id: "echoW2HeldOverOne", label: "Echo throughput: --workers 2 (0.5 core) / one process (0.25 core)", format: "ratio", target: { op: ">=", value: 1.6 } },
+    { id: "echoCpuUsOneHeld", label: "Server CPU per echo, one process held to 0.25 core", format: "us", unit: "µs" },
+    { id: "echoCpuUsW2Held", label: "Server CPU per echo, --workers 2 held to 0.5 core", format: "us", unit: "µs" },
     { id: "bcastMsIpc", label: "Broadcast to 10 000 members, 5 000 on each node over IPC: until all have it", format: "ms" },
   ],
   derive: (f) => {
@@ -921,6 +1113,8 @@ export const scenario = {
       hsW2OverOne: ratio(f, "hsRateW2", "hsRateOne"),
       hsCpuW2OverOne: ratio(f, "hsCpuUsW2", "hsCpuUsOne"),
       echoW2OverOne: ratio(f, "echoRateW2", "echoRateOne"),
+      hsW2HeldOverOne: ratio(f, "hsRateW2Held", "hsRateOneHeld"),
+      echoW2HeldOverOne: ratio(f, "echoRateW2Held", "echoRateOneHeld"),
     };
     for (const sfx of ["", "Kb"]) {
       const s = f[`cpuSenderUs${sfx}`];
