@@ -173,7 +173,7 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** The primary: starts the workers, restarts crashed ones as a supervisor would, forwards signals, relays between the workers' nodes unless they meet in Redis, serves nothing itself. */
+/** The primary: starts the workers, restarts crashed ones as a supervisor would, forwards signals, introduces the workers' nodes to each other unless they meet in Redis, serves nothing itself. */
 function supervise(opts: Options & { workers: number }): void {
   const logger = pino({ name: "corral", base: null, level: opts.level });
   // Workers accept on the shared socket themselves: the default round-robin has this process accept every connection and pass its handle over IPC (about twice a handshake's CPU).

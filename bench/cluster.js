@@ -964,7 +964,7 @@ export const scenario = {
       groups: ["workers"],
       how:
         "The demo's start script as a user runs it (`corral --port 0 --log-level warn`, the build under test's `dist/app/cli.js`): " +
-        "one process, `--workers 1` and `--workers 2` (node:cluster workers meeting over IPC through the primary), each started " +
+        "one process, `--workers 1` and `--workers 2` (node:cluster workers meeting over IPC), each started " +
         "fresh, in a random order per round. A load generator process (`bench/ws/loadgen.js`, one thread) first warms the " +
         "server up: it opens 10 000 connections to `/echo`, 128 handshakes at a time, closes them and waits until the server " +
         "is idle, once per server process (each compiles the handshake path for itself; the first storm's server CPU / 10 000 " +
