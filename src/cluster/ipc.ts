@@ -107,7 +107,7 @@ class PrimaryNames implements GlobalStore {
   }
 }
 
-/** How long a node the primary said is up has to connect to this node, and a node said down to close its connection. */
+/** How long a node the primary said is up has to connect to this node, and an accepted connection to be said up. */
 const CONNECT_TIMEOUT_MS = 5_000;
 /** How long a node said down by the primary may keep its connection open (what it sent before is read first). */
 const DRAIN_MS = 1_000;
@@ -256,13 +256,22 @@ class IpcCarrier extends Carrier {
       socket.destroy();
       return;
     }
-    this.early.get(hello.node)?.socket.destroy();
+    this.takeEarly(hello.node)?.socket.destroy();
     const timer = setTimeout(() => {
       this.early.delete(hello.node);
       socket.destroy();
     }, CONNECT_TIMEOUT_MS);
     timer.unref();
     this.early.set(hello.node, { hello, socket, reader, timer });
+  }
+
+  /** The held connection of node, out of the map and its timer stopped. */
+  private takeEarly(node: string): Early | undefined {
+    const early = this.early.get(node);
+    if (early === undefined) return undefined;
+    this.early.delete(node);
+    clearTimeout(early.timer);
+    return early;
   }
 
   private arrived(conn: NodeConnection, socket: Socket, reader: FrameReader): void {
@@ -276,9 +285,7 @@ class IpcCarrier extends Carrier {
     // The same name's last run, if its connection still drains.
     this.conns.get(node)?.destroy("a new run of the node joined");
     const conn = this.connection({ node, creation });
-    const early = this.early.get(node);
-    this.early.delete(node);
-    if (early !== undefined) clearTimeout(early.timer);
+    const early = this.takeEarly(node);
     if (early !== undefined && early.hello.creation === creation && sameCookie(early.hello.cookie, this.cookie!)) this.arrived(conn, early.socket, early.reader);
     else {
       early?.socket.destroy();
@@ -292,12 +299,7 @@ class IpcCarrier extends Carrier {
 
   /** The primary says node is gone: lost once its connection has closed (what it sent before is read first), within DRAIN_MS. */
   private down(node: string, why: string): void {
-    const early = this.early.get(node);
-    if (early !== undefined) {
-      this.early.delete(node);
-      clearTimeout(early.timer);
-      early.socket.destroy();
-    }
+    this.takeEarly(node)?.socket.destroy();
     const conn = this.conns.get(node);
     if (conn === undefined || !conn.attached) {
       conn?.destroy(why);
@@ -431,11 +433,7 @@ class IpcCarrier extends Carrier {
     clearInterval(this.beat);
     for (const conn of Array.from(this.conns.values())) conn.destroy(why);
     this.conns.clear();
-    for (const early of this.early.values()) {
-      clearTimeout(early.timer);
-      early.socket.destroy();
-    }
-    this.early.clear();
+    for (const node of Array.from(this.early.keys())) this.takeEarly(node)!.socket.destroy();
     this.listener?.close();
   }
 
