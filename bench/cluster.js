@@ -812,6 +812,123 @@ export async function measureWorkers(p) {
 }
 
 // ---------------------------------------------------------------------------------------
+// 8. IPC and Redis side by side: CPU per message, the two transports in turns
+
+/**
+ * The CPU of every process a transport uses, ms so far: [node A, node B, redis-server or the
+ * primary]. Nodes by their own process.cpuUsage(); redis-server by its own INFO cpu (getrusage,
+ * µs resolution); the primary is this process.
+ * @param {Cluster | IpcCluster} c
+ * @returns {Promise<[number, number, number]>}
+ */
+async function transportCpuMs(c) {
+  const [ca, cb] = await Promise.all([c.a.call("cpu"), c.b.call("cpu")]);
+  let third;
+  if ("redis" in c) {
+    const cpu = await redisInfo(c.redis.port, "cpu");
+    third = ((cpu.used_cpu_user ?? 0) + (cpu.used_cpu_sys ?? 0)) * 1000;
+  } else third = c.primaryCpuMs();
+  return [(ca.user + ca.system) / 1000, (cb.user + cb.system) / 1000, third];
+}
+
+/**
+ * CPU per message of IPC and of Redis, measured in turns in one child, so both see the same
+ * machine and any drift in it falls on both: a Redis cluster and an IPC cluster are up
+ * together, each idle while the other runs, and each pair of turns alternates which goes
+ * first. Two kinds of traffic:
+ *   - batched: cluster-send's small run (n messages, a batch of 256 per handler turn, so
+ *     hundreds leave in one frame), which is what throughput costs;
+ *   - one per frame: the send round trip (cluster-latency's ping-pong), where each message is
+ *     a frame of its own, as a chat message or a call at human pace is.
+ * CPU is summed over every process the transport uses (transportCpuMs), each / messages.
+ * @param {{ pairs: number, n: number, count: number, batch: number, window: number, warmupDivisor: number }} p
+ */
+export async function measureTransports(p) {
+  return clusterRun((rc) =>
+    ipcRun(async (ic) => {
+      /** @typedef {"redis" | "ipc"} Transport */
+      /** @type {Record<Transport, Cluster | IpcCluster>} */
+      const clusters = { redis: rc, ipc: ic };
+      const pongers = { redis: await rc.b.call("ponger"), ipc: await ic.b.call("ponger") };
+      /** @param {Transport} t */
+      const sent = async (t) => {
+        const [ia, ib] = await Promise.all([clusters[t].a.call("info"), clusters[t].b.call("info")]);
+        return /** @type {number} */ (ia.sent) + /** @type {number} */ (ib.sent);
+      };
+      /**
+       * One measured run of either kind on transport t: CPU per message, µs, and signals per message.
+       * @param {Transport} t
+       * @param {"batched" | "framed"} kind
+       */
+      const run = async (t, kind) => {
+        const c = clusters[t];
+        await Promise.all([c.a.call("gc"), c.b.call("gc")]);
+        const s0 = await sent(t);
+        const cpu0 = await transportCpuMs(c);
+        let messages;
+        if (kind === "batched") {
+          const sink = await c.b.call("sink", { n: p.n, batch: p.batch, size: 0, timeoutMs: 60_000 });
+          await c.a.call("source", { to: sink, n: p.n, batch: p.batch, window: p.window, size: 0 });
+          await c.b.call("sinkDone", undefined, 65_000);
+          messages = p.n;
+        } else {
+          await c.a.call("ping", { to: pongers[t], count: p.count, warmup: 0, timeoutMs: 60_000 }, 65_000);
+          messages = 2 * p.count;
+        }
+        const cpu1 = await transportCpuMs(c);
+        const s1 = await sent(t);
+        const each = cpu1.map((ms, i) => ((ms - cpu0[i]) * 1000) / messages);
+        return { us: each[0] + each[1] + each[2], each, signalsPerMessage: (s1 - s0) / messages };
+      };
+      // Untimed first (JIT, connections' buffers), each transport and kind.
+      for (const t of /** @type {const} */ (["redis", "ipc"])) {
+        const c = clusters[t];
+        const sink = await c.b.call("sink", { n: Math.ceil(p.n / p.warmupDivisor), batch: p.batch, size: 0, timeoutMs: 60_000 });
+        await c.a.call("source", { to: sink, n: Math.ceil(p.n / p.warmupDivisor), batch: p.batch, window: p.window, size: 0 });
+        await c.b.call("sinkDone", undefined, 65_000);
+        await c.a.call("ping", { to: pongers[t], count: Math.ceil(p.count / p.warmupDivisor), warmup: 0, timeoutMs: 60_000 }, 65_000);
+      }
+      /** @type {{ batched: Record<Transport, number[]>, framed: Record<Transport, number[]> }} */
+      const us = { batched: { redis: [], ipc: [] }, framed: { redis: [], ipc: [] } };
+      /** @type {Record<string, number[]>} */
+      const signalsPerMessage = {};
+      /** Per process ([node A, node B, redis-server or primary]), µs per message, each run. */
+      /** @type {Record<string, number[][]>} */
+      const each = {};
+      for (let i = 0; i < p.pairs; i++) {
+        const order = /** @type {const} */ (i % 2 === 0 ? ["redis", "ipc"] : ["ipc", "redis"]);
+        for (const kind of /** @type {const} */ (["batched", "framed"])) {
+          for (const t of order) {
+            const r = await run(t, kind);
+            us[kind][t].push(r.us);
+            (each[`${kind}-${t}`] ??= []).push(r.each);
+            (signalsPerMessage[`${kind}-${t}`] ??= []).push(r.signalsPerMessage);
+          }
+        }
+      }
+      // A batched message is one signal (with one acknowledgement per batch), a framed one exactly one.
+      for (const [key, v] of Object.entries(signalsPerMessage)) {
+        const want = key.startsWith("batched") ? 1 + 1 / p.batch : 1;
+        check(v.every((x) => Math.abs(x - want) < 0.01), `${key}: ${v.join(", ")} signals per message, expected ${want.toFixed(3)}`);
+      }
+      /** @param {number[]} v */
+      const sum = (v) => v.reduce((a, b) => a + b, 0);
+      return {
+        figures: {
+          cpuBatchedUsRedis: sum(us.batched.redis) / p.pairs,
+          cpuBatchedUsIpc: sum(us.batched.ipc) / p.pairs,
+          cpuBatchedIpcOverRedis: sum(us.batched.ipc) / sum(us.batched.redis),
+          cpuFramedUsRedis: sum(us.framed.redis) / p.pairs,
+          cpuFramedUsIpc: sum(us.framed.ipc) / p.pairs,
+          cpuFramedIpcOverRedis: sum(us.framed.ipc) / sum(us.framed.redis),
+        },
+        details: { ...p, us, each },
+      };
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
 // What bench/run.js runs and reports
 
 /**
@@ -945,6 +1062,22 @@ export const scenario = {
       timeoutMs: 120_000,
       groups: ["ipc"],
       how: "**cluster-broadcast**'s cross-node broadcast (5 000 members on each of two workers) over IPC, over the workers' own connection.",
+    },
+    {
+      id: "cluster-transports",
+      fn: "measureTransports",
+      params: (quick) => ({ pairs: quick ? 1 : 3, n: quick ? 100_000 : 1_000_000, count: quick ? 2_000 : 10_000, batch: 256, window: 16, warmupDivisor: 5 }),
+      timeoutMs: 240_000,
+      groups: ["ipc"],
+      how:
+        "A Redis cluster (**cluster-send**'s: redis-server and two nodes) and an IPC cluster (**cluster-ipc-send**'s: two workers of the measurement child) " +
+        "up together in one child, measured in turns: each pair of turns runs both, alternating which goes first, the other cluster idle meanwhile, so " +
+        "drift in the machine falls on both. **Batched**: **cluster-send**'s small run (N = 1 M, 100 k with --quick; a batch of 256 per handler turn, " +
+        "so hundreds of messages leave in one frame). **One per frame**: **cluster-latency**'s ping-pong (10 000 round trips, 2 000 with --quick), " +
+        "where every message is a frame of its own, as a chat message or a call at human pace is. CPU per message: the CPU of every process the " +
+        "transport uses over the run (both nodes' `process.cpuUsage()`, and redis-server's own `INFO cpu` or the primary's), / messages; a figure " +
+        "is the mean over 3 pairs (1 with --quick), the ratio the sum of IPC's over the sum of Redis's. Checked: one signal per message (and an " +
+        "acknowledgement per batch), counted by the nodes.",
     },
     {
       id: "cluster-workers",
@@ -1100,6 +1233,12 @@ export const scenario = {
     { id: "echoW2HeldOverOne", label: "Echo throughput: --workers 2 (0.5 core) / one process (0.25 core)", format: "ratio", target: { op: ">=", value: 1.6 } },
     { id: "echoCpuUsOneHeld", label: "Server CPU per echo, one process held to 0.25 core", format: "us", unit: "µs" },
     { id: "echoCpuUsW2Held", label: "Server CPU per echo, --workers 2 held to 0.5 core", format: "us", unit: "µs" },
+    { id: "cpuBatchedUsRedis", label: "CPU per cross-node message, batched, in turns: Redis (both nodes + redis-server)", format: "us", unit: "µs" },
+    { id: "cpuBatchedUsIpc", label: "CPU per cross-node message, batched, in turns: IPC (both workers + primary)", format: "us", unit: "µs" },
+    { id: "cpuBatchedIpcOverRedis", label: "CPU per cross-node message, batched, in turns: IPC / Redis", format: "ratio", target: { op: "<=", value: 1 } },
+    { id: "cpuFramedUsRedis", label: "CPU per cross-node message, one per frame, in turns: Redis", format: "us", unit: "µs" },
+    { id: "cpuFramedUsIpc", label: "CPU per cross-node message, one per frame, in turns: IPC", format: "us", unit: "µs" },
+    { id: "cpuFramedIpcOverRedis", label: "CPU per cross-node message, one per frame, in turns: IPC / Redis", format: "ratio", target: { op: "<=", value: 1 } },
     { id: "bcastMsIpc", label: "Broadcast to 10 000 members, 5 000 on each node over IPC: until all have it", format: "ms" },
   ],
   derive: (f) => {
