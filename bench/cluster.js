@@ -815,20 +815,19 @@ export async function measureWorkers(p) {
 // 8. IPC and Redis side by side: CPU per message, the two transports in turns
 
 /**
- * The CPU of every process a transport uses, ms so far: [node A, node B, redis-server or the
- * primary]. Nodes by their own process.cpuUsage(); redis-server by its own INFO cpu (getrusage,
- * µs resolution); the primary is this process.
+ * The CPU of every process a transport uses so far, ms, in user space and in the kernel:
+ * [node A, node B, redis-server or the primary]. Nodes by their own process.cpuUsage();
+ * redis-server by its own INFO cpu (getrusage, µs resolution); the primary is this process.
  * @param {Cluster | IpcCluster} c
- * @returns {Promise<[number, number, number]>}
+ * @returns {Promise<{ user: number, system: number }[]>}
  */
 async function transportCpuMs(c) {
   const [ca, cb] = await Promise.all([c.a.call("cpu"), c.b.call("cpu")]);
-  let third;
-  if ("redis" in c) {
-    const cpu = await redisInfo(c.redis.port, "cpu");
-    third = ((cpu.used_cpu_user ?? 0) + (cpu.used_cpu_sys ?? 0)) * 1000;
-  } else third = c.primaryCpuMs();
-  return [(ca.user + ca.system) / 1000, (cb.user + cb.system) / 1000, third];
+  /** @param {{ user: number, system: number }} u */
+  const ms = (u) => ({ user: u.user / 1000, system: u.system / 1000 });
+  if (!("redis" in c)) return [ms(ca), ms(cb), ms(process.cpuUsage())];
+  const cpu = await redisInfo(c.redis.port, "cpu");
+  return [ms(ca), ms(cb), { user: (cpu.used_cpu_user ?? 0) * 1000, system: (cpu.used_cpu_sys ?? 0) * 1000 }];
 }
 
 /**
@@ -877,8 +876,9 @@ export async function measureTransports(p) {
         }
         const cpu1 = await transportCpuMs(c);
         const s1 = await sent(t);
-        const each = cpu1.map((ms, i) => ((ms - cpu0[i]) * 1000) / messages);
-        return { us: each[0] + each[1] + each[2], each, signalsPerMessage: (s1 - s0) / messages };
+        const each = cpu1.map((u, i) => ((u.user + u.system - cpu0[i].user - cpu0[i].system) * 1000) / messages);
+        const system = cpu1.reduce((sum, u, i) => sum + u.system - cpu0[i].system, 0) * 1000 / messages;
+        return { us: each[0] + each[1] + each[2], each, system, signalsPerMessage: (s1 - s0) / messages };
       };
       // Untimed first (JIT, connections' buffers), each transport and kind.
       for (const t of /** @type {const} */ (["redis", "ipc"])) {
@@ -895,6 +895,9 @@ export async function measureTransports(p) {
       /** Per process ([node A, node B, redis-server or primary]), µs per message, each run. */
       /** @type {Record<string, number[][]>} */
       const each = {};
+      /** Of which in the kernel, all processes, µs per message, each run. */
+      /** @type {Record<string, number[]>} */
+      const system = {};
       for (let i = 0; i < p.pairs; i++) {
         const order = /** @type {const} */ (i % 2 === 0 ? ["redis", "ipc"] : ["ipc", "redis"]);
         for (const kind of /** @type {const} */ (["batched", "framed"])) {
@@ -902,6 +905,7 @@ export async function measureTransports(p) {
             const r = await run(t, kind);
             us[kind][t].push(r.us);
             (each[`${kind}-${t}`] ??= []).push(r.each);
+            (system[`${kind}-${t}`] ??= []).push(r.system);
             (signalsPerMessage[`${kind}-${t}`] ??= []).push(r.signalsPerMessage);
           }
         }
@@ -922,7 +926,7 @@ export async function measureTransports(p) {
           cpuFramedUsIpc: sum(us.framed.ipc) / p.pairs,
           cpuFramedIpcOverRedis: sum(us.framed.ipc) / sum(us.framed.redis),
         },
-        details: { ...p, us, each },
+        details: { ...p, us, each, system },
       };
     }),
   );
