@@ -840,7 +840,7 @@ async function transportCpuMs(c) {
  *   - one per frame: the send round trip (cluster-latency's ping-pong), where each message is
  *     a frame of its own, as a chat message or a call at human pace is.
  * CPU is summed over every process the transport uses (transportCpuMs), each / messages.
- * @param {{ pairs: number, n: number, count: number, batch: number, window: number, warmupDivisor: number }} p
+ * @param {{ pairs: number, n: number, nKb: number, count: number, batch: number, window: number, warmupDivisor: number }} p
  */
 export async function measureTransports(p) {
   return clusterRun((rc) =>
@@ -849,6 +849,17 @@ export async function measureTransports(p) {
       /** @type {Record<Transport, Cluster | IpcCluster>} */
       const clusters = { redis: rc, ipc: ic };
       const pongers = { redis: await rc.b.call("ponger"), ipc: await ic.b.call("ponger") };
+      /**
+       * cluster-send's run from node A to node B: n messages of size (0: { seq }), checked by the sink.
+       * @param {Cluster | IpcCluster} c
+       * @param {number} n
+       * @param {number} size
+       */
+      const sendTimes = async (c, n, size) => {
+        const sink = await c.b.call("sink", { n, batch: p.batch, size, timeoutMs: 60_000 });
+        await c.a.call("source", { to: sink, n, batch: p.batch, window: p.window, size });
+        await c.b.call("sinkDone", undefined, 65_000);
+      };
       /** @param {Transport} t */
       const sent = async (t) => {
         const [ia, ib] = await Promise.all([clusters[t].a.call("info"), clusters[t].b.call("info")]);
@@ -857,7 +868,7 @@ export async function measureTransports(p) {
       /**
        * One measured run of either kind on transport t: CPU per message, µs, and signals per message.
        * @param {Transport} t
-       * @param {"batched" | "framed"} kind
+       * @param {"batched" | "batchedKb" | "framed"} kind
        */
       const run = async (t, kind) => {
         const c = clusters[t];
@@ -865,11 +876,9 @@ export async function measureTransports(p) {
         const s0 = await sent(t);
         const cpu0 = await transportCpuMs(c);
         let messages;
-        if (kind === "batched") {
-          const sink = await c.b.call("sink", { n: p.n, batch: p.batch, size: 0, timeoutMs: 60_000 });
-          await c.a.call("source", { to: sink, n: p.n, batch: p.batch, window: p.window, size: 0 });
-          await c.b.call("sinkDone", undefined, 65_000);
-          messages = p.n;
+        if (kind !== "framed") {
+          messages = kind === "batched" ? p.n : p.nKb;
+          await sendTimes(c, messages, kind === "batched" ? 0 : 1000);
         } else {
           await c.a.call("ping", { to: pongers[t], count: p.count, warmup: 0, timeoutMs: 60_000 }, 65_000);
           messages = 2 * p.count;
@@ -882,14 +891,12 @@ export async function measureTransports(p) {
       };
       // Untimed first (JIT, connections' buffers), each transport and kind.
       for (const t of /** @type {const} */ (["redis", "ipc"])) {
-        const c = clusters[t];
-        const sink = await c.b.call("sink", { n: Math.ceil(p.n / p.warmupDivisor), batch: p.batch, size: 0, timeoutMs: 60_000 });
-        await c.a.call("source", { to: sink, n: Math.ceil(p.n / p.warmupDivisor), batch: p.batch, window: p.window, size: 0 });
-        await c.b.call("sinkDone", undefined, 65_000);
-        await c.a.call("ping", { to: pongers[t], count: Math.ceil(p.count / p.warmupDivisor), warmup: 0, timeoutMs: 60_000 }, 65_000);
+        await sendTimes(clusters[t], Math.ceil(p.n / p.warmupDivisor), 0);
+        await sendTimes(clusters[t], Math.ceil(p.nKb / p.warmupDivisor), 1000);
+        await clusters[t].a.call("ping", { to: pongers[t], count: Math.ceil(p.count / p.warmupDivisor), warmup: 0, timeoutMs: 60_000 }, 65_000);
       }
-      /** @type {{ batched: Record<Transport, number[]>, framed: Record<Transport, number[]> }} */
-      const us = { batched: { redis: [], ipc: [] }, framed: { redis: [], ipc: [] } };
+      /** @type {Record<"batched" | "batchedKb" | "framed", Record<Transport, number[]>>} */
+      const us = { batched: { redis: [], ipc: [] }, batchedKb: { redis: [], ipc: [] }, framed: { redis: [], ipc: [] } };
       /** @type {Record<string, number[]>} */
       const signalsPerMessage = {};
       /** Per process ([node A, node B, redis-server or primary]), µs per message, each run. */
@@ -900,7 +907,7 @@ export async function measureTransports(p) {
       const system = {};
       for (let i = 0; i < p.pairs; i++) {
         const order = /** @type {const} */ (i % 2 === 0 ? ["redis", "ipc"] : ["ipc", "redis"]);
-        for (const kind of /** @type {const} */ (["batched", "framed"])) {
+        for (const kind of /** @type {const} */ (["batched", "batchedKb", "framed"])) {
           for (const t of order) {
             const r = await run(t, kind);
             us[kind][t].push(r.us);
@@ -922,6 +929,9 @@ export async function measureTransports(p) {
           cpuBatchedUsRedis: sum(us.batched.redis) / p.pairs,
           cpuBatchedUsIpc: sum(us.batched.ipc) / p.pairs,
           cpuBatchedIpcOverRedis: sum(us.batched.ipc) / sum(us.batched.redis),
+          cpuBatchedKbUsRedis: sum(us.batchedKb.redis) / p.pairs,
+          cpuBatchedKbUsIpc: sum(us.batchedKb.ipc) / p.pairs,
+          cpuBatchedKbIpcOverRedis: sum(us.batchedKb.ipc) / sum(us.batchedKb.redis),
           cpuFramedUsRedis: sum(us.framed.redis) / p.pairs,
           cpuFramedUsIpc: sum(us.framed.ipc) / p.pairs,
           cpuFramedIpcOverRedis: sum(us.framed.ipc) / sum(us.framed.redis),
@@ -1070,14 +1080,14 @@ export const scenario = {
     {
       id: "cluster-transports",
       fn: "measureTransports",
-      params: (quick) => ({ pairs: quick ? 1 : 3, n: quick ? 100_000 : 1_000_000, count: quick ? 2_000 : 10_000, batch: 256, window: 16, warmupDivisor: 5 }),
+      params: (quick) => ({ pairs: quick ? 1 : 3, n: quick ? 100_000 : 1_000_000, nKb: quick ? 30_000 : 300_000, count: quick ? 2_000 : 10_000, batch: 256, window: 16, warmupDivisor: 5 }),
       timeoutMs: 240_000,
       groups: ["ipc"],
       how:
         "A Redis cluster (**cluster-send**'s: redis-server and two nodes) and an IPC cluster (**cluster-ipc-send**'s: two workers of the measurement child) " +
         "up together in one child, measured in turns: each pair of turns runs both, alternating which goes first, the other cluster idle meanwhile, so " +
         "drift in the machine falls on both. **Batched**: **cluster-send**'s small run (N = 1 M, 100 k with --quick; a batch of 256 per handler turn, " +
-        "so hundreds of messages leave in one frame). **One per frame**: **cluster-latency**'s ping-pong (10 000 round trips, 2 000 with --quick), " +
+        "so hundreds of messages leave in one frame), and its 1 KB run (N = 300 k, 30 k with --quick). **One per frame**: **cluster-latency**'s ping-pong (10 000 round trips, 2 000 with --quick), " +
         "where every message is a frame of its own, as a chat message or a call at human pace is. CPU per message: the CPU of every process the " +
         "transport uses over the run (both nodes' `process.cpuUsage()`, and redis-server's own `INFO cpu` or the primary's), / messages; a figure " +
         "is the mean over 3 pairs (1 with --quick), the ratio the sum of IPC's over the sum of Redis's. Checked: one signal per message (and an " +
@@ -1240,6 +1250,9 @@ export const scenario = {
     { id: "cpuBatchedUsRedis", label: "CPU per cross-node message, batched, in turns: Redis (both nodes + redis-server)", format: "us", unit: "µs" },
     { id: "cpuBatchedUsIpc", label: "CPU per cross-node message, batched, in turns: IPC (both workers + primary)", format: "us", unit: "µs" },
     { id: "cpuBatchedIpcOverRedis", label: "CPU per cross-node message, batched, in turns: IPC / Redis", format: "ratio", target: { op: "<=", value: 1 } },
+    { id: "cpuBatchedKbUsRedis", label: "CPU per cross-node message, 1 KB, batched, in turns: Redis", format: "us", unit: "µs" },
+    { id: "cpuBatchedKbUsIpc", label: "CPU per cross-node message, 1 KB, batched, in turns: IPC", format: "us", unit: "µs" },
+    { id: "cpuBatchedKbIpcOverRedis", label: "CPU per cross-node message, 1 KB, batched, in turns: IPC / Redis", format: "ratio", target: { op: "<=", value: 1 } },
     { id: "cpuFramedUsRedis", label: "CPU per cross-node message, one per frame, in turns: Redis", format: "us", unit: "µs" },
     { id: "cpuFramedUsIpc", label: "CPU per cross-node message, one per frame, in turns: IPC", format: "us", unit: "µs" },
     { id: "cpuFramedIpcOverRedis", label: "CPU per cross-node message, one per frame, in turns: IPC / Redis", format: "ratio", target: { op: "<=", value: 1 } },
@@ -1334,6 +1347,23 @@ export const scenario = {
         `IPC call: p90 ${f1(med("cluster-ipc-call", (x) => x.call.p90))} µs, max ${f1(med("cluster-ipc-call", (x) => x.call.max))} µs; ` +
           `the send round trip in the same child p90 ${f1(med("cluster-ipc-call", (x) => x.rtt.p90))} µs.`,
       );
+    }
+    const turns = d["cluster-transports"];
+    if (!skipped && turns?.length) {
+      /** @param {string} key @param {(x: any) => number[]} pick  every pair's values, every round */
+      const medAll = (key, pick) => median(turns.flatMap((x) => pick(x[key] ?? {})));
+      const parts = [];
+      for (const [kind, what] of [["batched", "small batched"], ["batchedKb", "1 KB batched"], ["framed", "one per frame"]]) {
+        /** @param {string} t @param {number} i */
+        const proc = (t, i) => f2(medAll("each", (e) => (e[`${kind}-${t}`] ?? []).map((/** @type {number[]} */ v) => v[i])));
+        /** @param {string} t */
+        const sys = (t) => f2(medAll("system", (e) => e[`${kind}-${t}`] ?? []));
+        parts.push(
+          `${what}: IPC ${proc("ipc", 0)} + ${proc("ipc", 1)} + ${proc("ipc", 2)} (the primary) µs, of which ${sys("ipc")} in the kernel; ` +
+            `Redis ${proc("redis", 0)} + ${proc("redis", 1)} + ${proc("redis", 2)} (redis-server) µs, of which ${sys("redis")} in the kernel`,
+        );
+      }
+      lines.push(`In turns, CPU per message by process (node A, which sends the batches and the pings, + node B + the primary or redis-server; medians over every pair): ${parts.join("; ")}.`);
     }
     if (d["cluster-ipc-broadcast"]?.length) {
       lines.push(
