@@ -834,9 +834,9 @@ async function transportCpuMs(c) {
  * CPU per message of IPC and of Redis, measured in turns in one child, so both see the same
  * machine and any drift in it falls on both: a Redis cluster and an IPC cluster are up
  * together, each idle while the other runs, and each pair of turns alternates which goes
- * first. Two kinds of traffic:
+ * first. Three kinds of traffic:
  *   - batched: cluster-send's small run (n messages, a batch of 256 per handler turn, so
- *     hundreds leave in one frame), which is what throughput costs;
+ *     hundreds leave in one frame), which is what throughput costs, and its 1 KB run (nKb);
  *   - one per frame: the send round trip (cluster-latency's ping-pong), where each message is
  *     a frame of its own, as a chat message or a call at human pace is.
  * CPU is summed over every process the transport uses (transportCpuMs), each / messages.
