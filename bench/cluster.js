@@ -843,8 +843,10 @@ async function transportCpuMs(c) {
  * @param {{ pairs: number, n: number, nKb: number, count: number, batch: number, window: number, warmupDivisor: number }} p
  */
 export async function measureTransports(p) {
-  return clusterRun((rc) =>
-    ipcRun(async (ic) => {
+  // withCluster reports the Redis cluster's processes' CPU; the IPC workers' is added to it, or it would count as other work's.
+  let ipcCpuMs = 0;
+  const r = await clusterRun(async (rc) => {
+    const inner = await ipcRun(async (ic) => {
       /** @typedef {"redis" | "ipc"} Transport */
       /** @type {Record<Transport, Cluster | IpcCluster>} */
       const clusters = { redis: rc, ipc: ic };
@@ -938,8 +940,11 @@ export async function measureTransports(p) {
         },
         details: { ...p, us, each, system },
       };
-    }),
-  );
+    });
+    ipcCpuMs = inner.subprocessCpuMs ?? 0;
+    return inner;
+  });
+  return { ...r, subprocessCpuMs: (r.subprocessCpuMs ?? 0) + ipcCpuMs };
 }
 
 // ---------------------------------------------------------------------------------------
